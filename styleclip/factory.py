@@ -1,0 +1,89 @@
+"""Builds the objects the front ends need from names and paths: the one place that combines the
+registry (`pretrained`), the readers (`convert`) and the networks."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import pretrained
+from .convert import build_generator, read_generator, save_generator
+from .errors import CheckpointError, StyleClipError
+from .nets.stylegan2 import Generator, GeneratorConfig
+
+DEBUG_GENERATOR = GeneratorConfig(size=32, style_dim=64, n_mlp=2, channel_base=512, channel_max=32,
+                                  channel_multiplier=1)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' -> cuda if available, else mps, else cpu; an unavailable explicit device is an error."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise StyleClipError("--device cuda was asked for, but no CUDA device is available")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise StyleClipError("--device mps was asked for, but MPS is not available")
+    return dev
+
+
+def debug_generator(seed: int = 0) -> Generator:
+    """The `debug` generator: tiny (32 px), random weights from a fixed seed, no download."""
+    g = torch.random.fork_rng(devices=[])
+    with g:
+        torch.manual_seed(seed)
+        gen = Generator(DEBUG_GENERATOR)
+        # random noise strengths so that noise_mode matters even in the tiny model
+        for m in gen.modules():
+            if m.__class__.__name__ == "NoiseInjection":
+                m.weight.data.normal_(0, 0.1)
+    gen.w_avg.copy_(gen.mean_latent(1024))
+    return gen.eval().requires_grad_(False)
+
+
+def load_generator(source: str | Path | None = None, *, device: str | torch.device = "cpu",
+                   cache: bool = True) -> Generator:
+    """A frozen generator in eval mode from a model-set name (`ffhq`, `debug`, ...), a registry weight name
+    (`stylegan2-ffhq-1024`) or a checkpoint path (.pt, .pkl, .safetensors).
+
+    Foreign checkpoints (.pt / .pkl) are converted once and cached as safetensors in the user cache.
+    """
+    device = resolve_device(device)
+    name = str(source) if source is not None else "ffhq"
+    if name in pretrained.MODEL_SETS:
+        name = pretrained.MODEL_SETS[name].generator
+        if name == "debug":
+            return debug_generator().to(device)
+    if name in pretrained.REGISTRY:
+        return _generator_from_file(pretrained.resolve(name), cache=cache).to(device)
+    path = Path(source)
+    if not path.exists() and path.suffix == "":
+        known = ", ".join(sorted(pretrained.MODEL_SETS))
+        raise StyleClipError(f"unknown model {name!r} (known: {known}) and no file by that name")
+    return _generator_from_file(path, cache=cache).to(device)
+
+
+def _generator_from_file(path: Path, *, cache: bool) -> Generator:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if cache and path.suffix != ".safetensors":
+        cached = pretrained.converted_path(path)
+        if cached.is_file():
+            try:
+                return build_generator(*read_generator(cached), source=str(cached))
+            except CheckpointError:
+                cached.unlink(missing_ok=True)  # a stale or broken cache entry: convert again
+    config, state = read_generator(path)
+    gen = build_generator(config, state, source=str(path))
+    if cache and path.suffix != ".safetensors":
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            save_generator(gen, cached)
+        except OSError as e:  # a read-only cache must not stop the edit
+            warnings.warn(f"could not cache the converted checkpoint at {cached}: {e}")
+    return gen

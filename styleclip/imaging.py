@@ -1,0 +1,65 @@
+"""Images: tensors in [-1,1] NCHW <-> PIL / uint8, grids, GIFs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """img [N,3,H,W] or [3,H,W] in [-1,1] -> uint8 array [N,H,W,3] (or [H,W,3])."""
+    x = img.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+def to_pil(img: torch.Tensor) -> Image.Image | list[Image.Image]:
+    """One image [3,H,W] -> PIL image; a batch [N,3,H,W] -> list of PIL images."""
+    arr = to_uint8(img)
+    if arr.ndim == 3:
+        return Image.fromarray(arr)
+    return [Image.fromarray(a) for a in arr]
+
+
+def from_pil(image: Image.Image, size: int | None = None) -> torch.Tensor:
+    """PIL image -> [1,3,H,W] in [-1,1] (RGB; resized with Lanczos to size x size when given)."""
+    image = image.convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.LANCZOS)
+    x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float()
+    return (x / 127.5 - 1).unsqueeze(0)
+
+
+def grid(images: Sequence[torch.Tensor] | torch.Tensor, *, ncols: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile images ([3,H,W] each, or a batch) into one PIL image, row-major, white padding."""
+    if isinstance(images, torch.Tensor):
+        images = list(images) if images.ndim == 4 else [images]
+    arrs = [to_uint8(t) for t in images]
+    n = len(arrs)
+    ncols = ncols or n
+    nrows = (n + ncols - 1) // ncols
+    h, w = arrs[0].shape[:2]
+    canvas = np.full((nrows * h + (nrows + 1) * pad, ncols * w + (ncols + 1) * pad, 3), 255, np.uint8)
+    for i, a in enumerate(arrs):
+        r, c = divmod(i, ncols)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[y:y + h, x:x + w] = a
+    return Image.fromarray(canvas)
+
+
+def save_gif(frames: Sequence[Image.Image], path: str | Path, *, duration_ms: int = 80) -> Path:
+    """Write an animated GIF that loops forever."""
+    path = Path(path)
+    frames = list(frames)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def upscale_for_viewing(image: Image.Image, min_size: int = 256) -> Image.Image:
+    """Nearest-neighbour enlarge tiny images (debug models are 32 px) so people can see them."""
+    factor = max(1, -(-min_size // max(image.size)))
+    if factor == 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), Image.NEAREST)

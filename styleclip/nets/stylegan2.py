@@ -1,0 +1,332 @@
+"""StyleGAN2 generator in plain torch, with W, W+ and style space S.
+
+Parameter names follow the rosinality layout (the one of `stylegan2-ffhq-config-f.pt`), so those
+checkpoints load strictly; NVIDIA checkpoints are mapped onto the same names by `styleclip.convert`.
+The fixed FIR kernels are not parameters here (they are rebuilt from the config), and `w_avg` is a buffer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .ops import fused_leaky_relu, make_kernel_1d, modulated_conv2d, upfirdn2d
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of a StyleGAN2 generator (weights are separate).
+
+    Channels at resolution r: min(channel_max, channel_base * channel_multiplier // r), which gives the
+    rosinality table (config-f: channel_multiplier 2) and NVIDIA's channel_base = 16384 * multiplier.
+    `conv_clamp` reproduces NVIDIA ADA/StyleGAN3-trained networks (activations clamped to +-conv_clamp).
+    """
+
+    size: int = 1024
+    style_dim: int = 512
+    n_mlp: int = 8
+    channel_multiplier: int = 2
+    channel_base: int = 16384
+    channel_max: int = 512
+    lr_mlp: float = 0.01
+    blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
+    conv_clamp: float | None = None
+
+    def __post_init__(self):
+        log = math.log2(self.size) if self.size > 0 else -1
+        if self.size < 4 or log != int(log):
+            raise ValueError(f"generator size must be a power of two >= 4, got {self.size}")
+        object.__setattr__(self, "blur_kernel", tuple(self.blur_kernel))
+
+    @property
+    def log_size(self) -> int:
+        return int(math.log2(self.size))
+
+    @property
+    def num_ws(self) -> int:
+        """Rows of W+ (n_latent): 18 at 1024."""
+        return self.log_size * 2 - 2
+
+    @property
+    def num_noises(self) -> int:
+        return (self.log_size - 2) * 2 + 1
+
+    def channels(self, resolution: int) -> int:
+        return min(self.channel_max, self.channel_base * self.channel_multiplier // resolution)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown generator config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+class StyleLayer(NamedTuple):
+    """One entry of the style-space layer table."""
+
+    index: int  # position in the list of style vectors (S)
+    resolution: int
+    kind: str  # "conv" or "torgb"
+    channels: int  # length of the style vector (input channels of the modulated conv)
+    wplus_row: int  # the W+ row that feeds it
+    module: str  # dotted module name in the generator
+
+
+def style_layer_table(config: GeneratorConfig) -> list[StyleLayer]:
+    """The S-space layout: conv4, toRGB4, then per resolution up-conv, conv, toRGB (26 entries at 1024)."""
+    c = config.channels
+    table = [StyleLayer(0, 4, "conv", c(4), 0, "conv1"), StyleLayer(1, 4, "torgb", c(4), 1, "to_rgb1")]
+    for i in range(config.log_size - 2):
+        res = 2 ** (i + 3)
+        n = len(table)
+        table += [
+            StyleLayer(n, res, "conv", c(res // 2), 2 * i + 1, f"convs.{2 * i}"),
+            StyleLayer(n + 1, res, "conv", c(res), 2 * i + 2, f"convs.{2 * i + 1}"),
+            StyleLayer(n + 2, res, "torgb", c(res), 2 * i + 3, f"to_rgbs.{i}"),
+        ]
+    return table
+
+
+class PixelNorm(nn.Module):
+    def __init__(self, dim: int = 1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().mean(dim=self.dim, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalised learning rate (weight N(0,1)/lr_mul, runtime gain lr_mul/sqrt(fan_in))."""
+
+    def __init__(self, in_dim: int, out_dim: int, *, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation:
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class ModulatedConv2d(nn.Module):
+    """Weight [1,Co,Ci,k,k] (rosinality layout) and the affine `modulation` producing the style vector."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int, *, demodulate: bool = True,
+                 upsample: bool = False, blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.scale = 1.0 / math.sqrt(in_ch * kernel_size * kernel_size)
+        self.demodulate = demodulate
+        self.upsample = upsample
+        self.register_buffer("blur_kernel_1d", make_kernel_1d(blur_kernel), persistent=False)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return modulated_conv2d(x, self.weight[0] * self.scale, style, demodulate=self.demodulate,
+                                up=self.upsample, blur_kernel_1d=self.blur_kernel_1d)
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return x + self.weight.to(x.dtype) * noise.to(x.dtype)
+
+
+class FusedLeakyReLU(nn.Module):
+    def __init__(self, channels: int, clamp: float | None = None):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.clamp = clamp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias, clamp=self.clamp)
+
+
+class StyledConv(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int, *, upsample: bool = False,
+                 blur_kernel=(1, 3, 3, 1), conv_clamp: float | None = None):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, upsample=upsample, blur_kernel=blur_kernel)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_ch, clamp=conv_clamp)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, style), noise))
+
+
+class ToRGB(nn.Module):
+    def __init__(self, in_ch: int, style_dim: int, *, upsample: bool = True, blur_kernel=(1, 3, 3, 1),
+                 conv_clamp: float | None = None):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.upsample = upsample
+        self.clamp = conv_clamp
+        self.register_buffer("up_kernel_1d", make_kernel_1d(blur_kernel), persistent=False)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x, style) + self.bias.to(x.dtype)
+        if self.clamp is not None:
+            out = out.clamp(-self.clamp, self.clamp)
+        if skip is not None:
+            # rosinality Upsample: up=2, pad=(2,1) for a 4-tap kernel, gain 4
+            taps = self.up_kernel_1d.numel()
+            p = taps - 2
+            out = out + upfirdn2d(skip, self.up_kernel_1d, up=2, pad=((p + 1) // 2 + 1, p // 2), gain=4.0)
+        return out
+
+
+class ConstantInput(nn.Module):
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+
+class Noises(nn.Module):
+    """Fixed noise buffers noise_0 .. noise_{n-1} (used by noise_mode='const')."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        for k in range(config.num_noises):
+            r = 2 ** ((k + 5) // 2)
+            self.register_buffer(f"noise_{k}", torch.randn(1, 1, r, r))
+
+    def as_list(self) -> list[torch.Tensor]:
+        return [getattr(self, f"noise_{k}") for k in range(len(self._buffers))]
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: mapping z -> w, styles w_plus -> S, synthesis S -> image in about [-1, 1]."""
+
+    def __init__(self, config: GeneratorConfig = GeneratorConfig()):
+        super().__init__()
+        self.config = config
+        cfg = config
+        self.style = nn.Sequential(
+            PixelNorm(),
+            *[EqualLinear(cfg.style_dim, cfg.style_dim, lr_mul=cfg.lr_mlp, activation=True) for _ in range(cfg.n_mlp)],
+        )
+        ch = cfg.channels
+        kw = dict(blur_kernel=cfg.blur_kernel, conv_clamp=cfg.conv_clamp)
+        self.input = ConstantInput(ch(4))
+        self.conv1 = StyledConv(ch(4), ch(4), cfg.style_dim, **kw)
+        self.to_rgb1 = ToRGB(ch(4), cfg.style_dim, upsample=False, **kw)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        for i in range(cfg.log_size - 2):
+            res = 2 ** (i + 3)
+            self.convs.append(StyledConv(ch(res // 2), ch(res), cfg.style_dim, upsample=True, **kw))
+            self.convs.append(StyledConv(ch(res), ch(res), cfg.style_dim, **kw))
+            self.to_rgbs.append(ToRGB(ch(res), cfg.style_dim, **kw))
+        self.noises = Noises(cfg)
+        self.register_buffer("w_avg", torch.zeros(cfg.style_dim))
+        self.layers = style_layer_table(cfg)
+        self._affines = [self.get_submodule(layer.module).conv.modulation for layer in self.layers]
+
+    @property
+    def num_ws(self) -> int:
+        return self.config.num_ws
+
+    # ---- W ----------------------------------------------------------------------------------------
+    def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
+        """z [N,style_dim] -> w [N,style_dim], truncated toward `w_avg` by psi (1 = no truncation)."""
+        _check_shape(z, (None, self.config.style_dim), "z")
+        w = self.style(z)
+        return self.truncate(w, truncation_psi)
+
+    def mapping_plus(self, z: torch.Tensor, truncation_psi: float = 1.0,
+                     truncation_cutoff: int | None = None) -> torch.Tensor:
+        """z -> w_plus [N,num_ws,style_dim]; with a cutoff only the first rows are truncated (NVIDIA style)."""
+        w_plus = self.broadcast(self.mapping(z))
+        return self.truncate(w_plus, truncation_psi, truncation_cutoff)
+
+    def truncate(self, w: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+        """Interpolate w ([N,D] or [N,num_ws,D]) toward w_avg; `cutoff` limits it to the first W+ rows."""
+        if psi == 1.0:
+            return w
+        avg = self.w_avg.to(w.dtype)
+        if cutoff is None or w.ndim == 2:
+            return avg + psi * (w - avg)
+        rows = torch.arange(w.shape[1], device=w.device) < cutoff
+        return torch.where(rows.view(1, -1, 1), avg + psi * (w - avg), w)
+
+    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
+        """w [N,D] -> w_plus [N,num_ws,D] with every row equal."""
+        return w.unsqueeze(1).repeat(1, self.num_ws, 1)
+
+    @torch.no_grad()
+    def mean_latent(self, n: int = 4096, *, seed: int = 0) -> torch.Tensor:
+        """Average of mapping(z) over n samples drawn from a seeded generator (for checkpoints without w_avg)."""
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.config.style_dim, generator=g).to(self.w_avg.device)
+        return self.style(z).mean(0)
+
+    # ---- S ----------------------------------------------------------------------------------------
+    def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
+        """w_plus [N,num_ws,D] -> the style vectors S: one [N,C_i] per entry of `self.layers`."""
+        _check_shape(w_plus, (None, self.num_ws, self.config.style_dim), "w_plus")
+        return [affine(w_plus[:, layer.wplus_row]) for layer, affine in zip(self.layers, self._affines)]
+
+    # ---- synthesis -------------------------------------------------------------------------------
+    def synthesis(self, w_plus: torch.Tensor, noise_mode: str = "const",
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+        """w_plus [N,num_ws,D] -> img [N,3,size,size]."""
+        return self.synthesis_from_styles(self.styles(w_plus), noise_mode=noise_mode, generator=generator)
+
+    def synthesis_from_styles(self, styles: list[torch.Tensor], noise_mode: str = "const",
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+        """S (list of [N,C_i]) -> img [N,3,size,size]. noise_mode: const (stored buffers), random, none."""
+        if len(styles) != len(self.layers):
+            raise ValueError(f"expected {len(self.layers)} style vectors, got {len(styles)}")
+        for s, layer in zip(styles, self.layers):
+            _check_shape(s, (None, layer.channels), f"styles[{layer.index}]")
+        n = styles[0].shape[0]
+        noise = self._noise(noise_mode, n, styles[0].device, generator)
+        x = self.input.input.expand(n, -1, -1, -1)
+        x = self.conv1(x, styles[0], noise[0])
+        img = self.to_rgb1(x, styles[1])
+        for i, to_rgb in enumerate(self.to_rgbs):
+            k = 2 + 3 * i
+            x = self.convs[2 * i](x, styles[k], noise[2 * i + 1])
+            x = self.convs[2 * i + 1](x, styles[k + 1], noise[2 * i + 2])
+            img = to_rgb(x, styles[k + 2], img)
+        return img
+
+    def forward(self, w_plus: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        return self.synthesis(w_plus, noise_mode=noise_mode)
+
+    def _noise(self, mode: str, n: int, device, generator) -> list[torch.Tensor]:
+        buffers = self.noises.as_list()
+        if mode == "const":
+            return buffers
+        if mode == "none":
+            return [torch.zeros_like(b) for b in buffers]
+        if mode == "random":
+            return [torch.randn((n, 1) + b.shape[2:], generator=generator, device=b.device if generator is None
+                                else generator.device).to(device) for b in buffers]
+        raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {mode!r}")
+
+
+def _check_shape(t: torch.Tensor, shape: tuple, name: str) -> None:
+    if t.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, t.shape)):
+        want = "[" + ",".join("N" if s is None else str(s) for s in shape) + "]"
+        raise ValueError(f"{name} must have shape {want}, got {list(t.shape)}")

@@ -1,0 +1,23 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own weights cache and no weights dir: nothing leaks between tests or from ~."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("STYLECLIP_CACHE", str(cache))
+    monkeypatch.delenv("STYLECLIP_WEIGHTS_DIR", raising=False)
+    yield
+
+
+@pytest.fixture(scope="session")
+def debug_generator():
+    from styleclip.factory import debug_generator as build
+
+    return build()

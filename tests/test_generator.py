@@ -1,0 +1,165 @@
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import DATA, parity_state_dict
+from styleclip.convert import build_generator, check_keys, read_generator
+from styleclip.nets import ops
+from styleclip.nets.stylegan2 import Generator, GeneratorConfig, style_layer_table
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory):
+    spec, sd = parity_state_dict()
+    path = tmp_path_factory.mktemp("parity") / "g.pt"
+    torch.save({"g_ema": sd}, path)
+    config, state = read_generator(path)
+    g = build_generator(config, state)
+    ref = torch.load(DATA / "reference.pt", weights_only=True)
+    g.w_avg.copy_(ref["w_avg"])
+    return g, ref
+
+
+def test_parity_with_rosinality_reference(parity):
+    g, ref = parity
+    assert g.config.size == 16 and g.config.n_mlp == 2 and g.num_ws == 6
+    with torch.no_grad():
+        w = g.mapping(ref["z"])
+        assert (w - ref["w"]).abs().max() < 1e-4
+        assert (g.synthesis(g.broadcast(w)) - ref["img_z"]).abs().max() < 1e-4
+        assert (g.synthesis(ref["w_plus"]) - ref["img_wplus"]).abs().max() < 1e-4
+        img_trunc = g.synthesis(g.broadcast(g.mapping(ref["z"], truncation_psi=0.7)))
+        assert (img_trunc - ref["img_trunc"]).abs().max() < 1e-4
+        styles = g.styles(ref["w_plus"])
+        assert len(styles) == len(ref["styles"]) == 8
+        for a, b in zip(styles, ref["styles"]):
+            assert (a - b).abs().max() < 1e-4
+
+
+def test_ffhq1024_keys_load_strictly():
+    spec = json.loads((DATA / "keys_ffhq1024.json").read_text())
+    with torch.device("meta"):
+        g = Generator(GeneratorConfig(size=1024))
+    ours = {k: tuple(v.shape) for k, v in g.state_dict().items() if k != "w_avg"}
+    theirs = {e["key"]: torch.empty(e["shape"], device="meta") for e in spec["keys"]
+              if not e["key"].endswith(("blur.kernel", "upsample.kernel"))}
+    assert len(spec["keys"]) == 171
+    check_keys(ours, theirs, source="ffhq1024")  # raises on any missing/unexpected/shape mismatch
+    n_params = sum(p.numel() for p in g.parameters())
+    assert n_params == 30_370_060  # WEIGHTS.md 1.2
+
+
+def test_style_space_table_at_1024():
+    table = style_layer_table(GeneratorConfig(size=1024))
+    assert len(table) == 26
+    assert [l.channels for l in table] == [512] * 15 + [256] * 3 + [128] * 3 + [64] * 3 + [32] * 2
+    assert sum(l.channels for l in table) == 9088
+    assert [l.index for l in table if l.kind == "torgb"] == [1, 4, 7, 10, 13, 16, 19, 22, 25]
+    assert sum(l.channels for l in table if l.kind == "conv") == 6048
+    assert [l.wplus_row for l in table][:5] == [0, 1, 1, 2, 3]
+    assert max(l.wplus_row for l in table) == 17
+
+
+def test_styles_round_trip_exact_and_gradients(parity):
+    g, ref = parity
+    w_plus = ref["w_plus"].clone().requires_grad_(True)
+    img = g.synthesis(w_plus)
+    styles = g.styles(w_plus)
+    assert torch.equal(g.synthesis_from_styles(styles), img)
+    img.square().mean().backward()
+    assert w_plus.grad is not None and w_plus.grad.abs().sum() > 0
+    leaf = [s.detach().requires_grad_(True) for s in g.styles(ref["w_plus"])]
+    g.synthesis_from_styles(leaf).mean().backward()
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in leaf)
+    assert all(p.grad is None for p in g.parameters())
+
+
+def _fused_modconv(x, weight, styles, demodulate, up, k1d):
+    """The grouped-convolution (per-sample weights) reference form."""
+    n, ci = styles.shape
+    co, _, kh, kw = weight.shape
+    w = weight.unsqueeze(0) * styles.view(n, 1, ci, 1, 1)
+    if demodulate:
+        w = w * torch.rsqrt(w.square().sum([2, 3, 4], keepdim=True) + 1e-8)
+    x = x.reshape(1, n * ci, *x.shape[2:])
+    if up:
+        w = w.transpose(1, 2).reshape(n * ci, co, kh, kw)
+        out = F.conv_transpose2d(x, w, stride=2, groups=n)
+        out = out.view(n, co, *out.shape[2:])
+        return ops.upfirdn2d(out, k1d, pad=(1, 1), gain=4.0)
+    out = F.conv2d(x, w.reshape(n * co, ci, kh, kw), padding=kh // 2, groups=n)
+    return out.view(n, co, *out.shape[2:])
+
+
+@pytest.mark.parametrize("up,demod,k", [(False, True, 3), (True, True, 3), (False, False, 1)])
+def test_nonfused_modconv_equals_grouped_form(up, demod, k):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 16, 8, 8, generator=gen)
+    weight = torch.randn(24, 16, k, k, generator=gen) / (16 * k * k) ** 0.5
+    styles = 1 + 0.3 * torch.randn(3, 16, generator=gen)
+    k1d = ops.make_kernel_1d([1, 3, 3, 1])
+    ours = ops.modulated_conv2d(x, weight, styles, demodulate=demod, up=up, blur_kernel_1d=k1d)
+    ref = _fused_modconv(x, weight, styles, demod, up, k1d)
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max() < 1e-5
+
+
+def test_upfirdn2d_matches_2d_reference():
+    x = torch.randn(2, 3, 5, 5)
+    k = ops.make_kernel([1, 3, 3, 1]) * 4
+    up = torch.zeros(2, 3, 10, 10)
+    up[:, :, ::2, ::2] = x
+    ref = F.conv2d(F.pad(up, [2, 1, 2, 1]).view(6, 1, 13, 13), k.flip([0, 1]).view(1, 1, 4, 4)).view(2, 3, 10, 10)
+    ours = ops.upfirdn2d(x, ops.make_kernel_1d([1, 3, 3, 1]), up=2, pad=(2, 1), gain=4.0)
+    assert (ours - ref).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("size,mult", [(16, 1), (32, 2), (64, 1)])
+def test_any_size_and_multiplier(size, mult):
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(size=size, style_dim=32, n_mlp=2, channel_multiplier=mult, channel_base=256,
+                          channel_max=16)
+    g = Generator(cfg).eval()
+    z = torch.randn(2, 32)
+    with torch.no_grad():
+        img = g.synthesis(g.mapping_plus(z, truncation_psi=0.5, truncation_cutoff=2))
+    assert img.shape == (2, 3, size, size) and torch.isfinite(img).all()
+    assert len(g.styles(g.mapping_plus(z))) == 3 * (cfg.log_size - 2) + 2
+
+
+def test_bad_sizes_and_shapes(debug_generator):
+    with pytest.raises(ValueError, match="power of two"):
+        GeneratorConfig(size=48)
+    with pytest.raises(ValueError, match="w_plus must have shape"):
+        debug_generator.synthesis(torch.zeros(1, 3, 64))
+
+
+def test_noise_modes_and_truncation(debug_generator):
+    g = debug_generator
+    w = g.broadcast(g.mapping(torch.randn(2, 64, generator=torch.Generator().manual_seed(1))))
+    with torch.no_grad():
+        a = g.synthesis(w)
+        assert torch.equal(a, g.synthesis(w, noise_mode="const"))
+        r1 = g.synthesis(w, noise_mode="random", generator=torch.Generator().manual_seed(3))
+        r2 = g.synthesis(w, noise_mode="random", generator=torch.Generator().manual_seed(3))
+        assert torch.equal(r1, r2) and not torch.equal(a, r1)
+        assert not torch.equal(a, g.synthesis(w, noise_mode="none"))
+    with pytest.raises(ValueError):
+        g.synthesis(w, noise_mode="bogus")
+    t = g.truncate(w, 0.0)
+    assert torch.allclose(t, g.w_avg.expand_as(t))
+    cut = g.truncate(w, 0.0, cutoff=2)
+    assert torch.equal(cut[:, 2:], w[:, 2:]) and torch.allclose(cut[:, :2], g.w_avg.expand(2, 2, -1))
+
+
+def test_bfloat16_autocast_close_to_float32(debug_generator):
+    g = debug_generator
+    w = g.broadcast(g.mapping(torch.randn(1, 64, generator=torch.Generator().manual_seed(2))))
+    with torch.no_grad():
+        ref = g.synthesis(w)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = g.synthesis(w)
+    assert torch.isfinite(low).all()
+    assert (low.float() - ref).abs().mean() < 0.05
