@@ -9,7 +9,7 @@ import torch
 
 from . import pretrained
 from .convert import build_generator, read_generator, save_generator
-from .errors import CheckpointError, StyleClipError
+from .errors import CheckpointError, StyleClipError, WeightsMissingError
 from .nets.stylegan2 import Generator, GeneratorConfig
 
 DEBUG_GENERATOR = GeneratorConfig(size=32, style_dim=64, n_mlp=2, channel_base=512, channel_max=32,
@@ -87,3 +87,36 @@ def _generator_from_file(path: Path, *, cache: bool) -> Generator:
         except OSError as e:  # a read-only cache must not stop the edit
             warnings.warn(f"could not cache the converted checkpoint at {cached}: {e}")
     return gen
+
+
+def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", official_input: bool = False):
+    """The CLIP encoder of a model set (`ffhq` -> OpenAI ViT-B/32, `debug` -> tiny random), or any open_clip
+    model as 'MODEL_NAME' or 'MODEL_NAME:PRETRAINED_TAG_OR_FILE'."""
+    from .clip_model import DEBUG_CLIP_CONFIG, DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipEncoder
+
+    device = resolve_device(device)
+    name = model or "ffhq"
+    if name in pretrained.MODEL_SETS:
+        name = pretrained.MODEL_SETS[name].clip
+    if name == "debug":
+        return ClipEncoder.from_config(DEBUG_CLIP_CONFIG, seed=0, name="debug",
+                                       official_input=official_input).to(device)
+    if name == "clip-vit-b32-openai":
+        model_name, tag = DEFAULT_MODEL, DEFAULT_PRETRAINED
+    else:
+        model_name, _, tag = name.partition(":")
+        tag = tag or None
+    try:
+        enc = ClipEncoder.from_pretrained(model_name, tag, cache_dir=str(pretrained.cache_dir() / "open_clip"),
+                                          official_input=official_input)
+    except RuntimeError as e:
+        if "Unknown model" in str(e) or "Pretrained weights" in str(e):
+            raise StyleClipError(f"CLIP model {name!r}: {' '.join(str(e).split())}") from None
+        raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be loaded or downloaded "
+                                  f"({' '.join(str(e).split())[:200]}); with no network, put the open_clip "
+                                  f"weights file somewhere and pass --clip {model_name}:/path/to/file") from None
+    except OSError as e:
+        raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be downloaded "
+                                  f"({' '.join(str(e).split())[:200]}); with no network, pass "
+                                  f"--clip {model_name}:/path/to/open_clip_pytorch_model.bin") from None
+    return enc.to(device)

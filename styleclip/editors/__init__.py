@@ -1,0 +1,1 @@
+"""The three editing engines behind one protocol (`base.Editor`)."""
