@@ -81,6 +81,114 @@ def convert(
     typer.echo(f"wrote {dst} (size {config.size}, style_dim {config.style_dim}, n_mlp {config.n_mlp})")
 
 
+def _sources(generator, seed, seeds, latent, latents, truncation):
+    from .sources import latents_from_dir, latents_from_seeds, load_latent_file, parse_seeds
+
+    given = [x is not None for x in (seeds, latent, latents)]
+    if sum(given) > 1:
+        raise ValueError("give only one source: --seed/--seeds, --latent or --latents")
+    if latent is not None:
+        return load_latent_file(latent, generator)
+    if latents is not None:
+        return latents_from_dir(latents, generator)
+    return latents_from_seeds(generator, parse_seeds(seeds) if seeds is not None else [seed], truncation)
+
+
+@app.command()
+@friendly
+def edit(
+    prompt: str = typer.Option(..., "--prompt", "-p", help="Target text, e.g. 'mohawk'."),
+    engine: str = typer.Option("optimize", help="optimize | mapper | global"),
+    seed: int = typer.Option(0, help="Source: one seed (z -> truncation -> W+)."),
+    seeds: Optional[str] = typer.Option(None, help="Source: several seeds, e.g. '0-7' or '1,5,9'."),
+    latent: Optional[Path] = typer.Option(None, help="Source: a saved W+ latent (.pt / .npy)."),
+    latents: Optional[Path] = typer.Option(None, help="Source: a folder of latents."),
+    truncation: float = typer.Option(0.7, help="Truncation psi for seeds."),
+    steps: int = typer.Option(300, help="optimize: Adam steps."),
+    lr: float = typer.Option(0.1, help="optimize: learning rate."),
+    l2_lambda: float = typer.Option(0.008, help="optimize: weight of the L2 distance to the source latent."),
+    id_lambda: float = typer.Option(0.005, help="optimize: weight of the identity loss (needs an identity net)."),
+    mode: str = typer.Option("edit", help="optimize: 'edit' or 'free_generation' (from the mean latent)."),
+    space: str = typer.Option("wplus", help="optimize: 'wplus' or 'styles' (S space, non-toRGB)."),
+    bf16: bool = typer.Option(False, help="bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
+    strength: float = typer.Option(1.0, help="Edit strength (alpha for global, residual scale for mapper)."),
+    batch_size: int = typer.Option(4, help="Sources edited together."),
+    out: Path = typer.Option(Path("outputs"), help="Output folder."),
+    gif: bool = typer.Option(False, help="optimize: also write an animation of the optimization."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
+    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+):
+    """Edit faces toward a text prompt; writes the edit, a before/after pair and the edited latent."""
+    import torch
+    from tqdm import tqdm
+
+    from . import factory
+    from .imaging import grid, save_gif, to_pil, upscale_for_viewing
+    from .types import Latent, Prompt
+
+    text = Prompt(prompt, strength=strength)
+    g = _generator(model, checkpoint, device)
+    source = _sources(g, seed, seeds, latent, latents, truncation)
+    dev = g.w_avg.device
+    clip = factory.load_clip(model if checkpoint is None else None, device=dev)
+    identity = _identity(model, dev) if id_lambda > 0 and engine == "optimize" else None
+    options = {}
+    if engine == "optimize":
+        options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode, space=space,
+                       bf16=bf16, frame_every=max(1, steps // 40) if gif else 0)
+    editor = factory.create_editor(engine, g, clip, identity, **options)
+    out.mkdir(parents=True, exist_ok=True)
+    n = source.batch_size
+    batches = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    for lo, hi in batches:
+        part = Latent(source.w_plus[lo:hi], labels=source.labels[lo:hi])
+        desc = f"{engine} {part.labels[0]}" + (f"..{part.labels[-1]}" if hi - lo > 1 else "")
+        with tqdm(total=1, desc=desc, unit="step", leave=True) as bar:
+            def progress(done, total, bar=bar):
+                bar.total = total
+                bar.n = done
+                losses = getattr(editor, "last_losses", None)
+                if losses:
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
+                bar.refresh()
+
+            result = editor.edit(part, text, progress=progress)
+        for j, label in enumerate(part.labels):
+            to_pil(result.image[j]).save(out / f"{label}_edited.png")
+            pair = grid([result.source_image[j], result.image[j]])
+            upscale_for_viewing(pair).save(out / f"{label}_before_after.png")
+            lat = result.latent[j:j + 1] if isinstance(result.latent, torch.Tensor) else \
+                [s[j:j + 1] for s in result.latent]
+            torch.save(lat.cpu() if isinstance(lat, torch.Tensor) else [s.cpu() for s in lat],
+                       out / f"{label}_latent.pt")
+            if gif and result.frames:
+                frames = [upscale_for_viewing(to_pil(f[j])) for f in result.frames]
+                save_gif(frames, out / f"{label}.gif")
+            m = result.metrics
+            line = f"{label}: CLIP similarity {m['clip_before'][j]:.3f} -> {m['clip_after'][j]:.3f}"
+            if "identity_similarity" in m:
+                line += f", identity similarity {m['identity_similarity'][j]:.3f}"
+            typer.echo(line)
+    typer.echo(f"wrote {n} edit(s) to {out}/")
+
+
+def _identity(model: Optional[str], device):
+    """The identity net of the model set, or None (with a notice) when it is not available."""
+    from . import factory
+
+    loader = getattr(factory, "load_identity", None)
+    if loader is None:
+        return None
+    from .errors import WeightsMissingError
+
+    try:
+        return loader(model, device=device)
+    except WeightsMissingError as e:
+        typer.echo(f"notice: identity loss off ({e})", err=True)
+        return None
+
+
 def main():
     app()
 

@@ -120,3 +120,20 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
                                   f"({' '.join(str(e).split())[:200]}); with no network, pass "
                                   f"--clip {model_name}:/path/to/open_clip_pytorch_model.bin") from None
     return enc.to(device)
+
+
+ENGINE_MODULES = {"optimize": "styleclip.editors.optimization"}
+
+
+def create_editor(kind: str, generator, clip, identity=None, **config):
+    """An engine by name ('optimize', ...) with its Config built from keyword overrides."""
+    import importlib
+
+    if kind not in ENGINE_MODULES:
+        raise StyleClipError(f"unknown engine {kind!r}; choose one of: {', '.join(sorted(ENGINE_MODULES))}")
+    importlib.import_module(ENGINE_MODULES[kind])  # registers the engine
+    from .editors.base import ENGINES
+
+    cls = ENGINES[kind]
+    return cls(generator, clip, identity, config=cls.config_class(**config)) if config else \
+        cls(generator, clip, identity)

@@ -1,0 +1,137 @@
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from styleclip.cli import app
+from styleclip.editors.optimization import OptimizationConfig, OptimizationEditor, learning_rate
+from styleclip.factory import create_editor, load_clip
+from styleclip.sources import latents_from_seeds
+from styleclip.types import Latent, Prompt
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return load_clip("debug")
+
+
+@pytest.fixture
+def source(debug_generator):
+    return latents_from_seeds(debug_generator, [0, 1], truncation=0.7)
+
+
+class FakeIdentity:
+    """A stand-in identity net: unit-normalised downsampled pixels (differentiable, frozen)."""
+
+    def embed(self, img):
+        return torch.nn.functional.normalize(torch.nn.functional.avg_pool2d(img, 4).flatten(1), dim=-1)
+
+
+def test_schedule_matches_official_formula():
+    assert learning_rate(0, 300, 0.1) == 0.0
+    assert learning_rate(150, 300, 0.1) == pytest.approx(0.1)
+    assert learning_rate(6, 300, 0.1) == pytest.approx(0.1 * 6 / 15)
+    t = 290 / 300
+    assert learning_rate(290, 300, 0.1) == pytest.approx(0.1 * (0.5 - 0.5 * math.cos(math.pi * (1 - t) / 0.25)))
+
+
+def test_loss_falls_latent_moves_and_networks_stay_frozen(debug_generator, clip, source):
+    g = debug_generator
+    before_g = {k: v.clone() for k, v in g.state_dict().items()}
+    before_c = {k: v.clone() for k, v in clip.state_dict().items()}
+    editor = OptimizationEditor(g, clip, FakeIdentity(), config=OptimizationConfig(steps=40, id_lambda=0.1))
+    seen = []
+    result = editor.edit(source, Prompt("a face with a mohawk"), progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (40, 40) and len(seen) == 40
+    m = result.metrics
+    assert all(a > b for a, b in zip(m["clip_after"], m["clip_before"]))
+    assert not torch.equal(result.latent, source.w_plus)
+    assert result.image.shape == (2, 3, 32, 32) and result.latent.shape == source.w_plus.shape
+    assert "identity_similarity" in m and all(-1 <= s <= 1 for s in m["identity_similarity"])
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, before_g[k]), k
+    for k, v in clip.state_dict().items():
+        assert torch.equal(v, before_c[k]), k
+    assert all(p.grad is None for p in list(g.parameters()) + list(clip.parameters()))
+
+
+def test_l2_pulls_back_toward_the_source(debug_generator, clip, source):
+    dist = {}
+    for lam in (0.0, 5.0):
+        editor = OptimizationEditor(debug_generator, clip, config=OptimizationConfig(steps=30, l2_lambda=lam))
+        res = editor.edit(source, Prompt("mohawk"))
+        dist[lam] = (res.latent - source.w_plus).square().sum().item()
+    assert dist[5.0] < 0.5 * dist[0.0]
+
+
+def test_same_seed_same_result_and_batch_independence(debug_generator, clip, source):
+    cfg = OptimizationConfig(steps=15)
+    a = OptimizationEditor(debug_generator, clip, config=cfg).edit(source, Prompt("blond hair"))
+    b = OptimizationEditor(debug_generator, clip, config=cfg).edit(source, Prompt("blond hair"))
+    assert torch.equal(a.latent, b.latent)
+    single = OptimizationEditor(debug_generator, clip, config=cfg).edit(
+        Latent(source.w_plus[1:]), Prompt("blond hair"))
+    assert torch.allclose(single.latent[0], a.latent[1], atol=1e-5)
+
+
+def test_free_generation_and_style_space(debug_generator, clip, source):
+    ed = create_editor("optimize", debug_generator, clip, steps=10, mode="free_generation")
+    res = ed.edit(source, Prompt("glasses"))
+    assert res.metrics["final_losses"].keys() == {"clip", "total"}
+    ed = create_editor("optimize", debug_generator, clip, steps=10, space="styles", frame_every=5)
+    res = ed.edit(source, Prompt("glasses"))
+    styles = debug_generator.styles(source.w_plus)
+    for s, e, layer in zip(styles, res.latent, debug_generator.layers):
+        assert torch.equal(s, e) == (layer.kind == "torgb")
+    assert len(res.frames) == 3
+
+
+def test_bad_inputs(debug_generator, clip):
+    with pytest.raises(ValueError, match="empty"):
+        Prompt("  ")
+    with pytest.raises(ValueError, match="shape"):
+        Latent(torch.zeros(8, 64))
+    with pytest.raises(ValueError, match="NaN"):
+        Latent(torch.full((1, 8, 64), float("nan")))
+    with pytest.raises(ValueError, match=r"expected \[N,8,64\]"):
+        OptimizationEditor(debug_generator, clip).edit(Latent(torch.zeros(1, 6, 64)), Prompt("x"))
+
+
+def test_cli_edit_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["edit", "--model", "debug", "--prompt", "mohawk", "--seeds", "0-1", "--steps", "6",
+                            "--out", str(out), "--gif"])
+    assert r.exit_code == 0, r.output
+    for label in ("seed0", "seed1"):
+        for suffix in ("_edited.png", "_before_after.png", "_latent.pt", ".gif"):
+            assert (out / f"{label}{suffix}").is_file()
+    assert "CLIP similarity" in r.output
+    lat = torch.load(out / "seed0_latent.pt")
+    assert lat.shape == (1, 8, 64)
+    # the saved latent is a valid source for another edit
+    r = runner.invoke(app, ["edit", "--model", "debug", "--prompt", "glasses", "--latent", str(out / "seed0_latent.pt"),
+                            "--steps", "2", "--out", str(tmp_path / "again")])
+    assert r.exit_code == 0, r.output and (tmp_path / "again" / "seed0_latent_edited.png").is_file()
+
+
+@pytest.mark.parametrize("case", ["empty_prompt", "bad_shape", "missing_file", "not_a_tensor"])
+def test_cli_edit_errors_are_one_line(tmp_path, case):
+    args = ["edit", "--model", "debug", "--prompt", "mohawk", "--steps", "2", "--out", str(tmp_path / "o")]
+    if case == "empty_prompt":
+        args[args.index("mohawk")] = "   "
+    elif case == "bad_shape":
+        torch.save(torch.zeros(3, 5, 7), tmp_path / "bad.pt")
+        args += ["--latent", str(tmp_path / "bad.pt")]
+    elif case == "missing_file":
+        args += ["--latent", str(tmp_path / "nope.pt")]
+    else:
+        (tmp_path / "text.pt").write_text("hello")
+        args += ["--latent", str(tmp_path / "text.pt")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1
+    lines = [l for l in r.output.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
