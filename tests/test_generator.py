@@ -94,14 +94,17 @@ def _fused_modconv(x, weight, styles, demodulate, up, k1d):
 
 
 @pytest.mark.parametrize("up,demod,k", [(False, True, 3), (True, True, 3), (False, False, 1)])
-def test_nonfused_modconv_equals_grouped_form(up, demod, k):
+@pytest.mark.parametrize("res,with_grad", [(4, False), (32, False), (32, True)])
+def test_nonfused_modconv_equals_grouped_form(up, demod, k, res, with_grad):
+    """Both evaluation strategies (input scaling; per-sample weight modulation for large images in
+    inference) equal the grouped form."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 16, 8, 8, generator=gen)
+    x = torch.randn(3, 16, res, res, generator=gen).requires_grad_(with_grad)
     weight = torch.randn(24, 16, k, k, generator=gen) / (16 * k * k) ** 0.5
     styles = 1 + 0.3 * torch.randn(3, 16, generator=gen)
     k1d = ops.make_kernel_1d([1, 3, 3, 1])
     ours = ops.modulated_conv2d(x, weight, styles, demodulate=demod, up=up, blur_kernel_1d=k1d)
-    ref = _fused_modconv(x, weight, styles, demod, up, k1d)
+    ref = _fused_modconv(x.detach(), weight, styles, demod, up, k1d)
     assert ours.shape == ref.shape
     assert (ours - ref).abs().max() < 1e-5
 

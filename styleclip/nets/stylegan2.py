@@ -138,8 +138,23 @@ class ModulatedConv2d(nn.Module):
         self.register_buffer("blur_kernel_1d", make_kernel_1d(blur_kernel), persistent=False)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return modulated_conv2d(x, self.weight[0] * self.scale, style, demodulate=self.demodulate,
-                                up=self.upsample, blur_kernel_1d=self.blur_kernel_1d)
+        weight, weight_sq = self._scaled_weight()
+        return modulated_conv2d(x, weight, style, demodulate=self.demodulate, up=self.upsample,
+                                blur_kernel_1d=self.blur_kernel_1d, weight_sq=weight_sq)
+
+    def _scaled_weight(self):
+        """weight * gain and its per-kernel sum of squares; cached while the weight is frozen and unchanged."""
+        p = self.weight
+        if p.requires_grad:
+            w = p[0] * self.scale
+            return w, None
+        key = (p._version, p.data_ptr(), p.device, p.dtype)
+        cached = getattr(self, "_cache", None)
+        if cached is None or cached[0] != key:
+            w = p[0].detach() * self.scale
+            cached = (key, w, w.float().square().sum(dim=(2, 3)) if self.demodulate else None)
+            self._cache = cached
+        return cached[1], cached[2]
 
 
 class NoiseInjection(nn.Module):
@@ -148,7 +163,10 @@ class NoiseInjection(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return x + self.weight.to(x.dtype) * noise.to(x.dtype)
+        scaled = self.weight.to(x.dtype) * noise.to(x.dtype)  # small: noise is [1 or N,1,H,W]
+        if not (torch.is_grad_enabled() and (x.requires_grad or scaled.requires_grad)):
+            return x.add_(scaled)
+        return x + scaled
 
 
 class FusedLeakyReLU(nn.Module):
