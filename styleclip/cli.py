@@ -81,6 +81,67 @@ def convert(
     typer.echo(f"wrote {dst} (size {config.size}, style_dim {config.style_dim}, n_mlp {config.n_mlp})")
 
 
+@app.command()
+@friendly
+def faces(
+    photo: Path = typer.Argument(..., help="A photo (JPEG, PNG, ...)."),
+    out: Optional[Path] = typer.Option(None, help="Write the FFHQ-aligned crops here (face_<index>.png)."),
+    size: int = typer.Option(256, help="Side of the aligned crops in pixels."),
+):
+    """List the faces of a photo (index, box, probability), largest first; optionally save aligned crops."""
+    from .errors import InputError
+    from .faces import aligned_faces
+
+    found, crops = aligned_faces(photo, size=size)
+    if not found:
+        raise InputError(f"no face found in {photo}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    for face, crop in zip(found, crops):
+        x1, y1, x2, y2 = face.box
+        line = f"{face.index}  box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f})  probability={face.probability:.3f}"
+        if out is not None:
+            path = out / f"face_{face.index}.png"
+            crop.image.save(path)
+            line += f"  -> {path}"
+        typer.echo(line)
+
+
+@app.command()
+@friendly
+def invert(
+    photo: Path = typer.Argument(..., help="A photo with a face."),
+    out: Path = typer.Option(Path("inversion"), help="Output folder: latent.pt, aligned.png, "
+                             "reconstruction.png, side_by_side.png."),
+    steps: int = typer.Option(500, help="Optimization steps (ignored with an encoder)."),
+    face_index: Optional[int] = typer.Option(None, help="Which face (see `styleclip faces`); default the largest."),
+    encoder: Optional[Path] = typer.Option(None, help="e4e checkpoint (e4e_ffhq_encode.pt): one forward pass "
+                                           "instead of optimization. Default: used when found in the weights dirs."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Invert again even if this photo was inverted before."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
+    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+):
+    """Align a face of a photo and invert it into W+ (e4e encoder if available, else optimization)."""
+    from .inversion import InversionConfig, default_encoder, invert_photo, save_inversion
+
+    g = _generator(model, checkpoint, device)
+    enc = default_encoder(g, encoder, device=g.w_avg.device)
+    method = "e4e encoder" if enc is not None else f"optimization, {steps} steps"
+    typer.echo(f"inverting {photo} ({method})", err=True)
+    with typer.progressbar(length=1 if enc is not None else steps, label="inverting", file=sys.stderr) as bar:
+        done = [0]
+
+        def progress(k, total):
+            bar.update(k - done[0])
+            done[0] = k
+
+        w_plus, aligned, recon = invert_photo(photo, g, face_index=face_index, config=InversionConfig(steps=steps),
+                                              encoder=enc, progress=progress, use_cache=not no_cache)
+    paths = save_inversion(out, w_plus, aligned, recon)
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())} (W+ {list(w_plus.shape)})")
+
+
 def main():
     app()
 
