@@ -217,7 +217,7 @@ def fingerprint(module) -> str:
     if dataclasses.is_dataclass(config):
         h.update(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
     for name, t in module.state_dict().items():
-        t = t.detach().cpu().contiguous()
+        t = t.detach().cpu().contiguous().reshape(-1)
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
