@@ -129,6 +129,9 @@ def invert(
     enc = default_encoder(g, encoder, device=g.w_avg.device)
     method = "e4e encoder" if enc is not None else f"optimization, {steps} steps"
     typer.echo(f"inverting {photo} ({method})", err=True)
+    if enc is None and g.w_avg.device.type == "cpu" and g.config.size >= 512:
+        typer.echo("note: optimizing a 1024-px generator on a CPU takes tens of seconds per step; "
+                   "use --encoder e4e_ffhq_encode.pt or a GPU", err=True)
     with typer.progressbar(length=1 if enc is not None else steps, label="inverting", file=sys.stderr) as bar:
         done = [0]
 
