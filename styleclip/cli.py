@@ -81,17 +81,39 @@ def convert(
     typer.echo(f"wrote {dst} (size {config.size}, style_dim {config.style_dim}, n_mlp {config.n_mlp})")
 
 
-def _sources(generator, seed, seeds, latent, latents, truncation):
+def _sources(generator, seed, seeds, latent, latents, truncation, image=None, face_index=None, invert_steps=500):
+    """The Latent to edit, and for a photo also its aligned crop (shown beside the edit)."""
     from .sources import latents_from_dir, latents_from_seeds, load_latent_file, parse_seeds
 
-    given = [x is not None for x in (seeds, latent, latents)]
+    given = [x is not None for x in (seeds, latent, latents, image)]
     if sum(given) > 1:
-        raise ValueError("give only one source: --seed/--seeds, --latent or --latents")
+        raise ValueError("give only one source: --seed/--seeds, --latent, --latents or --image")
+    if image is not None:
+        return _invert_for_edit(generator, image, face_index, invert_steps)
     if latent is not None:
-        return load_latent_file(latent, generator)
+        return load_latent_file(latent, generator), None
     if latents is not None:
-        return latents_from_dir(latents, generator)
-    return latents_from_seeds(generator, parse_seeds(seeds) if seeds is not None else [seed], truncation)
+        return latents_from_dir(latents, generator), None
+    return latents_from_seeds(generator, parse_seeds(seeds) if seeds is not None else [seed], truncation), None
+
+
+def _invert_for_edit(generator, image: Path, face_index, steps: int):
+    from .imaging import from_pil
+    from .inversion import InversionConfig, default_encoder, invert_photo
+    from .types import Latent
+
+    enc = default_encoder(generator, None, device=generator.w_avg.device)
+    with typer.progressbar(length=1 if enc is not None else steps, label="inverting the photo",
+                           file=sys.stderr) as bar:
+        done = [0]
+
+        def progress(k, total):
+            bar.update(k - done[0])
+            done[0] = k
+
+        w_plus, aligned, _ = invert_photo(image, generator, face_index=face_index,
+                                          config=InversionConfig(steps=steps), encoder=enc, progress=progress)
+    return Latent(w_plus, labels=(image.stem,)), from_pil(aligned, generator.config.size)
 
 
 @app.command()
@@ -103,6 +125,9 @@ def edit(
     seeds: Optional[str] = typer.Option(None, help="Source: several seeds, e.g. '0-7' or '1,5,9'."),
     latent: Optional[Path] = typer.Option(None, help="Source: a saved W+ latent (.pt / .npy)."),
     latents: Optional[Path] = typer.Option(None, help="Source: a folder of latents."),
+    image: Optional[Path] = typer.Option(None, help="Source: a photo (the face is aligned and inverted; cached)."),
+    face_index: Optional[int] = typer.Option(None, help="--image: which face (see `styleclip faces`)."),
+    invert_steps: int = typer.Option(500, help="--image: inversion steps when no e4e encoder is present."),
     truncation: float = typer.Option(0.7, help="Truncation psi for seeds."),
     steps: int = typer.Option(300, help="optimize: Adam steps."),
     lr: float = typer.Option(0.1, help="optimize: learning rate."),
@@ -129,7 +154,7 @@ def edit(
 
     text = Prompt(prompt, strength=strength)
     g = _generator(model, checkpoint, device)
-    source = _sources(g, seed, seeds, latent, latents, truncation)
+    source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps)
     dev = g.w_avg.device
     clip = factory.load_clip(model if checkpoint is None else None, device=dev)
     identity = _identity(model, dev) if id_lambda > 0 and engine == "optimize" else None
@@ -156,7 +181,10 @@ def edit(
             result = editor.edit(part, text, progress=progress)
         for j, label in enumerate(part.labels):
             to_pil(result.image[j]).save(out / f"{label}_edited.png")
-            pair = grid([result.source_image[j], result.image[j]])
+            panels = [result.source_image[j], result.image[j]]
+            if photo is not None:  # original / reconstruction / edit
+                panels.insert(0, photo[0].to(panels[0].device))
+            pair = grid(panels)
             upscale_for_viewing(pair).save(out / f"{label}_before_after.png")
             lat = result.latent[j:j + 1] if isinstance(result.latent, torch.Tensor) else \
                 [s[j:j + 1] for s in result.latent]
@@ -187,6 +215,70 @@ def _identity(model: Optional[str], device):
     except WeightsMissingError as e:
         typer.echo(f"notice: identity loss off ({e})", err=True)
         return None
+
+
+@app.command()
+@friendly
+def faces(
+    photo: Path = typer.Argument(..., help="A photo (JPEG, PNG, ...)."),
+    out: Optional[Path] = typer.Option(None, help="Write the FFHQ-aligned crops here (face_<index>.png)."),
+    size: int = typer.Option(256, help="Side of the aligned crops in pixels."),
+):
+    """List the faces of a photo (index, box, probability), largest first; optionally save aligned crops."""
+    from .errors import InputError
+    from .faces import aligned_faces
+
+    found, crops = aligned_faces(photo, size=size)
+    if not found:
+        raise InputError(f"no face found in {photo}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    for face, crop in zip(found, crops):
+        x1, y1, x2, y2 = face.box
+        line = f"{face.index}  box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f})  probability={face.probability:.3f}"
+        if out is not None:
+            path = out / f"face_{face.index}.png"
+            crop.image.save(path)
+            line += f"  -> {path}"
+        typer.echo(line)
+
+
+@app.command()
+@friendly
+def invert(
+    photo: Path = typer.Argument(..., help="A photo with a face."),
+    out: Path = typer.Option(Path("inversion"), help="Output folder: latent.pt, aligned.png, "
+                             "reconstruction.png, side_by_side.png."),
+    steps: int = typer.Option(500, help="Optimization steps (ignored with an encoder)."),
+    face_index: Optional[int] = typer.Option(None, help="Which face (see `styleclip faces`); default the largest."),
+    encoder: Optional[Path] = typer.Option(None, help="e4e checkpoint (e4e_ffhq_encode.pt): one forward pass "
+                                           "instead of optimization. Default: used when found in the weights dirs."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Invert again even if this photo was inverted before."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
+    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+):
+    """Align a face of a photo and invert it into W+ (e4e encoder if available, else optimization)."""
+    from .inversion import InversionConfig, default_encoder, invert_photo, save_inversion
+
+    g = _generator(model, checkpoint, device)
+    enc = default_encoder(g, encoder, device=g.w_avg.device)
+    method = "e4e encoder" if enc is not None else f"optimization, {steps} steps"
+    typer.echo(f"inverting {photo} ({method})", err=True)
+    if enc is None and g.w_avg.device.type == "cpu" and g.config.size >= 512:
+        typer.echo("note: optimizing a 1024-px generator on a CPU takes tens of seconds per step; "
+                   "use --encoder e4e_ffhq_encode.pt or a GPU", err=True)
+    with typer.progressbar(length=1 if enc is not None else steps, label="inverting", file=sys.stderr) as bar:
+        done = [0]
+
+        def progress(k, total):
+            bar.update(k - done[0])
+            done[0] = k
+
+        w_plus, aligned, recon = invert_photo(photo, g, face_index=face_index, config=InversionConfig(steps=steps),
+                                              encoder=enc, progress=progress, use_cache=not no_cache)
+    paths = save_inversion(out, w_plus, aligned, recon)
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())} (W+ {list(w_plus.shape)})")
 
 
 def main():

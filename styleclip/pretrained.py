@@ -50,6 +50,11 @@ REGISTRY: dict[str, WeightSpec] = {s.name: s for s in [
                size=381_462_551, sha256="bae494ef77e32a9cd1792a81a3c167692a0e64f6bcd8b06592ff42917e2ed46e",
                licence="Nvidia Source Code License-NC (converted by rosinality)", non_commercial=True,
                description="StyleGAN2 FFHQ 1024 config-f, rosinality layout (what StyleCLIP uses)"),
+    WeightSpec("e4e-ffhq-encode", "e4e_ffhq_encode.pt", "encoder",
+               urls=(_drive("1cUv_reLE6k3604or78EranS7XzuVMWeO"), _drive("1O8OLrVNOItOJoNGMyQ8G8YRTeTYEfs0P")),
+               size=1_201_649_680, sha256="2ace1d9a8c05c10a399bcd500b8dda118f759ff1aac89dbdab7435f2136a0999",
+               licence="MIT code; contains the NVIDIA-derived FFHQ decoder (NC)", non_commercial=True,
+               description="e4e encoder for FFHQ 1024 (photo -> W+ [18,512] in one pass)"),
 ]}
 
 MODEL_SETS: dict[str, ModelSet] = {m.name: m for m in [

@@ -135,3 +135,21 @@ def test_cli_edit_errors_are_one_line(tmp_path, case):
     lines = [l for l in r.output.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), r.output
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_cli_edit_from_a_photo(tmp_path):
+    import skimage.data
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(photo)
+    args = ["edit", "--model", "debug", "--image", str(photo), "--prompt", "mohawk", "--steps", "3",
+            "--invert-steps", "10", "--out", str(tmp_path / "o")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    pair = Image.open(tmp_path / "o" / "astronaut_before_after.png")
+    assert pair.width > 2.5 * pair.height  # original / reconstruction / edit
+    cat = tmp_path / "chelsea.png"
+    Image.fromarray(skimage.data.chelsea()).save(cat)
+    r = runner.invoke(app, args[:4] + [str(cat)] + args[5:])
+    assert r.exit_code == 1 and "no face" in r.output.lower()
