@@ -227,18 +227,19 @@ class Relevance:
             raise StyleClipError(f"{path}: relevance must be a 2-D array [channels, clip_dim], got {list(fs3.shape)}")
         meta_file = Path(str(path) + ".json")
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"source": str(path)}
-        layers, rows = [], 0
-        for layer in conv_layers(g):
-            if rows == fs3.shape[0]:
-                break
-            layers.append(layer.index)
-            rows += layer.channels
-        if rows != fs3.shape[0]:
-            sizes = np.cumsum([layer.channels for layer in conv_layers(g)]).tolist()
-            raise StyleClipError(f"{path}: {fs3.shape[0]} rows do not match this generator's conv layers "
-                                 f"(possible row counts: {sizes})")
-        if "layers" in meta and list(meta["layers"]) != layers:
-            layers = list(meta["layers"])
+        layers = [int(k) for k in meta.get("layers", [])]
+        if not layers or any(k >= len(g.layers) for k in layers) or \
+                sum(g.layers[k].channels for k in layers) != fs3.shape[0]:
+            layers, rows = [], 0  # official file: a prefix of the conv layers
+            for layer in conv_layers(g):
+                if rows == fs3.shape[0]:
+                    break
+                layers.append(layer.index)
+                rows += layer.channels
+            if rows != fs3.shape[0]:
+                sizes = np.cumsum([layer.channels for layer in conv_layers(g)]).tolist()
+                raise StyleClipError(f"{path}: {fs3.shape[0]} rows do not match this generator's conv layers "
+                                     f"(possible row counts: {sizes})")
         return cls(fs3.to(g.w_avg.device), tuple(layers), meta)
 
     def full(self, g) -> list[torch.Tensor | None]:

@@ -118,12 +118,9 @@ class GlobalDirectionsEditor:
         styles = g.styles(w_plus)
         total, info = self.combined_direction(prompts)
         edited = ss.apply_direction(styles, total, 1.0)
-        n = w_plus.shape[0]
-        if self.config.with_source:
-            both = g.synthesis_from_styles([torch.cat([e, s]) for e, s in zip(edited, styles)])
-            img, source = both[:n], both[n:]
-        else:
-            img, source = g.synthesis_from_styles(edited), None
+        img = g.synthesis_from_styles(edited)
+        # separately, not batched with the edit: alpha = 0 then reproduces synthesis(w_plus) bit for bit
+        source = g.synthesis_from_styles(styles) if self.config.with_source else None
         metrics = {"channels_kept": [p["channels_kept"] for p in info["prompts"]],
                    "beta": [p["beta"] for p in info["prompts"]], "alpha": [p["alpha"] for p in info["prompts"]]}
         if len(prompts) == 1:
