@@ -388,7 +388,7 @@ def compute_relevance_naive(g, clip, stats: StyleStats, *, n_images: int, layers
 
 def estimate_relevance(g, clip, stats: StyleStats, *, n_images: int = RELEVANCE_IMAGES,
                        layers: Sequence[int] | None = None, proxy_resolution: int | None = -1,
-                       cotangent_batch: int = 64, seed: int = STATS_SEED, truncation: float = STATS_TRUNCATION,
+                       cotangent_batch: int = 16, seed: int = STATS_SEED, truncation: float = STATS_TRUNCATION,
                        checkpoint: str | Path | None = None, progress: ProgressFn | None = None) -> Relevance:
     """Fast estimator: linearise the protocol. For image i, the pair difference of channel c is about
     2 * 5 sigma_c * J_i[:, c] with J_i = d(unit CLIP embedding)/d(S); so row_c ~ normalise(sum_i
@@ -435,7 +435,7 @@ def _jacobian_columns(g, clip, styles, layers, stop, d, cotangent_batch) -> dict
         s = [leaves.get(j, t) if j < stop else None for j, t in enumerate(styles)]
         _, img = g.synthesis_range(s, 0, stop)
         e = clip.encode_image(img)[0]  # [D]
-        eye = torch.eye(d, device=e.device, dtype=e.dtype)
+        eye = torch.eye(e.shape[0], device=e.device, dtype=e.dtype)[:d]  # d < D only for timing a part
         cols = {k: [] for k in layers}
         for c0, c1 in _chunks(d, cotangent_batch):
             grads = torch.autograd.grad(e, [leaves[k] for k in layers], grad_outputs=eye[c0:c1],
