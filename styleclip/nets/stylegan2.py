@@ -329,6 +329,37 @@ class Generator(nn.Module):
             img = to_rgb(x, styles[k + 2], img)
         return img
 
+    def synthesis_range(self, styles: list, start: int = 0, stop: int | None = None,
+                        state: tuple | None = None, noise_mode: str = "const") -> tuple:
+        """Run only the style layers [start, stop) of the synthesis; returns the state (x, img) after them.
+
+        `state` is the (x, img) returned by the previous range (None when start == 0; img is None before
+        the first toRGB), `styles` the full list, where entries outside the range may be None. Chained
+        ranges perform the same operations as `synthesis_from_styles`, so their final img equals it exactly;
+        this lets callers reuse everything below a layer. Noise must be deterministic ('const' or 'none').
+        """
+        stop = len(self.layers) if stop is None else stop
+        if not 0 <= start <= stop <= len(self.layers) or len(styles) != len(self.layers):
+            raise ValueError(f"bad range [{start}, {stop}) or styles of length {len(styles)}")
+        if noise_mode not in ("const", "none"):
+            raise ValueError(f"synthesis_range needs deterministic noise ('const' or 'none'), got {noise_mode!r}")
+        if state is None:
+            if start != 0:
+                raise ValueError("a range that does not start at layer 0 needs the state of the layers below")
+            s0 = next(s for s in styles[start:stop] if s is not None)
+            state = (self.input.input.expand(s0.shape[0], -1, -1, -1), None)
+        x, img = state
+        noise = self._noise(noise_mode, 0, None, None)
+        for layer in self.layers[start:stop]:
+            _check_shape(styles[layer.index], (None, layer.channels), f"styles[{layer.index}]")
+            module = self.get_submodule(layer.module)
+            if layer.kind == "torgb":
+                img = module(x, styles[layer.index], img)
+            else:  # the t-th conv layer uses noise buffer t
+                t = sum(1 for other in self.layers[:layer.index] if other.kind == "conv")
+                x = module(x, styles[layer.index], noise[t])
+        return x, img
+
     def forward(self, w_plus: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         return self.synthesis(w_plus, noise_mode=noise_mode)
 

@@ -1,0 +1,554 @@
+"""Style space S: channel statistics, channel relevance (fs3), text direction delta_t and delta_s
+(STYLECLIP_SPEC 0.2, 3.2-3.5). Everything reads the generator's layer table `g.layers`.
+
+Relevance ("fs3") follows the official protocol (SingleChannel.py): for each evaluated channel c and each of
+the first `n_images` sampled codes, two images with s_c = mu_c -/+ 5 sigma_c, CLIP-embed, normalise, difference,
+normalise, average over images, normalise. One deliberate difference: the official code CLIP-encodes the uint8
+image through CLIP's standard preprocessing (bicubic 224 resize, centre crop); we use
+`ClipEncoder.encode_image` (the float image, box-filter resize, CLIP normalisation).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError, StyleClipError
+from .types import ProgressFn
+
+PERTURBATION = 5.0  # official: mu_c -/+ 5 sigma_c
+AUTO_BETAS = tuple(round(0.10 + 0.01 * i, 2) for i in range(20))  # 0.10 ... 0.29
+STATS_SAMPLES = 100_000
+STATS_TRUNCATION = 0.7
+STATS_SEED = 5  # upstream GetCode.py: RandomState(5) (our z stream differs: torch, not numpy)
+RELEVANCE_IMAGES = 100
+UPSTREAM_MAX_RESOLUTION = 128
+
+
+def _report(progress: ProgressFn | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
+
+
+# ---- layers ---------------------------------------------------------------------------------------
+def conv_layers(g) -> list:
+    """The non-toRGB entries of the layer table (17 at 1024)."""
+    return [layer for layer in g.layers if layer.kind == "conv"]
+
+
+def relevance_layers(g, *, all_layers: bool = False, max_resolution: int = UPSTREAM_MAX_RESOLUTION) -> list[int]:
+    """Style-layer indices whose channels get relevance rows: upstream evaluates conv layers up to 128 px
+    (5376 channels at 1024); `all_layers` takes every conv layer (6048)."""
+    return [layer.index for layer in conv_layers(g) if all_layers or layer.resolution <= max_resolution]
+
+
+# ---- sampling -------------------------------------------------------------------------------------
+def _w_stream(g, n: int, *, truncation: float, seed: int, batch: int = 1000):
+    """Yield n truncated w in batches; z is drawn in fixed blocks of 1000 from one seeded stream, so the first
+    k rows never depend on n or batch."""
+    gen = torch.Generator().manual_seed(seed)
+    dim, dev = g.config.style_dim, g.w_avg.device
+    block = 1000
+    per = max(1, batch // block)
+    for start in range(0, n, per * block):
+        z = torch.cat([torch.randn(block, dim, generator=gen) for _ in range(per)])[: n - start]
+        with torch.no_grad():
+            yield g.mapping(z.to(dev), truncation)
+
+
+def sample_w(g, n: int, *, truncation: float = STATS_TRUNCATION, seed: int = STATS_SEED) -> torch.Tensor:
+    """The first n truncated w [n, style_dim] of the seeded stream (the relevance images are its first rows)."""
+    return torch.cat(list(_w_stream(g, n, truncation=truncation, seed=seed)))
+
+
+def styles_from_w(g, w: torch.Tensor) -> list[torch.Tensor]:
+    """S of tiled w (every W+ row equal) through the affine layers only."""
+    return g.styles(g.broadcast(w))
+
+
+# ---- statistics -----------------------------------------------------------------------------------
+@dataclass
+class StyleStats:
+    """Per-channel mean and std (ddof 0) of S, one [C_i] tensor per entry of `g.layers`."""
+
+    mean: list[torch.Tensor]
+    std: list[torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"mean_{i}": m.detach().cpu().float().contiguous() for i, m in enumerate(self.mean)}
+        tensors.update({f"std_{i}": s.detach().cpu().float().contiguous() for i, s in enumerate(self.std)})
+        save_file(tensors, str(path), metadata={"styleclip": json.dumps(self.meta)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, g=None) -> "StyleStats":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise StyleClipError(f"{path}: no such style statistics file")
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("styleclip", "{}"))
+            n = sum(1 for k in f.keys() if k.startswith("mean_"))
+            mean = [f.get_tensor(f"mean_{i}") for i in range(n)]
+            std = [f.get_tensor(f"std_{i}") for i in range(n)]
+        stats = cls(mean, std, meta)
+        if g is not None:
+            stats.check(g)
+            stats = stats.to(g.w_avg.device)
+        return stats
+
+    def check(self, g) -> None:
+        shapes = [m.numel() for m in self.mean]
+        want = [layer.channels for layer in g.layers]
+        if shapes != want:
+            raise StyleClipError(f"style statistics do not fit this generator: {len(shapes)} layers "
+                                 f"{shapes[:4]}... vs {len(want)} layers {want[:4]}...")
+
+    def to(self, device) -> "StyleStats":
+        return StyleStats([m.to(device) for m in self.mean], [s.to(device) for s in self.std], self.meta)
+
+
+@torch.no_grad()
+def compute_stats(g, *, n: int = STATS_SAMPLES, truncation: float = STATS_TRUNCATION, seed: int = STATS_SEED,
+                  batch: int = 10_000, progress: ProgressFn | None = None) -> StyleStats:
+    """Mean and std of S over n seeded, truncated w (TF GetCode.py: every W+ row truncated), affine layers
+    only. Chunks are merged in float64 (Chan et al.), so memory stays at one batch."""
+    count = 0
+    mean = [torch.zeros(layer.channels, dtype=torch.float64) for layer in g.layers]
+    m2 = [torch.zeros(layer.channels, dtype=torch.float64) for layer in g.layers]
+    for w in _w_stream(g, n, truncation=truncation, seed=seed, batch=batch):
+        nb = w.shape[0]
+        for k, s in enumerate(styles_from_w(g, w)):
+            s = s.double().cpu()
+            bm = s.mean(0)
+            delta = bm - mean[k]
+            tot = count + nb
+            mean[k] += delta * nb / tot
+            m2[k] += (s - bm).square().sum(0) + delta.square() * count * nb / tot
+        count += nb
+        _report(progress, count, n)
+    dev = g.w_avg.device
+    meta = {"n": n, "truncation": truncation, "seed": seed, "generator": generator_fingerprint(g)}
+    return StyleStats([m.float().to(dev) for m in mean], [(v / count).sqrt().float().to(dev) for v in m2], meta)
+
+
+# ---- fingerprints and cache -----------------------------------------------------------------------
+def _fingerprint(module: torch.nn.Module, extra: str = "") -> str:
+    """A cheap content key: shapes and a strided sample of every parameter and buffer."""
+    h = hashlib.sha256(extra.encode())
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        flat = t.detach().reshape(-1)
+        h.update(f"{name}{tuple(t.shape)}".encode())
+        h.update(flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def generator_fingerprint(g) -> str:
+    return _fingerprint(g, json.dumps(g.config.to_dict(), sort_keys=True))
+
+
+def clip_fingerprint(clip) -> str:
+    return _fingerprint(clip.model, f"{clip.name}|{clip.official_input}")
+
+
+def cache_path(kind: str, key: str, suffix: str) -> Path:
+    from . import pretrained
+
+    return pretrained.cache_dir() / "stylespace" / f"{kind}-{key}{suffix}"
+
+
+def load_or_compute_stats(g, path: str | Path | None = None, **kwargs) -> StyleStats:
+    """Stats from `path`, else from the cache (keyed by generator and settings), else computed and cached."""
+    if path is not None:
+        return StyleStats.load(path, g)
+    n = kwargs.get("n", STATS_SAMPLES)
+    key = f"{generator_fingerprint(g)}-n{n}-psi{kwargs.get('truncation', STATS_TRUNCATION)}-" \
+          f"seed{kwargs.get('seed', STATS_SEED)}"
+    cached = cache_path("stats", key, ".safetensors")
+    if cached.is_file():
+        return StyleStats.load(cached, g)
+    stats = compute_stats(g, **kwargs)
+    stats.save(cached)
+    return stats
+
+
+# ---- relevance ------------------------------------------------------------------------------------
+@dataclass
+class Relevance:
+    """fs3: unit rows [n_rows, D] for the channels of `layers` (style-layer indices, in order; rows in
+    layer/channel order, as the official fs3.npy). Channels of other layers have no relevance (zero)."""
+
+    fs3: torch.Tensor
+    layers: tuple[int, ...]
+    meta: dict = field(default_factory=dict)
+
+    def per_layer(self, g) -> dict[int, torch.Tensor]:
+        out, row = {}, 0
+        for k in self.layers:
+            c = g.layers[k].channels
+            out[k] = self.fs3[row: row + c]
+            row += c
+        if row != self.fs3.shape[0]:
+            raise StyleClipError(f"relevance has {self.fs3.shape[0]} rows, its layers need {row}")
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """`path` (.npy, interchangeable with the official fs3.npy) plus `path`.json with metadata."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, self.fs3.detach().cpu().float().numpy())
+        meta = dict(self.meta, layers=list(self.layers), rows=int(self.fs3.shape[0]))
+        Path(str(path) + ".json").write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, g) -> "Relevance":
+        """Our .npy (with its .json) or an official fs3.npy: rows are matched to the generator's conv layers
+        in order (5376 = conv layers up to 128 px at 1024, 6048 = all); missing later layers stay zero."""
+        path = Path(path)
+        if not path.is_file():
+            raise StyleClipError(f"{path}: no such relevance file")
+        fs3 = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+        if fs3.ndim != 2:
+            raise StyleClipError(f"{path}: relevance must be a 2-D array [channels, clip_dim], got {list(fs3.shape)}")
+        meta_file = Path(str(path) + ".json")
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"source": str(path)}
+        layers = [int(k) for k in meta.get("layers", [])]
+        if not layers or any(k >= len(g.layers) for k in layers) or \
+                sum(g.layers[k].channels for k in layers) != fs3.shape[0]:
+            layers, rows = [], 0  # official file: a prefix of the conv layers
+            for layer in conv_layers(g):
+                if rows == fs3.shape[0]:
+                    break
+                layers.append(layer.index)
+                rows += layer.channels
+            if rows != fs3.shape[0]:
+                sizes = np.cumsum([layer.channels for layer in conv_layers(g)]).tolist()
+                raise StyleClipError(f"{path}: {fs3.shape[0]} rows do not match this generator's conv layers "
+                                     f"(possible row counts: {sizes})")
+        return cls(fs3.to(g.w_avg.device), tuple(layers), meta)
+
+    def full(self, g) -> list[torch.Tensor | None]:
+        """Per entry of `g.layers`: its [C_i, D] rows, zeros for conv layers without relevance, None for toRGB."""
+        rows = self.per_layer(g)
+        d = self.fs3.shape[1]
+        return [rows.get(layer.index, self.fs3.new_zeros(layer.channels, d)) if layer.kind == "conv" else None
+                for layer in g.layers]
+
+
+class _Checkpoint:
+    """Partial sums of a relevance run, saved after every unit of work so an interrupted run resumes."""
+
+    def __init__(self, path: Path | None, key: dict, acc: dict[int, torch.Tensor], n_units: int):
+        self.path, self.key, self.acc = path, key, acc
+        self.done = np.zeros(n_units, dtype=bool)
+        if path is not None and path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                if json.loads(str(z["key"])) == key:
+                    self.done = z["done"].copy()
+                    for k in acc:
+                        acc[k].copy_(torch.from_numpy(z[f"acc_{k}"]))
+
+    def mark(self, unit: int) -> None:
+        self.done[unit] = True
+        if self.path is None:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        np.savez(tmp, key=json.dumps(self.key), done=self.done,
+                 **{f"acc_{k}": v.cpu().numpy() for k, v in self.acc.items()})
+        tmp.replace(self.path)
+
+    def finish(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _images(g, n_images: int, seed: int, truncation: float) -> list[torch.Tensor]:
+    return styles_from_w(g, sample_w(g, n_images, truncation=truncation, seed=seed))
+
+
+def _normalize_rows(acc: torch.Tensor) -> torch.Tensor:
+    return F.normalize(acc, dim=-1).float()
+
+
+def _chunks(n: int, size: int):
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+@torch.no_grad()
+def compute_relevance(g, clip, stats: StyleStats, *, n_images: int = RELEVANCE_IMAGES,
+                      layers: Sequence[int] | None = None, batch_size: int = 16, image_batch: int = 10,
+                      channel_block: int = 64, seed: int = STATS_SEED, truncation: float = STATS_TRUNCATION,
+                      checkpoint: str | Path | None = None, progress: ProgressFn | None = None) -> Relevance:
+    """The official fs3 protocol, exactly, with shared work.
+
+    Units of work are (layer, image batch, channel block); per (layer, image batch) the synthesis below the
+    perturbed layer runs once, and only the layers from the perturbed one up run per channel, `batch_size`
+    image pairs per forward. With `checkpoint`, partial sums are saved after every unit and a rerun resumes.
+    """
+    layers = list(relevance_layers(g) if layers is None else layers)
+    styles = _images(g, n_images, seed, truncation)
+    dev = styles[0].device
+    acc = {k: torch.zeros(g.layers[k].channels, clip_dim(clip), dtype=torch.float64) for k in layers}
+    units = [(k, ib, cb) for k in layers for ib in _chunks(n_images, image_batch)
+             for cb in _chunks(g.layers[k].channels, channel_block)]
+    key = {"method": "exact", "n_images": n_images, "layers": layers, "seed": seed, "truncation": truncation,
+           "image_batch": image_batch, "channel_block": channel_block,
+           "generator": generator_fingerprint(g), "clip": clip_fingerprint(clip)}
+    ckpt = _Checkpoint(Path(checkpoint) if checkpoint else None, key, acc, len(units))
+    _report(progress, int(ckpt.done.sum()), len(units))
+    prefix_key, prefix = None, None
+    for u, (k, (i0, i1), (c0, c1)) in enumerate(units):
+        if ckpt.done[u]:
+            continue
+        if prefix_key != (k, i0):
+            below = [s[i0:i1] if j < k else None for j, s in enumerate(styles)]
+            prefix = g.synthesis_range(below, 0, k) if k > 0 else (
+                g.input.input.expand(i1 - i0, -1, -1, -1), None)
+            prefix_key = (k, i0)
+        acc[k][c0:c1] += _pairs_contribution(g, clip, styles, stats, k, (i0, i1), (c0, c1), prefix,
+                                             batch_size).cpu()
+        ckpt.mark(u)
+        _report(progress, int(ckpt.done.sum()), len(units))
+    ckpt.finish()
+    fs3 = torch.cat([_normalize_rows(acc[k]) for k in layers]).to(dev)
+    meta = dict(key, method="exact", clip_input="ClipEncoder.encode_image (box filter), not CLIP's uint8 preprocess")
+    return Relevance(fs3, tuple(layers), meta)
+
+
+def _pairs_contribution(g, clip, styles, stats, k, images, channels, prefix, batch_size) -> torch.Tensor:
+    """Sum over the images of normalise(e(mu+5sigma) - e(mu-5sigma)) for channels [c0, c1) of layer k."""
+    (i0, i1), (c0, c1) = images, channels
+    x_pre, img_pre = prefix
+    n_img = i1 - i0
+    pairs = [(c, i) for c in range(c0, c1) for i in range(n_img)]
+    out = torch.zeros(c1 - c0, clip_dim(clip), dtype=torch.float64, device=x_pre.device)
+    lo = stats.mean[k] - PERTURBATION * stats.std[k]
+    hi = stats.mean[k] + PERTURBATION * stats.std[k]
+    for p0, p1 in _chunks(len(pairs), batch_size):
+        ch = torch.tensor([c for c, _ in pairs[p0:p1]], device=x_pre.device)
+        im = torch.tensor([i for _, i in pairs[p0:p1]], device=x_pre.device)
+        idx = torch.cat([im, im])  # first all "-", then all "+"
+        sl = styles[k][i0:i1][idx].clone()
+        rows = torch.arange(idx.numel(), device=idx.device)
+        chs = torch.cat([ch, ch])
+        sl[rows, chs] = torch.cat([lo[ch], hi[ch]])
+        suffix = [s[i0:i1][idx] if j > k else None for j, s in enumerate(styles)]
+        suffix[k] = sl
+        state = (x_pre[idx], None if img_pre is None else img_pre[idx])
+        _, img = g.synthesis_range(suffix, k, None, state)
+        e = clip.encode_image(img).double()
+        n = ch.numel()
+        d = F.normalize(e[n:] - e[:n], dim=-1)
+        out.index_add_(0, ch - c0, d)
+    return out
+
+
+def clip_dim(clip) -> int:
+    proj = getattr(clip.model, "text_projection", None)
+    if isinstance(proj, torch.Tensor):
+        return proj.shape[-1]
+    return int(getattr(clip.model, "embed_dim", None) or clip.encode_text("a").shape[-1])
+
+
+def compute_relevance_naive(g, clip, stats: StyleStats, *, n_images: int, layers: Sequence[int] | None = None,
+                            seed: int = STATS_SEED, truncation: float = STATS_TRUNCATION) -> Relevance:
+    """Reference implementation: one full synthesis per image pair, nothing shared (slow; for tests)."""
+    layers = list(relevance_layers(g) if layers is None else layers)
+    styles = _images(g, n_images, seed, truncation)
+    rows = []
+    with torch.no_grad():
+        for k in layers:
+            for c in range(g.layers[k].channels):
+                acc = 0
+                for i in range(n_images):
+                    embs = []
+                    for sign in (-1, 1):
+                        s = [t[i:i + 1].clone() for t in styles]
+                        s[k][0, c] = stats.mean[k][c] + sign * PERTURBATION * stats.std[k][c]
+                        embs.append(clip.encode_image(g.synthesis_from_styles(s)).double())
+                    acc = acc + F.normalize(embs[1] - embs[0], dim=-1)
+                rows.append(F.normalize(acc, dim=-1).float())
+    return Relevance(torch.cat(rows), tuple(layers), {"method": "naive"})
+
+
+def estimate_relevance(g, clip, stats: StyleStats, *, n_images: int = RELEVANCE_IMAGES,
+                       layers: Sequence[int] | None = None, proxy_resolution: int | None = -1,
+                       cotangent_batch: int = 16, seed: int = STATS_SEED, truncation: float = STATS_TRUNCATION,
+                       checkpoint: str | Path | None = None, progress: ProgressFn | None = None) -> Relevance:
+    """Fast estimator: linearise the protocol. For image i, the pair difference of channel c is about
+    2 * 5 sigma_c * J_i[:, c] with J_i = d(unit CLIP embedding)/d(S); so row_c ~ normalise(sum_i
+    normalise(J_i[:, c])). J_i comes from D reverse passes (one per CLIP dimension, batched with vmap),
+    shared by every channel, instead of 2 forward passes per channel.
+
+    `proxy_resolution`: stop the synthesis at the toRGB of that resolution and CLIP-embed that partial image
+    (StyleGAN2's skip output is a complete low-resolution image); -1 = the highest evaluated layer's
+    resolution (128 px at 1024: every evaluated channel still acts on it), None = full synthesis.
+    """
+    layers = list(relevance_layers(g) if layers is None else layers)
+    if proxy_resolution == -1:
+        proxy_resolution = max(g.layers[k].resolution for k in layers)
+    stop = len(g.layers) if proxy_resolution is None else next(
+        (layer.index + 1 for layer in g.layers if layer.kind == "torgb" and layer.resolution >= proxy_resolution),
+        len(g.layers))
+    if any(k >= stop for k in layers):
+        raise ValueError(f"proxy resolution {proxy_resolution} is below an evaluated layer")
+    styles = _images(g, n_images, seed, truncation)
+    d = clip_dim(clip)
+    acc = {k: torch.zeros(g.layers[k].channels, d, dtype=torch.float64) for k in layers}
+    key = {"method": "fast", "n_images": n_images, "layers": layers, "seed": seed, "truncation": truncation,
+           "proxy_resolution": proxy_resolution, "generator": generator_fingerprint(g),
+           "clip": clip_fingerprint(clip)}
+    ckpt = _Checkpoint(Path(checkpoint) if checkpoint else None, key, acc, n_images)
+    _report(progress, int(ckpt.done.sum()), n_images)
+    for i in range(n_images):
+        if ckpt.done[i]:
+            continue
+        for k, jac in _jacobian_columns(g, clip, [s[i:i + 1] for s in styles], layers, stop, d,
+                                        cotangent_batch).items():
+            acc[k] += F.normalize(jac * stats.std[k].double().cpu().unsqueeze(1), dim=-1)
+        ckpt.mark(i)
+        _report(progress, int(ckpt.done.sum()), n_images)
+    ckpt.finish()
+    fs3 = torch.cat([_normalize_rows(acc[k]) for k in layers]).to(styles[0].device)
+    return Relevance(fs3, tuple(layers), dict(key, clip_input="ClipEncoder.encode_image (box filter)"))
+
+
+def _jacobian_columns(g, clip, styles, layers, stop, d, cotangent_batch) -> dict[int, torch.Tensor]:
+    """{layer k: [C_k, D] derivative of the unit embedding of one image w.r.t. each channel of S_k}."""
+    with torch.enable_grad():
+        leaves = {k: styles[k].detach().clone().requires_grad_(True) for k in layers}
+        s = [leaves.get(j, t) if j < stop else None for j, t in enumerate(styles)]
+        _, img = g.synthesis_range(s, 0, stop)
+        e = clip.encode_image(img)[0]  # [D]
+        eye = torch.eye(e.shape[0], device=e.device, dtype=e.dtype)[:d]  # d < D only for timing a part
+        cols = {k: [] for k in layers}
+        for c0, c1 in _chunks(d, cotangent_batch):
+            grads = torch.autograd.grad(e, [leaves[k] for k in layers], grad_outputs=eye[c0:c1],
+                                        retain_graph=c1 < d, is_grads_batched=True)
+            for k, gk in zip(layers, grads):
+                cols[k].append(gk[:, 0].double().cpu())  # [chunk, C_k]
+    return {k: torch.cat(v).t() for k, v in cols.items()}
+
+
+def relevance_cache_path(g, clip, method: str = "exact", **settings) -> Path:
+    """Cache entry of the relevance for this generator, CLIP, method and non-default settings."""
+    desc = json.dumps({"method": method, **settings}, sort_keys=True, default=str)
+    key = f"{generator_fingerprint(g)}-{clip_fingerprint(clip)}-{hashlib.sha256(desc.encode()).hexdigest()[:8]}"
+    return cache_path("fs3", key, ".npy")
+
+
+def load_or_compute_relevance(g, clip, stats: StyleStats, path: str | Path | None = None, *,
+                              method: str = "exact", compute: bool = True, progress: ProgressFn | None = None,
+                              **settings) -> Relevance:
+    """Relevance from `path`, else from the cache (keyed by generator, CLIP, method and settings), else
+    computed (resumable through a checkpoint next to the cache entry) and cached."""
+    if path is not None:
+        return Relevance.load(path, g)
+    if method not in ("exact", "fast"):
+        raise StyleClipError(f"relevance method must be 'exact' or 'fast', got {method!r}")
+    cached = relevance_cache_path(g, clip, method, **settings)
+    if cached.is_file():
+        return Relevance.load(cached, g)
+    if not compute:
+        raise StyleClipError("no channel relevance (fs3) for this generator and CLIP: pass an fs3.npy "
+                             "(the official FFHQ file works) or compute one with `styleclip relevance` "
+                             "(hours at 1024; --fast for the estimator)")
+    fn = compute_relevance if method == "exact" else estimate_relevance
+    rel = fn(g, clip, stats, checkpoint=cached.with_name(cached.stem + ".partial.npz"), progress=progress,
+             **settings)
+    rel.save(cached)
+    return rel
+
+
+# ---- directions -----------------------------------------------------------------------------------
+def text_direction(clip, neutral: str, target: str, templates: Sequence[str] | None = None) -> torch.Tensor:
+    """delta_t [D]: unit(t_target - t_neutral), each text averaged over the 79 ImageNet templates (SPEC 3.4)."""
+    from .clip_model import imagenet_templates
+
+    if templates is None:
+        templates = imagenet_templates()
+    t = clip.encode_text([neutral, target], templates)
+    diff = t[1] - t[0]
+    if diff.norm() < 1e-8:
+        raise InputError(f"neutral and target text give the same embedding ({neutral!r} -> {target!r})")
+    return F.normalize(diff, dim=-1)
+
+
+def channel_scores(relevance: Relevance, delta_t: torch.Tensor) -> torch.Tensor:
+    """r = fs3 . delta_t, one cosine per relevance row."""
+    return relevance.fs3 @ delta_t.to(relevance.fs3)
+
+
+def count_kept(relevance: Relevance, delta_t: torch.Tensor, beta: float) -> int:
+    return int((channel_scores(relevance, delta_t).abs() >= beta).sum())
+
+
+def auto_beta(relevance: Relevance, delta_t: torch.Tensor, *, k: int = 20, betas: Sequence[float] = AUTO_BETAS,
+              fallback: float = 0.1) -> float:
+    """The GUI's auto-beta: the largest beta in {0.10, ..., 0.29} keeping more than k channels, else 0.1."""
+    r = channel_scores(relevance, delta_t).abs()
+    for beta in sorted(betas, reverse=True):
+        if int((r >= beta).sum()) > k:
+            return float(beta)
+    return fallback
+
+
+def delta_s(g, relevance: Relevance, stats: StyleStats, delta_t: torch.Tensor, beta: float
+            ) -> tuple[list[torch.Tensor], int]:
+    """(delta_s per entry of g.layers, channels kept) as SPEC 3.5: r = fs3 . delta_t; |r| < beta -> 0;
+    r / max|r|; times the channel std; zero on toRGB layers and on layers without relevance."""
+    r = channel_scores(relevance, delta_t)
+    keep = r.abs() >= beta
+    kept = int(keep.sum())
+    if kept == 0:
+        raise InputError(f"beta too high: beta = {beta:g} keeps no channel; only {kept} channels have "
+                         f"|r| >= {beta:g} (largest |r| is {float(r.abs().max()):.3f}); lower beta")
+    r = torch.where(keep, r, torch.zeros_like(r))
+    r = r / r.abs().max()
+    out = [stats.std[layer.index].new_zeros(layer.channels) for layer in g.layers]
+    row = 0
+    for k in relevance.layers:
+        c = g.layers[k].channels
+        out[k] = r[row: row + c].to(stats.std[k]) * stats.std[k]
+        row += c
+    return out, kept
+
+
+def apply_direction(styles: list[torch.Tensor], direction: list[torch.Tensor], alpha: float) -> list[torch.Tensor]:
+    """s + alpha * delta_s on every layer (direction [C_i] broadcast over the batch)."""
+    return [s + alpha * ds.to(s).unsqueeze(0) for s, ds in zip(styles, direction)]
+
+
+class EtaPrinter:
+    """A progress callback printing done/total, rate and ETA at most every `every` seconds (to `write`)."""
+
+    def __init__(self, label: str, write=print, every: float = 2.0):
+        self.label, self.write, self.every = label, write, every
+        self.t0, self.last, self.start_done = time.perf_counter(), 0.0, None
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if self.start_done is None:
+            self.start_done = done
+        if done < total and now - self.last < self.every:
+            return
+        self.last = now
+        rate = (done - self.start_done) / max(now - self.t0, 1e-9)
+        eta = (total - done) / rate if rate > 0 else math.inf
+        eta_s = "?" if math.isinf(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
+        self.write(f"{self.label}: {done}/{total} ({100 * done / max(total, 1):.1f}%), ETA {eta_s}")
