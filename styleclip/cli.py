@@ -136,7 +136,15 @@ def edit(
     mode: str = typer.Option("edit", help="optimize: 'edit' or 'free_generation' (from the mean latent)."),
     space: str = typer.Option("wplus", help="optimize: 'wplus' or 'styles' (S space, non-toRGB)."),
     bf16: bool = typer.Option(False, help="bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
-    strength: float = typer.Option(1.0, help="Edit strength (alpha for global, residual scale for mapper)."),
+    strength: Optional[float] = typer.Option(None, "--strength", "--alpha", help="Edit strength: alpha for "
+                                             "global (default 4.1), residual scale for mapper (default 1), CLIP-term "
+                                             "weight for optimize (default 1)."),
+    neutral: str = typer.Option("a face", help="global: the neutral text the direction starts from."),
+    beta: Optional[float] = typer.Option(0.15, help="global: disentanglement threshold (channels with "
+                                         "|relevance| < beta are left alone); 0 picks it automatically."),
+    relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="global: channel relevance .npy "
+                                                  "(ours or the official fs3.npy)."),
+    mapper: Optional[str] = typer.Option(None, help="mapper: a mapper file or name (default: found by --prompt)."),
     batch_size: int = typer.Option(4, help="Sources edited together."),
     out: Path = typer.Option(Path("outputs"), help="Output folder."),
     gif: bool = typer.Option(False, help="optimize: also write an animation of the optimization."),
@@ -152,7 +160,8 @@ def edit(
     from .imaging import grid, save_gif, to_pil, upscale_for_viewing
     from .types import Latent, Prompt
 
-    text = Prompt(prompt, strength=strength)
+    default_strength = {"global": 4.1}.get(engine, 1.0)
+    text = Prompt(prompt, neutral=neutral, strength=default_strength if strength is None else strength)
     g = _generator(model, checkpoint, device)
     source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps)
     dev = g.w_avg.device
@@ -162,6 +171,10 @@ def edit(
     if engine == "optimize":
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode, space=space,
                        bf16=bf16, frame_every=max(1, steps // 40) if gif else 0)
+    elif engine == "global":
+        options = dict(beta=beta or None, relevance=relevance_file)
+    elif engine == "mapper":
+        options = dict(mapper=mapper or prompt)
     editor = factory.create_editor(engine, g, clip, identity, **options)
     out.mkdir(parents=True, exist_ok=True)
     n = source.batch_size
@@ -197,6 +210,8 @@ def edit(
             line = f"{label}: CLIP similarity {m['clip_before'][j]:.3f} -> {m['clip_after'][j]:.3f}"
             if "identity_similarity" in m:
                 line += f", identity similarity {m['identity_similarity'][j]:.3f}"
+            if "channels_kept" in m:
+                line += f" ({m['channels_kept']} channels, beta {m['beta']:.2f}, alpha {m['alpha']:g})"
             typer.echo(line)
     typer.echo(f"wrote {n} edit(s) to {out}/")
 
@@ -320,7 +335,7 @@ def relevance(
     all_layers: bool = typer.Option(False, "--all-layers", help="Every conv layer, not only those up to 128 px."),
     stats: Optional[Path] = typer.Option(None, help="Style statistics file (default: cached or computed)."),
     stats_samples: int = typer.Option(100_000, help="Samples for the style statistics when computed."),
-    batch_size: int = typer.Option(16, help="Image pairs per forward (exact protocol)."),
+    batch_size: Optional[int] = typer.Option(None, help="Image pairs per forward (exact protocol; default by size)."),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
     """Compute channel relevance (fs3) for global directions; resumes an interrupted run."""

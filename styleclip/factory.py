@@ -122,11 +122,15 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
     return enc.to(device)
 
 
-ENGINE_MODULES = {"optimize": "styleclip.editors.optimization"}
+ENGINE_MODULES = {"optimize": "styleclip.editors.optimization", "global": "styleclip.editors.global_directions",
+                  "mapper": "styleclip.editors.mapper"}
 
 
 def create_editor(kind: str, generator, clip, identity=None, **config):
-    """An engine by name ('optimize', ...) with its Config built from keyword overrides."""
+    """An engine by name with its Config built from keyword overrides.
+
+    'optimize': OptimizationConfig fields. 'global': GlobalDirectionsConfig fields (relevance / stats may be
+    paths; missing ones are loaded from or computed into the cache). 'mapper': `mapper=` a file or name."""
     import importlib
 
     if kind not in ENGINE_MODULES:
@@ -135,5 +139,8 @@ def create_editor(kind: str, generator, clip, identity=None, **config):
     from .editors.base import ENGINES
 
     cls = ENGINES[kind]
-    return cls(generator, clip, identity, config=cls.config_class(**config)) if config else \
-        cls(generator, clip, identity)
+    if kind == "global":
+        return cls.from_files(generator, clip, identity=identity, **config)
+    if kind == "mapper":
+        return cls.from_file(config.pop("mapper"), generator, clip, identity, **config)
+    return cls(generator, clip, identity, config=cls.config_class(**config))

@@ -291,7 +291,7 @@ def _chunks(n: int, size: int):
 
 @torch.no_grad()
 def compute_relevance(g, clip, stats: StyleStats, *, n_images: int = RELEVANCE_IMAGES,
-                      layers: Sequence[int] | None = None, batch_size: int = 16, image_batch: int = 10,
+                      layers: Sequence[int] | None = None, batch_size: int | None = None, image_batch: int = 10,
                       channel_block: int = 64, seed: int = STATS_SEED, truncation: float = STATS_TRUNCATION,
                       checkpoint: str | Path | None = None, progress: ProgressFn | None = None) -> Relevance:
     """The official fs3 protocol, exactly, with shared work.
@@ -301,6 +301,8 @@ def compute_relevance(g, clip, stats: StyleStats, *, n_images: int = RELEVANCE_I
     image pairs per forward. With `checkpoint`, partial sums are saved after every unit and a rerun resumes.
     """
     layers = list(relevance_layers(g) if layers is None else layers)
+    if batch_size is None:  # 16 pairs per forward at 256 px, more for smaller generators (less overhead)
+        batch_size = max(4, min(image_batch * channel_block, 16 * (256 // g.config.size) ** 2))
     styles = _images(g, n_images, seed, truncation)
     dev = styles[0].device
     acc = {k: torch.zeros(g.layers[k].channels, clip_dim(clip), dtype=torch.float64) for k in layers}

@@ -153,3 +153,22 @@ def test_cli_edit_from_a_photo(tmp_path):
     Image.fromarray(skimage.data.chelsea()).save(cat)
     r = runner.invoke(app, args[:4] + [str(cat)] + args[5:])
     assert r.exit_code == 1 and "no face" in r.output.lower()
+
+
+def test_cli_edit_global_engine(tmp_path, debug_generator):
+    from styleclip import stylespace as ss
+
+    clip = load_clip("debug")
+    stats = ss.compute_stats(debug_generator, n=2000)
+    rel = ss.compute_relevance(debug_generator, clip, stats, n_images=3)
+    rel_path = tmp_path / "fs3.npy"
+    rel.save(rel_path)
+    r = runner.invoke(app, ["edit", "--engine", "global", "--model", "debug", "--prompt", "a face with a mohawk",
+                            "--relevance", str(rel_path), "--alpha", "6", "--beta", "0.05", "--seeds", "0-1",
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "channels, beta 0.05, alpha 6" in r.output
+    assert (tmp_path / "o" / "seed1_before_after.png").is_file()
+    r = runner.invoke(app, ["edit", "--engine", "global", "--model", "debug", "--prompt", "mohawk",
+                            "--relevance", str(rel_path), "--beta", "0.99", "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 1 and "beta too high" in r.output
