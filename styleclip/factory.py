@@ -60,7 +60,7 @@ def load_generator(source: str | Path | None = None, *, device: str | torch.devi
         if name == "debug":
             return debug_generator().to(device)
     if name in pretrained.REGISTRY:
-        return _generator_from_file(pretrained.resolve(name), cache=cache).to(device)
+        return _generator_from_file(pretrained.ensure(name), cache=cache).to(device)
     path = Path(source)
     if not path.exists() and path.suffix == "":
         known = ", ".join(sorted(pretrained.MODEL_SETS))
@@ -103,6 +103,9 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
                                        official_input=official_input).to(device)
     if name == "clip-vit-b32-openai":
         model_name, tag = DEFAULT_MODEL, DEFAULT_PRETRAINED
+        local = pretrained.find(name)  # a copy put in the weights folders wins over open_clip's own cache
+        if local is not None:
+            tag = str(local)
     else:
         model_name, _, tag = name.partition(":")
         tag = tag or None
@@ -137,3 +140,38 @@ def create_editor(kind: str, generator, clip, identity=None, **config):
     cls = ENGINES[kind]
     return cls(generator, clip, identity, config=cls.config_class(**config)) if config else \
         cls(generator, clip, identity)
+
+
+IDENTITY_ALIASES = {"arcface": "arcface-ir-se50", "facenet": "facenet-vggface2"}
+
+
+def load_identity(source: str | Path | None = None, *, device: str | torch.device = "cpu"):
+    """A frozen identity net (`embed(img [-1,1]) -> unit [N,512]`) from a model-set name (`ffhq` -> ArcFace
+    IR-SE50, `debug` -> tiny random), a registry name or alias (`arcface-ir-se50`, `facenet`,
+    `facenet-vggface2`), or a weights file (IR-SE50 `.pth`, or a facenet-pytorch state dict). None when the
+    model set has no identity net. Registry weights are downloaded when missing (`pretrained.ensure`)."""
+    from .identity import ArcFaceIdentity, FaceNetIdentity, debug_identity, read_state_dict
+
+    device = resolve_device(device)
+    name = str(source) if source is not None else "ffhq"
+    if name in pretrained.MODEL_SETS:
+        name = pretrained.MODEL_SETS[name].identity
+        if name is None:
+            return None
+    name = IDENTITY_ALIASES.get(name, name)
+    if name == "debug":
+        return debug_identity().to(device)
+    if name in pretrained.REGISTRY:
+        spec = pretrained.get_spec(name)
+        if spec.kind != "identity":
+            raise StyleClipError(f"{name!r} is a {spec.kind} weight, not an identity net")
+        path = pretrained.ensure(name)
+        cls = FaceNetIdentity if name.startswith("facenet") else ArcFaceIdentity
+        return cls.from_file(path).to(device)
+    path = Path(name)
+    if not path.is_file():
+        known = ", ".join(sorted(set(pretrained.MODEL_SETS) | set(IDENTITY_ALIASES)))
+        raise StyleClipError(f"unknown identity net {name!r} (known: {known}) and no file by that name")
+    state = read_state_dict(path)
+    cls = FaceNetIdentity if any(k.startswith("conv2d_1a.") for k in state) else ArcFaceIdentity
+    return cls.from_state_dict(state, source=str(path)).to(device)
