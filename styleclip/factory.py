@@ -103,9 +103,11 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
                                        official_input=official_input).to(device)
     if name == "clip-vit-b32-openai":
         model_name, tag = DEFAULT_MODEL, DEFAULT_PRETRAINED
-        local = pretrained.find(name)  # a copy put in the weights folders wins over open_clip's own cache
+        local = pretrained.find(name) or pretrained.find_in_hf_cache(name)  # weights folders, then HF cache
         if local is not None:
             tag = str(local)
+        elif pretrained.offline():
+            raise WeightsMissingError(pretrained.missing_message(name, [pretrained.OFFLINE_REASON]))
     else:
         model_name, _, tag = name.partition(":")
         tag = tag or None
@@ -113,12 +115,19 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
         enc = ClipEncoder.from_pretrained(model_name, tag, cache_dir=str(pretrained.cache_dir() / "open_clip"),
                                           official_input=official_input)
     except RuntimeError as e:
-        if "Unknown model" in str(e) or "Pretrained weights" in str(e):
-            raise StyleClipError(f"CLIP model {name!r}: {' '.join(str(e).split())}") from None
+        if any(m in str(e) for m in ("Unknown model", "Pretrained weights", "not found in built-ins",
+                                     "not a known tag")):
+            raise StyleClipError(f"CLIP model {name!r}: {' '.join(str(e).split())[:300]}") from None
+        if name == "clip-vit-b32-openai":
+            raise WeightsMissingError(pretrained.missing_message(
+                name, [f"open_clip's download: {' '.join(str(e).split())[:160]}"])) from None
         raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be loaded or downloaded "
                                   f"({' '.join(str(e).split())[:200]}); with no network, put the open_clip "
                                   f"weights file somewhere and pass --clip {model_name}:/path/to/file") from None
     except OSError as e:
+        if name == "clip-vit-b32-openai":
+            raise WeightsMissingError(pretrained.missing_message(
+                name, [f"open_clip's download: {' '.join(str(e).split())[:160]}"])) from None
         raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be downloaded "
                                   f"({' '.join(str(e).split())[:200]}); with no network, pass "
                                   f"--clip {model_name}:/path/to/open_clip_pytorch_model.bin") from None

@@ -107,7 +107,7 @@ REGISTRY: dict[str, WeightSpec] = {s.name: s for s in [
                description="OpenAI CLIP ViT-B/32 as open_clip ('ViT-B-32-quickgelu', 'openai'); open_clip "
                            "downloads and caches it itself (Hugging Face hub) unless this file is present",
                extra={"format": "open_clip", "open_clip": ("ViT-B-32-quickgelu", "openai"),
-                      "approx_size": "~605 MB"}),
+                      "hf_hub": "timm/vit_base_patch32_clip_224.openai", "approx_size": "~605 MB"}),
     WeightSpec("clip-vit-b32-openai-jit", "ViT-B-32.pt", "clip",
                urls=("https://openaipublic.azureedge.net/clip/models/"
                      "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",),
@@ -253,6 +253,7 @@ def converted_path(source: Path) -> Path:
 # ---- download ------------------------------------------------------------------------------------------------
 USER_AGENT = "styleclip-weights/0.1 (+https://github.com/)"
 CHUNK = 1 << 20
+OFFLINE_REASON = "STYLECLIP_OFFLINE is set"
 
 
 def _torch_hub_dir() -> Path:
@@ -292,7 +293,7 @@ def ensure(name: str, *, progress: bool = True) -> Path:
     if spec.extra.get("unsupported"):
         raise WeightsMissingError(f"weight '{name}' ({spec.filename}) cannot be used: {spec.extra['unsupported']}")
     if offline():
-        raise WeightsMissingError(_missing_message(spec, ["not tried: STYLECLIP_OFFLINE is set"]))
+        raise WeightsMissingError(_missing_message(spec, [OFFLINE_REASON]))
     return download(name, progress=progress)
 
 
@@ -331,8 +332,12 @@ def _missing_message(spec: WeightSpec, failures: list[str]) -> str:
     where = ", ".join(str(d) for d in search_dirs())
     manual = spec.extra.get("manual", ())
     also = f"; other sources: {', '.join(manual)}" if manual else ""
+    if failures == [OFFLINE_REASON]:
+        tried = f"not downloaded: {OFFLINE_REASON}; sources: {', '.join(spec.urls)}"
+    else:
+        tried = "tried " + "; ".join(failures)
     return (f"weight '{spec.name}' ({spec.filename}) is missing and could not be downloaded "
-            f"(tried {'; '.join(failures)}){also}. Download it by hand and put {spec.filename} in one of: "
+            f"({tried}){also}. Download it by hand and put {spec.filename} in one of: "
             f"{where} (or set STYLECLIP_WEIGHTS_DIR, or pass the file's path)")
 
 
@@ -502,3 +507,26 @@ def verify(names: list[str] | None = None) -> list[tuple[str, Path, str]]:
             status = "present (no published sha256)"
         rows.append((name, path, status))
     return rows
+
+
+def missing_message(name: str, failures: list[str]) -> str:
+    """The one-line 'missing weight' message: file, what was tried, where to put it."""
+    return _missing_message(get_spec(name), failures)
+
+
+def find_in_hf_cache(name: str) -> Path | None:
+    """A copy of an open_clip weight already in the Hugging Face hub cache (open_clip's own download, in
+    styleclip's cache folder or the default HF cache), or None."""
+    repo = get_spec(name).extra.get("hf_hub")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    if not repo:
+        return None
+    for cache in (str(cache_dir() / "open_clip"), None):
+        for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            hit = try_to_load_from_cache(repo, filename, cache_dir=cache)
+            if isinstance(hit, str) and os.path.isfile(hit):
+                return Path(hit)
+    return None
