@@ -279,7 +279,7 @@ def test_registry_entries_are_well_formed():
         assert s.licence, s.name
     # hashes pinned only where WEIGHTS.md gives them in full
     assert {n for n, s in reg.items() if s.sha256} == {
-        "stylegan2-ffhq-1024", "arcface-ir-se50", "e4e-ffhq", "clip-vit-b32-openai-jit"}
+        "stylegan2-ffhq-1024", "arcface-ir-se50", "e4e-ffhq-encode", "clip-vit-b32-openai-jit"}
     assert reg["arcface-ir-se50"].size == 175_367_323 and len(reg["arcface-ir-se50"].urls) == 2
     mappers = {n: s.extra["no_fine_mapper"] for n, s in reg.items() if s.kind == "mapper"}
     assert len(mappers) == 14
