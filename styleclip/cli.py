@@ -296,6 +296,78 @@ def invert(
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())} (W+ {list(w_plus.shape)})")
 
 
+# ---- styleclip weights ... ------------------------------------------------------------------------------------
+weights_app = typer.Typer(no_args_is_help=True, help="Known pretrained weights: list, download, verify, locate.")
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("list")
+@friendly
+def weights_list(
+    kind: Optional[str] = typer.Option(None, help="Only this kind (generator, clip, identity, mapper, ...)."),
+):
+    """Every known weight: name, size, licence, and where it is if present."""
+    from . import pretrained
+
+    rows = [(s.name, pretrained.human_size(s), s.kind,
+             ("NC " if s.non_commercial else "") + s.licence.split(";")[0].split(" (")[0],
+             str(pretrained.find(s.name) or ("unsupported" if s.extra.get("unsupported") else "-")))
+            for s in pretrained.REGISTRY.values() if kind is None or s.kind == kind]
+    if not rows:
+        raise ValueError(f"no weights of kind {kind!r}")
+    header = ("name", "size", "kind", "licence (NC = non-commercial)", "present")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
+    for r in [header] + rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+
+
+@weights_app.command("download")
+@friendly
+def weights_download(
+    names: list[str] = typer.Argument(..., help="Weight names (see `weights list`) or a model set (ffhq)."),
+    dest: Optional[Path] = typer.Option(None, help="Folder (default: $STYLECLIP_WEIGHTS_DIR or the user cache)."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+):
+    """Download weights (resumable, sha256-checked where a hash is published)."""
+    from . import pretrained
+
+    for name in pretrained.expand_names(names):
+        existing = pretrained.find(name) if dest is None else None
+        if existing is not None:
+            typer.echo(f"{name}: already present at {existing}")
+            continue
+        path = pretrained.download(name, dest, progress=not quiet)
+        typer.echo(f"{name}: {path}")
+
+
+@weights_app.command("verify")
+@friendly
+def weights_verify(names: Optional[list[str]] = typer.Argument(None, help="Only these weights.")):
+    """Check the sha256 (and size) of every present weight file; exit 1 on any mismatch."""
+    from . import pretrained
+
+    rows = pretrained.verify(pretrained.expand_names(names) if names else None)
+    if not rows:
+        typer.echo("no known weight files present (looked in: "
+                   + ", ".join(str(d) for d in pretrained.search_dirs()) + ")")
+    for name, path, status in rows:
+        typer.echo(f"{name}  {status}  {path}")
+    bad = [name for name, _, status in rows if "mismatch" in status.lower()]
+    if bad:
+        typer.echo(f"error: {len(bad)} file(s) do not match their published checksum or size: "
+                   f"{', '.join(bad)}", err=True)
+        raise typer.Exit(1)
+
+
+@weights_app.command("path")
+@friendly
+def weights_path(name: str = typer.Argument(..., help="Weight name (see `weights list`).")):
+    """Print where weight NAME is (exit 1 if it is not present)."""
+    from . import pretrained
+
+    typer.echo(str(pretrained.resolve(name)))
+
+
 def main():
     app()
 

@@ -107,6 +107,14 @@ class ClipEncoder(nn.Module):
         normalise again (STYLECLIP_SPEC 3.4). Results are cached per (text, templates)."""
         if isinstance(texts, str):
             texts = [texts]
+        texts = list(texts)
+        if not texts:
+            raise ValueError("no text prompt given")
+        for t in texts:  # checked before templating: "a photo of a ." must not pass for an empty prompt
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"empty text prompt {t!r}")
+        if templates is not None and (not templates or any("{}" not in tpl for tpl in templates)):
+            raise ValueError("prompt templates must be a non-empty list of strings containing '{}'")
         key_t = tuple(templates) if templates is not None else None
         missing = [t for t in dict.fromkeys(texts) if (t, key_t) not in self._text_cache]
         if missing:
@@ -118,7 +126,7 @@ class ClipEncoder(nn.Module):
                 emb = F.normalize(per.mean(1), dim=-1)
             for t, e in zip(missing, emb):
                 self._text_cache[(t, key_t)] = e
-        return torch.stack([self._text_cache[(t, key_t)] for t in texts])
+        return torch.stack([self._text_cache[(t, key_t)] for t in texts]).to(self.device)
 
     def _embed_strings(self, strings: list[str], batch: int = 256) -> torch.Tensor:
         for s in strings:
@@ -138,7 +146,7 @@ class ClipEncoder(nn.Module):
         if (h, w) != (self.input_size, self.input_size):
             mh = self._resize_matrix(h, img)
             mw = mh if w == h else self._resize_matrix(w, img)
-            x = torch.einsum("ij,ncjk,lk->ncil", mh, x, mw)
+            x = mh @ x @ mw.t()  # rows first: [N,C,S,W] is the only intermediate (faster than einsum here)
         if self.official_input:
             return x
         return ((x + 1) / 2 - self.mean.to(x.dtype)) / self.std.to(x.dtype)

@@ -60,7 +60,7 @@ def load_generator(source: str | Path | None = None, *, device: str | torch.devi
         if name == "debug":
             return debug_generator().to(device)
     if name in pretrained.REGISTRY:
-        return _generator_from_file(pretrained.resolve(name), cache=cache).to(device)
+        return _generator_from_file(pretrained.ensure(name), cache=cache).to(device)
     path = Path(source)
     if not path.exists() and path.suffix == "":
         known = ", ".join(sorted(pretrained.MODEL_SETS))
@@ -103,6 +103,11 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
                                        official_input=official_input).to(device)
     if name == "clip-vit-b32-openai":
         model_name, tag = DEFAULT_MODEL, DEFAULT_PRETRAINED
+        local = pretrained.find(name) or pretrained.find_in_hf_cache(name)  # weights folders, then HF cache
+        if local is not None:
+            tag = str(local)
+        elif pretrained.offline():
+            raise WeightsMissingError(pretrained.missing_message(name, [pretrained.OFFLINE_REASON]))
     else:
         model_name, _, tag = name.partition(":")
         tag = tag or None
@@ -110,12 +115,19 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
         enc = ClipEncoder.from_pretrained(model_name, tag, cache_dir=str(pretrained.cache_dir() / "open_clip"),
                                           official_input=official_input)
     except RuntimeError as e:
-        if "Unknown model" in str(e) or "Pretrained weights" in str(e):
-            raise StyleClipError(f"CLIP model {name!r}: {' '.join(str(e).split())}") from None
+        if any(m in str(e) for m in ("Unknown model", "Pretrained weights", "not found in built-ins",
+                                     "not a known tag")):
+            raise StyleClipError(f"CLIP model {name!r}: {' '.join(str(e).split())[:300]}") from None
+        if name == "clip-vit-b32-openai":
+            raise WeightsMissingError(pretrained.missing_message(
+                name, [f"open_clip's download: {' '.join(str(e).split())[:160]}"])) from None
         raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be loaded or downloaded "
                                   f"({' '.join(str(e).split())[:200]}); with no network, put the open_clip "
                                   f"weights file somewhere and pass --clip {model_name}:/path/to/file") from None
     except OSError as e:
+        if name == "clip-vit-b32-openai":
+            raise WeightsMissingError(pretrained.missing_message(
+                name, [f"open_clip's download: {' '.join(str(e).split())[:160]}"])) from None
         raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be downloaded "
                                   f"({' '.join(str(e).split())[:200]}); with no network, pass "
                                   f"--clip {model_name}:/path/to/open_clip_pytorch_model.bin") from None
@@ -144,3 +156,38 @@ def create_editor(kind: str, generator, clip, identity=None, **config):
     if kind == "mapper":
         return cls.from_file(config.pop("mapper"), generator, clip, identity, **config)
     return cls(generator, clip, identity, config=cls.config_class(**config))
+
+
+IDENTITY_ALIASES = {"arcface": "arcface-ir-se50", "facenet": "facenet-vggface2"}
+
+
+def load_identity(source: str | Path | None = None, *, device: str | torch.device = "cpu"):
+    """A frozen identity net (`embed(img [-1,1]) -> unit [N,512]`) from a model-set name (`ffhq` -> ArcFace
+    IR-SE50, `debug` -> tiny random), a registry name or alias (`arcface-ir-se50`, `facenet`,
+    `facenet-vggface2`), or a weights file (IR-SE50 `.pth`, or a facenet-pytorch state dict). None when the
+    model set has no identity net. Registry weights are downloaded when missing (`pretrained.ensure`)."""
+    from .identity import ArcFaceIdentity, FaceNetIdentity, debug_identity, read_state_dict
+
+    device = resolve_device(device)
+    name = str(source) if source is not None else "ffhq"
+    if name in pretrained.MODEL_SETS:
+        name = pretrained.MODEL_SETS[name].identity
+        if name is None:
+            return None
+    name = IDENTITY_ALIASES.get(name, name)
+    if name == "debug":
+        return debug_identity().to(device)
+    if name in pretrained.REGISTRY:
+        spec = pretrained.get_spec(name)
+        if spec.kind != "identity":
+            raise StyleClipError(f"{name!r} is a {spec.kind} weight, not an identity net")
+        path = pretrained.ensure(name)
+        cls = FaceNetIdentity if name.startswith("facenet") else ArcFaceIdentity
+        return cls.from_file(path).to(device)
+    path = Path(name)
+    if not path.is_file():
+        known = ", ".join(sorted(set(pretrained.MODEL_SETS) | set(IDENTITY_ALIASES)))
+        raise StyleClipError(f"unknown identity net {name!r} (known: {known}) and no file by that name")
+    state = read_state_dict(path)
+    cls = FaceNetIdentity if any(k.startswith("conv2d_1a.") for k in state) else ArcFaceIdentity
+    return cls.from_state_dict(state, source=str(path)).to(device)

@@ -13,6 +13,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("STYLECLIP_CACHE", str(cache))
     monkeypatch.delenv("STYLECLIP_WEIGHTS_DIR", raising=False)
+    monkeypatch.setenv("STYLECLIP_OFFLINE", "1")  # no test may download (tests of the downloader lift this)
     yield
 
 
