@@ -153,7 +153,8 @@ class ClipEncoder(nn.Module):
 
     def encode_image(self, img: torch.Tensor) -> torch.Tensor:
         """Unit image embeddings [N, D]; differentiable with respect to img."""
-        return F.normalize(self.model.encode_image(self.preprocess(img)).float(), dim=-1)
+        emb = self.model.encode_image(self.preprocess(img))
+        return F.normalize(emb if emb.dtype == torch.float64 else emb.float(), dim=-1)
 
     def similarity(self, img: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """Cosine similarity [N, T] between images and unit text embeddings."""

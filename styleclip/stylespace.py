@@ -61,7 +61,7 @@ def _w_stream(g, n: int, *, truncation: float, seed: int, batch: int = 1000):
     for start in range(0, n, per * block):
         z = torch.cat([torch.randn(block, dim, generator=gen) for _ in range(per)])[: n - start]
         with torch.no_grad():
-            yield g.mapping(z.to(dev), truncation)
+            yield g.mapping(z.to(dev, g.w_avg.dtype), truncation)
 
 
 def sample_w(g, n: int, *, truncation: float = STATS_TRUNCATION, seed: int = STATS_SEED) -> torch.Tensor:
@@ -348,7 +348,7 @@ def _pairs_contribution(g, clip, styles, stats, k, images, channels, prefix, bat
         sl = styles[k][i0:i1][idx].clone()
         rows = torch.arange(idx.numel(), device=idx.device)
         chs = torch.cat([ch, ch])
-        sl[rows, chs] = torch.cat([lo[ch], hi[ch]])
+        sl[rows, chs] = torch.cat([lo[ch], hi[ch]]).to(sl.dtype)
         suffix = [s[i0:i1][idx] if j > k else None for j, s in enumerate(styles)]
         suffix[k] = sl
         state = (x_pre[idx], None if img_pre is None else img_pre[idx])
