@@ -135,8 +135,28 @@ class ClipEncoder(nn.Module):
         out = []
         for i in range(0, len(strings), batch):
             tokens = self.tokenizer(strings[i:i + batch]).to(self.device)
-            out.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1))
+            out.append(F.normalize(self._encode_tokens(tokens).float(), dim=-1))
         return torch.cat(out)
+
+    def _encode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """open_clip's encode_text, run only over the tokens up to the last end-of-text token of the batch.
+
+        CLIP's text transformer is causal and pools at the end-of-text token (the largest id), so the padding
+        after it cannot change the result: dropping it gives the same embedding several times faster
+        (prompts are ~10 of 77 tokens). Models of another shape use open_clip's own encode_text."""
+        m = self.model
+        mask = getattr(m, "attn_mask", None)
+        if not (hasattr(m, "token_embedding") and getattr(m, "text_pool_type", "argmax") == "argmax"
+                and isinstance(mask, torch.Tensor) and getattr(m, "text_projection", None) is not None):
+            return m.encode_text(tokens)
+        n = int(tokens.argmax(dim=-1).max()) + 1
+        tokens = tokens[:, :n]
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(tokens).to(cast) + m.positional_embedding[:n].to(cast)
+        x = m.ln_final(m.transformer(x, attn_mask=mask[:n, :n]))
+        x = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
+        proj = m.text_projection
+        return proj(x) if isinstance(proj, nn.Module) else x @ proj
 
     # ---- image --------------------------------------------------------------------------------------
     def preprocess(self, img: torch.Tensor) -> torch.Tensor:

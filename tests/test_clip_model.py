@@ -147,13 +147,13 @@ def test_imagenet_templates():
 def test_text_cache(monkeypatch):
     enc = load_clip("debug")
     calls = []
-    original = enc.model.encode_text
+    original = enc._encode_tokens
 
     def counting(tokens, *a, **k):
         calls.append(tokens.shape[0])
         return original(tokens, *a, **k)
 
-    monkeypatch.setattr(enc.model, "encode_text", counting)
+    monkeypatch.setattr(enc, "_encode_tokens", counting)
     a = enc.encode_text(["red hair", "a beard"])
     assert calls == [2]
     b = enc.encode_text(["a beard", "red hair"])
@@ -179,3 +179,13 @@ def test_bad_templates_raise(clip):
         clip.encode_text("a cat", ["no placeholder"])
     with pytest.raises(ValueError, match="templates"):
         clip.encode_text("a cat", [])
+
+
+def test_truncated_text_forward_equals_open_clip():
+    from styleclip.factory import load_clip
+
+    clip = load_clip("debug")
+    tokens = clip.tokenizer(["a face", "a photo of a face with a mohawk and blue hair"])
+    ours = clip._encode_tokens(tokens)
+    theirs = clip.model.encode_text(tokens)
+    assert torch.allclose(ours, theirs, atol=1e-5)
