@@ -368,12 +368,87 @@ def weights_path(name: str = typer.Argument(..., help="Weight name (see `weights
     typer.echo(str(pretrained.resolve(name)))
 
 
-def main():
-    app()
 
+@app.command("train-mapper")
+@friendly
+def train_mapper_command(
+    prompt: str = typer.Option(..., help="What the mapper edits toward, e.g. 'mohawk'."),
+    latents: Optional[Path] = typer.Option(None, help="Training latents: .pt tensor [N,num_ws,512] (e.g. "
+                                                      "e4e-inverted faces). Default: sampled from the generator."),
+    val_latents: Optional[Path] = typer.Option(None, help="Validation latents (.pt). Default: held out from "
+                                                          "--latents, or sampled."),
+    num_latents: int = typer.Option(5000, help="Sampled training latents when no --latents file is given."),
+    steps: int = typer.Option(50_000, help="Training steps (the paper: 50,000)."),
+    batch_size: int = typer.Option(2, help="Latents per step."),
+    lr: float = typer.Option(0.5, help="Learning rate."),
+    optimizer: str = typer.Option("ranger", help="ranger (RAdam + Lookahead + GC, the paper's) or adam."),
+    clip_lambda: float = typer.Option(1.0, help="Weight of the CLIP loss."),
+    l2_lambda: float = typer.Option(0.8, help="Weight of the latent L2 loss."),
+    id_lambda: float = typer.Option(0.1, help="Weight of the identity loss (off without an identity network)."),
+    no_coarse: bool = typer.Option(False, "--no-coarse", help="No coarse sub-mapper (W+ rows of 4-8 px)."),
+    no_medium: bool = typer.Option(False, "--no-medium", help="No medium sub-mapper (16-32 px)."),
+    no_fine: bool = typer.Option(False, "--no-fine", help="No fine sub-mapper (64 px and up; keeps colours)."),
+    val_interval: int = typer.Option(2000, help="Validate (and keep the best mapper) every N steps."),
+    save_interval: int = typer.Option(2000, help="Write a resumable checkpoint every N steps."),
+    image_interval: int = typer.Option(2000, help="Write a [source, edited] image grid every N steps."),
+    seed: int = typer.Option(0, help="Seed of the sampled latents, the mapper's initial weights and shuffling."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: mappers/<prompt>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
+    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+):
+    """Train a latent mapper for one prompt (StyleCLIP method 2)."""
+    from tqdm import tqdm
 
-if __name__ == "__main__":
-    sys.exit(main())
+    from . import factory
+    from .editors.mapper import normalize_name
+    from .errors import StyleClipError
+    from .editors.mapper_training import MapperTrainConfig, load_latents, train_mapper
+
+    config = MapperTrainConfig(steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                               clip_lambda=clip_lambda, l2_lambda=l2_lambda, id_lambda=id_lambda,
+                               no_coarse=no_coarse, no_medium=no_medium, no_fine=no_fine, num_latents=num_latents,
+                               val_interval=val_interval, save_interval=save_interval,
+                               image_interval=image_interval, seed=seed)
+    g = _generator(model, checkpoint, device)
+    dev = g.w_avg.device
+    clip = factory.load_clip(model, device=dev)
+    identity = None
+    if id_lambda > 0:
+        load_identity = getattr(factory, "load_identity", None)
+        if load_identity is None:
+            typer.echo("notice: no identity network available in this version; identity loss off", err=True)
+        else:
+            try:
+                identity = load_identity(model or "ffhq", device=dev)
+            except StyleClipError as e:
+                typer.echo(f"notice: identity loss off ({' '.join(str(e).split())})", err=True)
+    kw = dict(num_ws=g.num_ws, style_dim=g.config.style_dim)
+    train = load_latents(latents, **kw) if latents is not None else None
+    val = load_latents(val_latents, **kw) if val_latents is not None else None
+    out = out or Path("mappers") / (normalize_name(prompt) or "mapper")
+    notes = {"latents": str(latents) if latents is not None else f"sampled ({num_latents}, seed {seed})",
+             "val_latents": str(val_latents) if val_latents is not None else None}
+    bar = tqdm(total=steps, unit="step", dynamic_ncols=True)
+
+    def progress(done, total):
+        bar.n = done
+        bar.refresh()
+
+    def log(step, record):
+        bar.set_postfix({k: f"{record[k]:.4f}" for k in ("loss", "clip", "l2", "id", "val_loss") if k in record},
+                        refresh=False)
+
+    try:
+        result = train_mapper(g, clip, prompt, identity=identity, config=config, latents=train, val_latents=val,
+                              out_dir=out, resume=resume, progress=progress, log=log, notes=notes)
+    finally:
+        bar.close()
+    best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
+    typer.echo(f"wrote {result.best_path} (best validation loss {best}); run folder {out} "
+               f"(step {result.step}; continue with --resume --out {out})")
+
 
 
 # ---- global directions: channel relevance and alpha/beta sweeps -------------------------------------
@@ -496,3 +571,11 @@ def sweep(
                 frames.append(upscale_for_viewing(to_pil(img[0]), 256))
         path = save_gif(frames + frames[::-1], out.with_suffix(".gif"))
         typer.echo(f"wrote {path}")
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
