@@ -172,3 +172,17 @@ def test_cli_edit_global_engine(tmp_path, debug_generator):
     r = runner.invoke(app, ["edit", "--engine", "global", "--model", "debug", "--prompt", "mohawk",
                             "--relevance", str(rel_path), "--beta", "0.99", "--out", str(tmp_path / "o2")])
     assert r.exit_code == 1 and "beta too high" in r.output
+
+
+def test_cli_train_mapper_then_edit_with_it(tmp_path):
+    run = tmp_path / "mohawk"
+    r = runner.invoke(app, ["train-mapper", "--model", "debug", "--prompt", "mohawk", "--steps", "4",
+                            "--num-latents", "8", "--val-interval", "2", "--save-interval", "2", "--out", str(run)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["edit", "--engine", "mapper", "--model", "debug", "--mapper", str(run), "--prompt",
+                            "mohawk", "--seeds", "0-1", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / "seed1_edited.png").is_file() and "CLIP similarity" in r.output
+    r = runner.invoke(app, ["edit", "--engine", "mapper", "--model", "debug", "--prompt", "purple beard",
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "available: afro" in r.output

@@ -224,6 +224,8 @@ def find_mapper(name: str | Path, folders=None) -> Path:
     p = Path(name)
     if p.is_file():
         return p
+    if p.is_dir() and (p / "best.safetensors").is_file():  # a train-mapper run folder
+        return p / "best.safetensors"
     key = normalize_name(str(name))
     trained = trained_mappers(folders)
     if key in trained:
