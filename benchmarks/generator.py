@@ -17,7 +17,8 @@ import sys
 import time
 
 
-def fused_modulated_conv2d(x, weight, styles, *, demodulate=True, up=False, blur_kernel_1d=None, eps=1e-8):
+def fused_modulated_conv2d(x, weight, styles, *, demodulate=True, up=False, blur_kernel_1d=None, eps=1e-8,
+                           weight_sq=None):
     """Baseline: per-sample modulated weights and one grouped convolution (the official 'fused' form)."""
     import torch.nn.functional as F
 

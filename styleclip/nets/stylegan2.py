@@ -97,6 +97,18 @@ def style_layer_table(config: GeneratorConfig) -> list[StyleLayer]:
     return table
 
 
+def frozen_scaled(module: nn.Module, slot: str, p: torch.Tensor, scale: float) -> torch.Tensor:
+    """p * scale, cached on the module while p is frozen and unchanged (inference: no per-call rescaling)."""
+    if p.requires_grad:
+        return p * scale
+    key = (p._version, p.data_ptr(), p.device, p.dtype)
+    cached = module.__dict__.get(slot)
+    if cached is None or cached[0] != key:
+        cached = (key, p.detach() * scale)
+        module.__dict__[slot] = cached
+    return cached[1]
+
+
 class PixelNorm(nn.Module):
     def __init__(self, dim: int = 1):
         super().__init__()
@@ -119,9 +131,11 @@ class EqualLinear(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = frozen_scaled(self, "_weight_cache", self.weight, self.scale)
+        bias = frozen_scaled(self, "_bias_cache", self.bias, self.lr_mul)
         if self.activation:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
-        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+            return fused_leaky_relu(F.linear(x, weight), bias)
+        return F.linear(x, weight, bias)
 
 
 class ModulatedConv2d(nn.Module):
@@ -143,18 +157,17 @@ class ModulatedConv2d(nn.Module):
                                 blur_kernel_1d=self.blur_kernel_1d, weight_sq=weight_sq)
 
     def _scaled_weight(self):
-        """weight * gain and its per-kernel sum of squares; cached while the weight is frozen and unchanged."""
-        p = self.weight
-        if p.requires_grad:
-            w = p[0] * self.scale
-            return w, None
-        key = (p._version, p.data_ptr(), p.device, p.dtype)
-        cached = getattr(self, "_cache", None)
-        if cached is None or cached[0] != key:
-            w = p[0].detach() * self.scale
-            cached = (key, w, w.float().square().sum(dim=(2, 3)) if self.demodulate else None)
-            self._cache = cached
-        return cached[1], cached[2]
+        """weight * gain [Co,Ci,k,k] and its per-kernel sum of squares (cached while the weight is frozen)."""
+        if self.weight.requires_grad:
+            return self.weight[0] * self.scale, None
+        full = frozen_scaled(self, "_weight_cache", self.weight, self.scale)
+        if not self.demodulate:
+            return full[0], None
+        cached = self.__dict__.get("_wsq_cache")
+        if cached is None or cached[0] is not full:
+            cached = (full, full[0].float().square().sum(dim=(2, 3)))
+            self.__dict__["_wsq_cache"] = cached
+        return full[0], cached[1]
 
 
 class NoiseInjection(nn.Module):
