@@ -236,9 +236,23 @@ class StyleClipApp:
                                 identity=self.identity, progress=progress)
         session = self._session(result.w_plus, _label(path.stem), aligned=aligned)
         cached = " (from the cache)" if getattr(result, "cached", False) else ""
-        info = f"Photo **{path.name}**: face aligned and inverted ({method}){cached}. Left: the aligned " \
-               "photo; the edits start from the reconstruction."
+        info = f"Photo **{path.name}**: face aligned and inverted ({method}){cached}. The source face is " \
+               "its reconstruction by the generator: the edits start from it."
         return SourceOutput(self.view(session.source), info, session, aligned=self.view(aligned))
+
+    @staticmethod
+    def preview_photo(path) -> Optional[Image.Image]:
+        """The uploaded photo for display (None when there is none or it is not a readable image)."""
+        from styleclip.faces import load_image
+
+        if not path:
+            return None
+        try:
+            image = load_image(path, max_side=1024)
+        except (StyleClipError, OSError, ValueError):
+            return None
+        image.thumbnail((512, 512))
+        return image
 
     def _ensure(self, session: Optional[Session]) -> Session:
         return session if session is not None else self.face_from_seed(0).session

@@ -73,13 +73,16 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                             new_button = gr.Button("New random face", elem_id="new-face")
                             seed_button = gr.Button("Show this seed")
                     with gr.Tab("Upload photo"):
-                        photo = gr.Image(label="Photo with a face", type="filepath", sources=["upload", "clipboard"],
-                                         height=200, elem_id="photo")
+                        # a File input, so that any unsupported file reaches a readable error message
+                        photo = gr.File(label="Photo with a face", file_types=["image"], type="filepath",
+                                        elem_id="photo")
+                        with gr.Row():
+                            preview = gr.Image(label="Photo", type="pil", interactive=False, height=160)
+                            aligned = gr.Image(label="Aligned face", type="pil", format="png", interactive=False,
+                                               height=160, elem_classes="result")
                         invert_steps = gr.Slider(10, 1000, invert_default, step=10,
                                                  label="Inversion steps (used when no e4e encoder is present)")
                         upload_button = gr.Button("Align and invert", variant="primary", elem_id="invert")
-                        aligned = gr.Image(label="Aligned photo", type="pil", format="png", interactive=False,
-                                           height=160, elem_classes="result")
                 source_info = gr.Markdown()
             with gr.Column(scale=6, min_width=420):
                 gr.Markdown("### 2 · Edit")
@@ -162,6 +165,9 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                 out = app.upload_photo(path, steps=steps, report=_reporter(progress))
                 return (*show_source(out), out.aligned)
 
+        def show_photo(path):
+            return app.preview_photo(path)
+
         def global_edit(session, neutral, target, alpha, beta):
             with user_errors():
                 return show_edit(app.global_edit(session, neutral, target, alpha, beta))
@@ -205,6 +211,8 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
         seed_button.click(face_from_seed, [seed, truncation], source_outputs, api_name="face_from_seed", **on_source)
         seed.submit(face_from_seed, [seed, truncation], source_outputs, api_name="seed_submit",
                     api_visibility="private", **on_source)
+        photo.change(show_photo, [photo], [preview], api_name="photo_preview", api_visibility="private",
+                     show_progress="hidden")
         upload_button.click(upload_photo, [photo, invert_steps], [*source_outputs, aligned], api_name="upload_photo",
                             **heavy, **on_source)
         global_inputs = [session, neutral, target, alpha, beta]

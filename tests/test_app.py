@@ -57,7 +57,8 @@ def test_faces_from_seeds(app):
     assert a.session.source.size == (32, 32) and a.image.size == (VIEW_SIZE, VIEW_SIZE)  # enlarged for viewing
     assert np.array_equal(np.asarray(a.image.resize((32, 32), Image.NEAREST)), np.asarray(a.session.source))
     seed, out = app.new_face()
-    assert out.session.label == f"seed{seed}" and torch.equal(out.session.w_plus, app.face_from_seed(seed).session.w_plus)
+    assert out.session.label == f"seed{seed}"
+    assert torch.equal(out.session.w_plus, app.face_from_seed(seed).session.w_plus)
     for bad in ("abc", -1, None):
         with pytest.raises(InputError, match="seed"):
             app.face_from_seed(bad)
@@ -200,6 +201,8 @@ def test_upload_photo_aligns_and_inverts(app, tmp_path):
     Image.fromarray(skdata.coffee()).save(coffee)
     with pytest.raises(InputError, match="no face found"):
         app.upload_photo(coffee, steps=5)
+    assert app.preview_photo(photo).size == (512, 512) and app.preview_photo(None) is None
+    assert app.preview_photo(tmp_path / "missing.png") is None
 
 
 def test_no_session_starts_from_seed_zero(app):
@@ -230,7 +233,7 @@ def served(app):
     demo.close()
 
 
-def test_gradio_client_flows(served):
+def test_gradio_client_flows(served, tmp_path):
     from gradio_client import Client
 
     demo, url = served
@@ -264,6 +267,16 @@ def test_gradio_client_flows(served):
 
     with pytest.raises(Exception, match="target text is empty"):
         client.predict("a face", " ", 4.0, 0.15, api_name="/global_edit")
+    from gradio_client import handle_file
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    with pytest.raises(Exception, match="Invalid file type"):
+        client.predict(handle_file(str(notes)), 10, api_name="/upload_photo")
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"not a jpeg")
+    with pytest.raises(Exception, match="fake.jpg"):
+        client.predict(handle_file(str(fake)), 10, api_name="/upload_photo")
     with pytest.raises(Exception, match="prompt is empty"):
         client.predict("", 5, 0.1, 0.008, 0.0, api_name="/optimize")
 

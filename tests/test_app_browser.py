@@ -145,3 +145,24 @@ def test_edit_in_the_browser(server, browser, tmp_path):
     page.get_by_text("the target text is empty").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "app_error.png"))
     page.close()
+
+
+def test_photo_upload_in_the_browser(server, browser, tmp_path):
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(skdata.astronaut()).save(photo, quality=92)
+    page = browser.new_page(viewport={"width": 1360, "height": 1300})
+    page.set_default_timeout(30_000)
+    page.goto(server)
+    page.locator("#source img").first.wait_for(state="visible")
+    first_src = _image_src(page, "source")
+    page.get_by_role("tab", name="Upload photo").click()
+    page.locator("#photo input[type=file]").set_input_files(str(photo))
+    page.locator("#invert").click()
+    page.get_by_text("astronaut.jpg").last.wait_for()
+    page.get_by_text("aligned and inverted").first.wait_for()
+    assert _image_src(page, "source") != first_src
+    page.screenshot(path=str(ARTIFACTS / "app_photo.png"))
+    page.close()
