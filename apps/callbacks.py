@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import shutil
 import tempfile
 import threading
 import uuid
@@ -34,6 +35,7 @@ SMALL_STATS_SAMPLES = 10_000
 SMALL_RELEVANCE_IMAGES = 4
 DEFAULT_NEUTRAL = "a face"
 SWEEP_FRAMES = 17
+KEEP_RESULTS = 500  # result folders kept on disk (the web layer serves copies from its own cache)
 
 
 class GlobalEdit(NamedTuple):
@@ -93,12 +95,12 @@ def _text(value, what: str) -> str:
     return text
 
 
-def _number(value, what: str, lo: float | None = None, hi: float | None = None) -> float:
+def _number(value, what: str, lo: float, hi: float) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{what} must be a number, got {value!r}") from None
-    if x != x or (lo is not None and x < lo) or (hi is not None and x > hi):
+    if not lo <= x <= hi:  # also refuses NaN
         raise InputError(f"{what} must be between {lo:g} and {hi:g}, got {value!r}")
     return x
 
@@ -141,9 +143,11 @@ class StyleClipApp:
 
     def describe(self) -> str:
         g = self.generator
-        kind = "tiny random networks (images are noise-like; for trying the app)" if self.model == "debug" else \
-            "real weights" if self.model in _model_sets() else f"checkpoint {self.model}"
-        text = f"Model **{self.model}**: {kind}; {g.config.size} px, {len(g.layers)} style layers, " \
+        sets = _model_sets()
+        kind = sets[self.model].description if self.model in sets else f"checkpoint {self.model}"
+        if self.model == "debug":
+            kind = "tiny random networks, no download (the faces are noise-like: for trying the app)"
+        text = f"Model **{self.model}**: {kind}. Generator {g.config.size} px, {len(g.layers)} style layers, " \
                f"device {self.device.type}."
         if self.identity is None:
             text += " No identity network (identity loss off)."
@@ -430,6 +434,11 @@ class StyleClipApp:
         return session, {"clip_before": before, "clip_after": after}
 
     def _folder(self) -> Path:
+        """A new folder for one result's files; the oldest go once there are more than KEEP_RESULTS."""
+        folders = sorted((p for p in self.out_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime) \
+            if self.out_dir.is_dir() else []
+        for old in folders[:max(0, len(folders) - KEEP_RESULTS + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
         folder = self.out_dir / uuid.uuid4().hex[:12]
         folder.mkdir(parents=True, exist_ok=True)
         return folder

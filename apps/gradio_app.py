@@ -54,7 +54,7 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
     steps_default = 300 if app.size >= 256 else 40
     invert_default = 500 if app.size >= 256 else 100
 
-    with gr.Blocks(title="StyleCLIP · text-driven face editing") as demo:
+    with gr.Blocks(title="StyleCLIP · text-driven face editing", delete_cache=(3600, 3600)) as demo:
         session = gr.State(None)
         gr.Markdown("# StyleCLIP\nEdit a StyleGAN2 face with words: pick a face, describe the change, press "
                     "**Edit**. " + app.describe() + ("\n\n" + " ".join(f"_{n}_" for n in app.notices)

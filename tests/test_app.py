@@ -205,6 +205,16 @@ def test_upload_photo_aligns_and_inverts(app, tmp_path):
     assert app.preview_photo(tmp_path / "missing.png") is None
 
 
+def test_old_result_files_are_pruned(app, monkeypatch):
+    import apps.callbacks
+
+    monkeypatch.setattr(apps.callbacks, "KEEP_RESULTS", 3)
+    src = app.face_from_seed(9).session
+    outs = [app.global_edit(src, "a face", "a smiling face", a, 0.15) for a in (1.0, 2.0, 3.0, 4.0)]
+    assert len([p for p in app.out_dir.iterdir() if p.is_dir()]) == 3
+    assert not outs[0].image_file.exists() and outs[-1].image_file.exists()
+
+
 def test_no_session_starts_from_seed_zero(app):
     a = app.global_edit(None, "a face", "a smiling face", 2, 0.15)
     b = app.global_edit(app.face_from_seed(0).session, "a face", "a smiling face", 2, 0.15)
