@@ -573,6 +573,39 @@ def sweep(
         typer.echo(f"wrote {path}")
 
 
+# ---- styleclip serve: the web app -----------------------------------------------------------------------
+@app.command()
+@friendly
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the app to the network."),
+    port: int = typer.Option(7860, help="Port."),
+    share: bool = typer.Option(False, "--share", help="Also open a temporary public gradio.live link."),
+    model: str = typer.Option("debug", help="Model set: 'debug' (tiny random, no download), 'ffhq' (real "
+                                            "weights), or a generator checkpoint path."),
+    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+    relevance: Optional[Path] = typer.Option(None, help="Global directions: channel relevance fs3.npy."),
+    stats: Optional[Path] = typer.Option(None, help="Global directions: style statistics file."),
+    mappers: Optional[list[Path]] = typer.Option(None, help="Folder of trained mappers (repeatable)."),
+):
+    """Start the web app (Gradio): random faces or photos, global directions, mappers, optimization."""
+    import importlib.util
+
+    from .errors import StyleClipError
+
+    if importlib.util.find_spec("gradio") is None:
+        raise StyleClipError("the web app needs gradio: pip install 'styleclip[app]'")
+    try:
+        from apps.gradio_app import serve as run
+    except ModuleNotFoundError as e:
+        if e.name not in ("apps", "apps.gradio_app"):
+            raise
+        raise StyleClipError("the web app module (apps/gradio_app.py) is not installed: reinstall styleclip "
+                             "from its source tree (pip install '.[app]')") from None
+    run(model, host=host, port=port, share=share, device=device,
+        relevance=str(relevance) if relevance else None, stats=str(stats) if stats else None,
+        mappers=[str(m) for m in mappers] if mappers else None)
+
+
 def main():
     app()
 

@@ -1,0 +1,480 @@
+"""The web app's logic without the web: `StyleClipApp` loads the models once (shared, read-only) and answers
+each user action with display images, files and a new per-user `Session`. No gradio here, so the logic is
+tested directly; `apps/gradio_app.py` only lays it out and wires it.
+
+User mistakes raise `styleclip.errors.StyleClipError` / `ValueError` with a one-line message (the web layer
+turns them into a gr.Error pop-up). Progress goes to an optional `report(done, total, message)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import shutil
+import tempfile
+import threading
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import torch
+from PIL import Image
+
+from styleclip import factory
+from styleclip import stylespace as ss
+from styleclip.errors import InputError, StyleClipError
+from styleclip.imaging import from_pil, save_gif, to_pil, upscale_for_viewing
+from styleclip.types import Latent, Prompt
+
+Report = Callable[[int, int, str], None]
+
+VIEW_SIZE = 256  # tiny generators (debug: 32 px) are enlarged to this for display
+SMALL_GENERATOR = 64  # up to this size the app prepares global-direction statistics itself, quickly
+SMALL_STATS_SAMPLES = 10_000
+SMALL_RELEVANCE_IMAGES = 4
+DEFAULT_NEUTRAL = "a face"
+SWEEP_FRAMES = 17
+KEEP_RESULTS = 500  # result folders kept on disk (the web layer serves copies from its own cache)
+
+
+class GlobalEdit(NamedTuple):
+    """One global-direction edit: s += alpha * delta_s(neutral -> target, beta)."""
+
+    neutral: str
+    target: str
+    alpha: float
+    beta: float
+
+
+@dataclass(frozen=True)
+class Session:
+    """Per-user state (kept in gr.State), all on the CPU. `styles` and `source_clip` are caches of the source
+    (S-space vectors, unit CLIP embedding) so a slider change costs one synthesis. Never mutated: updates
+    make a new Session, so sessions cannot leak into each other."""
+
+    w_plus: torch.Tensor  # [1,num_ws,D]
+    label: str
+    source: Image.Image  # the source image at the generator's resolution
+    styles: Optional[tuple[torch.Tensor, ...]] = None
+    source_clip: Optional[torch.Tensor] = None
+    stack: tuple[GlobalEdit, ...] = ()
+    aligned: Optional[Image.Image] = None  # the aligned photo crop, for uploaded photos
+
+    def replace(self, **changes) -> "Session":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class EditOutput:
+    """What one edit shows: before/after (display size), a one-paragraph summary, the files to download,
+    intermediate frames (optimization) and the new session."""
+
+    before: Image.Image
+    after: Image.Image
+    info: str
+    image_file: Path
+    latent_file: Path
+    session: Session
+    frames: list[Image.Image] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class SourceOutput:
+    image: Image.Image  # display size
+    info: str
+    session: Session
+    aligned: Optional[Image.Image] = None  # display size, uploaded photos only
+
+
+def _text(value, what: str) -> str:
+    text = " ".join(str(value or "").split())
+    if not text:
+        raise InputError(f"the {what} is empty: type what the face should become, e.g. 'a smiling face'")
+    return text
+
+
+def _number(value, what: str, lo: float, hi: float) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {value!r}") from None
+    if not lo <= x <= hi:  # also refuses NaN
+        raise InputError(f"{what} must be between {lo:g} and {hi:g}, got {value!r}")
+    return x
+
+
+class StyleClipApp:
+    """The models and every action of the web app. `model`: a model-set name ('debug': tiny random nets, no
+    download; 'ffhq': real weights) or a generator checkpoint path. `relevance` / `stats`: files for global
+    directions (an official fs3.npy works); without them the cache is used, and small generators get
+    quick statistics computed at start. Models, directions and mappers are shared by all users."""
+
+    def __init__(self, model: str = "debug", *, device: str = "auto", relevance: str | Path | None = None,
+                 stats: str | Path | None = None, mapper_folders: Sequence[str | Path] | None = None,
+                 out_dir: str | Path | None = None, detector=None, prepare_global: bool = True):
+        self.model = str(model)
+        self.device = factory.resolve_device(device)
+        self.generator = factory.load_generator(self.model, device=self.device)
+        clip_name = self.model if self.model in _model_sets() else None  # a checkpoint path: the default CLIP
+        self.clip = factory.load_clip(clip_name, device=self.device)
+        self.notices: list[str] = []
+        self.identity = self._load_identity(clip_name)
+        self.relevance_file, self.stats_file = relevance, stats
+        self.mapper_folders = list(mapper_folders) if mapper_folders is not None else None
+        self.out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="styleclip-app-"))
+        self.detector = detector
+        self._lock = threading.Lock()
+        self._global = None
+        self._global_error: Optional[str] = None
+        self._mappers: dict[str, object] = {}  # mapper file path -> MapperEditor
+        self._mapper_paths: dict[str, Path] = {}
+        if prepare_global:
+            try:
+                self.global_editor()
+            except StyleClipError as e:
+                self.notices.append(f"global directions unavailable: {e}")
+
+    # ---- models -------------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.generator.config.size
+
+    def describe(self) -> str:
+        g = self.generator
+        sets = _model_sets()
+        kind = sets[self.model].description if self.model in sets else f"checkpoint {self.model}"
+        if self.model == "debug":
+            kind = "tiny random networks, no download (the faces are noise-like: for trying the app)"
+        text = f"Model **{self.model}**: {kind}. Generator {g.config.size} px, {len(g.layers)} style layers, " \
+               f"device {self.device.type}."
+        if self.identity is None:
+            text += " No identity network (identity loss off)."
+        return text
+
+    def _load_identity(self, name):
+        loader = getattr(factory, "load_identity", None)
+        if loader is None or name is None:
+            return None
+        try:
+            return loader(name, device=self.device)
+        except StyleClipError as e:
+            self.notices.append(f"identity loss off: {' '.join(str(e).split())}")
+            return None
+
+    def global_editor(self, report: Optional[Report] = None):
+        """The shared global-directions engine (built once; its direction cache is per (neutral, target, beta))."""
+        from styleclip.editors.global_directions import GlobalDirectionsConfig, GlobalDirectionsEditor
+
+        with self._lock:
+            if self._global is not None:
+                return self._global
+            if self._global_error is not None:
+                raise StyleClipError(self._global_error)
+            g = self.generator
+            progress = (lambda d, t: report(d, t, "channel relevance")) if report else None
+            try:
+                if self.relevance_file is None and self.stats_file is None and g.config.size <= SMALL_GENERATOR:
+                    stats = ss.load_or_compute_stats(g, n=SMALL_STATS_SAMPLES)
+                    rel = ss.load_or_compute_relevance(g, self.clip, stats, n_images=SMALL_RELEVANCE_IMAGES,
+                                                       progress=progress)
+                    config = GlobalDirectionsConfig(stats=stats, relevance=rel)
+                    self._global = GlobalDirectionsEditor(g, self.clip, config=config)
+                else:
+                    self._global = GlobalDirectionsEditor.from_files(
+                        g, self.clip, relevance=self.relevance_file, stats=self.stats_file, compute_missing=False,
+                        progress=progress)
+            except StyleClipError as e:
+                self._global_error = " ".join(str(e).split())
+                raise
+            return self._global
+
+    # ---- sources --------------------------------------------------------------------------------------
+    def view(self, img: torch.Tensor | Image.Image) -> Image.Image:
+        """An image for display: [3,H,W] or PIL, tiny ones enlarged (nearest neighbour)."""
+        pil = to_pil(img) if isinstance(img, torch.Tensor) else img
+        return upscale_for_viewing(pil, VIEW_SIZE)
+
+    def _session(self, w_plus: torch.Tensor, label: str, *, aligned=None) -> Session:
+        g = self.generator
+        with torch.no_grad():
+            img = g.synthesis(w_plus.to(self.device))
+        return Session(w_plus=w_plus.detach().cpu(), label=label, source=to_pil(img[0]), aligned=aligned)
+
+    def face_from_seed(self, seed, truncation=0.7) -> SourceOutput:
+        from styleclip.sources import latents_from_seeds
+
+        seed = int(_number(seed, "the seed", 0, 2**32 - 1))
+        truncation = _number(truncation, "truncation", 0.0, 1.0)
+        latent = latents_from_seeds(self.generator, [seed], truncation)
+        session = self._session(latent.w_plus, f"seed{seed}")
+        return SourceOutput(self.view(session.source), f"Random face: seed {seed}, truncation {truncation:g}.",
+                            session)
+
+    def new_face(self, truncation=0.7) -> tuple[int, SourceOutput]:
+        seed = secrets.randbelow(2**31)
+        return seed, self.face_from_seed(seed, truncation)
+
+    def upload_photo(self, path, *, steps=None, face_index=None, report: Optional[Report] = None) -> SourceOutput:
+        """A photo -> its largest face FFHQ-aligned at the generator's size -> W+ (e4e when present, else the
+        optimization projector; results are cached on disk)."""
+        from styleclip.faces import align_photo
+        from styleclip.inversion import InversionConfig, default_encoder, invert_aligned
+
+        if not path:
+            raise InputError("no photo uploaded: drop a photo with a face into the upload box")
+        path = Path(path)
+        steps = int(_number(steps if steps is not None else InversionConfig().steps, "inversion steps", 1, 5000))
+        if report:
+            report(0, 1, "finding the face")
+        aligned = align_photo(path, size=self.size, face_index=face_index, detector=self.detector).image
+        encoder = default_encoder(self.generator, device=self.device)
+        method = "e4e encoder" if encoder is not None else f"optimization, {steps} steps"
+
+        def progress(done, total):
+            if report:
+                report(done, total, f"inverting ({method})")
+
+        result = invert_aligned(aligned, self.generator, config=InversionConfig(steps=steps), encoder=encoder,
+                                identity=self.identity, progress=progress)
+        session = self._session(result.w_plus, _label(path.stem), aligned=aligned)
+        cached = " (from the cache)" if getattr(result, "cached", False) else ""
+        info = f"Photo **{path.name}**: face aligned and inverted ({method}){cached}. The source face is " \
+               "its reconstruction by the generator: the edits start from it."
+        return SourceOutput(self.view(session.source), info, session, aligned=self.view(aligned))
+
+    @staticmethod
+    def preview_photo(path) -> Optional[Image.Image]:
+        """The uploaded photo for display (None when there is none or it is not a readable image)."""
+        from styleclip.faces import load_image
+
+        if not path:
+            return None
+        try:
+            image = load_image(path, max_side=1024)
+        except (StyleClipError, OSError, ValueError):
+            return None
+        image.thumbnail((512, 512))
+        return image
+
+    def _ensure(self, session: Optional[Session]) -> Session:
+        return session if session is not None else self.face_from_seed(0).session
+
+    # ---- global directions ------------------------------------------------------------------------------
+    def _global_edit(self, neutral, target, alpha, beta) -> GlobalEdit:
+        target = _text(target, "target text")
+        neutral = " ".join(str(neutral or "").split()) or DEFAULT_NEUTRAL
+        return GlobalEdit(neutral, target, _number(alpha, "alpha", -100, 100), _number(beta, "beta", 0, 1))
+
+    def _direction(self, edit: GlobalEdit):
+        return self.global_editor().direction(Prompt(edit.target, neutral=edit.neutral), edit.beta)
+
+    def _source_styles(self, session: Session) -> tuple[Session, list[torch.Tensor]]:
+        if session.styles is None:
+            with torch.no_grad():
+                styles = self.generator.styles(session.w_plus.to(self.device))
+            session = session.replace(styles=tuple(s.cpu() for s in styles))
+        return session, [s.to(self.device) for s in session.styles]
+
+    def _combined(self, edits: Sequence[GlobalEdit]) -> tuple[list[torch.Tensor], list[tuple[GlobalEdit, int]]]:
+        total, kept = None, []
+        for e in edits:
+            ds, n, _ = self._direction(e)
+            total = [e.alpha * d for d in ds] if total is None else [t + e.alpha * d for t, d in zip(total, ds)]
+            kept.append((e, n))
+        return total, kept
+
+    def global_edit(self, session, neutral, target, alpha, beta) -> EditOutput:
+        """The stacked edits plus this one, applied in S: one synthesis per call (directions and the source's
+        styles are cached)."""
+        session = self._ensure(session)
+        edit = self._global_edit(neutral, target, alpha, beta)
+        session, styles = self._source_styles(session)
+        total, kept = self._combined(session.stack + (edit,))
+        with torch.no_grad():
+            edited = ss.apply_direction(styles, total, 1.0)
+            img = self.generator.synthesis_from_styles(edited)
+        session, metrics = self._clip_metrics(session, img, edit.target)
+        n_all = self.global_editor().relevance.fs3.shape[0]
+        lines = [f"`{e.neutral}` → `{e.target}`: α = {e.alpha:g}, β = {e.beta:g}, **{n} of {n_all} channels**"
+                 for e, n in kept]
+        info = "**Global direction**" + (f" ({len(kept)} edits combined)" if len(kept) > 1 else "") + ": " + \
+               "; ".join(lines) + ". " + _clip_line(metrics)
+        metrics.update(channels=[n for _, n in kept])
+        return self._output("global", session, img, [s.cpu() for s in edited], info, metrics)
+
+    def stack_edit(self, session, neutral, target, alpha, beta) -> tuple[str, Session]:
+        """Keep the current global edit; later edits apply on top of it."""
+        session = self._ensure(session)
+        edit = self._global_edit(neutral, target, alpha, beta)
+        self._direction(edit)  # fails now (e.g. beta too high) rather than on the next edit
+        session = session.replace(stack=session.stack + (edit,))
+        return self.describe_stack(session), session
+
+    def clear_stack(self, session) -> tuple[str, Session]:
+        session = self._ensure(session).replace(stack=())
+        return self.describe_stack(session), session
+
+    @staticmethod
+    def describe_stack(session: Optional[Session]) -> str:
+        if session is None or not session.stack:
+            return "No stacked edits: **Stack this edit** keeps the current one and lets you add another on top."
+        return "Stacked: " + "; ".join(f"{i + 1}. `{e.target}` (α {e.alpha:g}, β {e.beta:g})"
+                                       for i, e in enumerate(session.stack))
+
+    def alpha_sweep(self, session, neutral, target, alpha, beta, *, frames: int = SWEEP_FRAMES) -> Path:
+        """A GIF of the current global edit with alpha swept from -|alpha| to +|alpha| and back (stacked
+        edits stay applied)."""
+        session = self._ensure(session)
+        edit = self._global_edit(neutral, target, alpha, beta)
+        reach = max(abs(edit.alpha), 1.0)
+        session, styles = self._source_styles(session)
+        base, _ = self._combined(session.stack) if session.stack else ([torch.zeros_like(s[0]) for s in styles],
+                                                                       [])
+        ds, _, _ = self._direction(edit)
+        images = []
+        with torch.no_grad():
+            for a in torch.linspace(-reach, reach, frames).tolist():
+                step = [b + a * d for b, d in zip(base, ds)]
+                img = self.generator.synthesis_from_styles(ss.apply_direction(styles, step, 1.0))
+                images.append(self.view(img[0]))
+        folder = self._folder()
+        return save_gif(images + images[-2:0:-1], folder / f"{session.label}_{_label(edit.target)}_sweep.gif",
+                        duration_ms=90)
+
+    # ---- mapper -----------------------------------------------------------------------------------------
+    def mapper_choices(self) -> list[str]:
+        """Mappers present: trained ones (./mappers, the cache, or `mapper_folders`) and official files found."""
+        from styleclip.editors.mapper import OFFICIAL_MAPPERS, find_mapper, trained_mappers
+
+        paths = {f"{name} (trained)": p for name, p in sorted(trained_mappers(self.mapper_folders).items())}
+        for name in sorted(OFFICIAL_MAPPERS):
+            try:
+                paths[f"{name} (official)"] = find_mapper(name, folders=[])  # no trained ones: the official file
+            except StyleClipError:
+                pass
+        self._mapper_paths = paths
+        return list(paths)
+
+    def _mapper(self, choice):
+        from styleclip.editors.mapper import MapperEditor
+
+        if not choice:
+            raise InputError("no mapper chosen: train one with `styleclip train-mapper` or put an official "
+                             "mapper file into the weights folder, then press Refresh")
+        if choice not in self._mapper_paths:
+            self.mapper_choices()
+        if choice not in self._mapper_paths:
+            raise InputError(f"unknown mapper {choice!r}; choose one of: {', '.join(self._mapper_paths) or 'none'}")
+        path = self._mapper_paths[choice]
+        key = str(path)
+        with self._lock:
+            if key not in self._mappers:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._mappers[key] = MapperEditor.from_file(path, self.generator, self.clip, self.identity)
+            return self._mappers[key]
+
+    def mapper_edit(self, session, choice, strength=1.0) -> EditOutput:
+        session = self._ensure(session)
+        editor = self._mapper(choice)
+        strength = _number(strength, "strength", -10, 10)
+        prompt = editor.prompt or choice.split(" (")[0].replace("_", " ")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = editor.edit(Latent(session.w_plus.to(self.device)), Prompt(prompt, strength=strength))
+        metrics = _first(result.metrics)
+        if "identity_similarity" in metrics:
+            metrics["identity"] = metrics.pop("identity_similarity")
+        info = f"**Mapper** `{choice}` (trained for “{prompt}”), strength {strength:g}. " + _clip_line(metrics)
+        return self._output("mapper", session, result.image, result.latent.cpu(), info, metrics)
+
+    # ---- optimization -------------------------------------------------------------------------------------
+    def optimize(self, session, prompt, steps=None, lr=None, l2_lambda=None, id_lambda=None, *,
+                 report: Optional[Report] = None) -> EditOutput:
+        """CLIP-guided latent optimization from the source (a fresh engine per call: no shared state)."""
+        from styleclip.editors.optimization import OptimizationConfig, OptimizationEditor
+
+        session = self._ensure(session)
+        target = _text(prompt, "prompt")
+        d = OptimizationConfig()
+        steps = int(_number(d.steps if steps is None else steps, "steps", 1, 5000))
+        lr = _number(d.lr if lr is None else lr, "learning rate", 1e-5, 10)
+        l2_lambda = _number(d.l2_lambda if l2_lambda is None else l2_lambda, "the L2 lambda", 0, 100)
+        id_lambda = _number(d.id_lambda if id_lambda is None else id_lambda, "the identity lambda", 0, 100)
+        config = OptimizationConfig(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda,
+                                    frame_every=max(1, steps // 8))
+        editor = OptimizationEditor(self.generator, self.clip, self.identity, config=config)
+
+        def progress(done, total):
+            if report:
+                losses = ", ".join(f"{k} {v:.3f}" for k, v in editor.last_losses.items())
+                report(done, total, f"optimizing ({losses})" if losses else "optimizing")
+
+        result = editor.edit(Latent(session.w_plus.to(self.device)), Prompt(target), progress=progress)
+        metrics = _first(result.metrics)
+        if "identity_similarity" in metrics:
+            metrics["identity"] = metrics.pop("identity_similarity")
+        info = f"**Optimization** toward “{target}”: {steps} steps, lr {lr:g}, λ_L2 {l2_lambda:g}, " \
+               f"λ_ID {id_lambda:g}{'' if self.identity is not None else ' (no identity net)'}. " + \
+               _clip_line(metrics)
+        frames = [self.view(f[0]) for f in result.frames]
+        return self._output("optimize", session, result.image, result.latent.cpu(), info, metrics, frames)
+
+    # ---- shared output -------------------------------------------------------------------------------------
+    def _clip_metrics(self, session: Session, img: torch.Tensor, target: str) -> tuple[Session, dict]:
+        with torch.no_grad():
+            text = self.clip.encode_text([target])
+            if session.source_clip is None:
+                src = from_pil(session.source).to(self.device)
+                session = session.replace(source_clip=self.clip.encode_image(src).cpu())
+            after = float(self.clip.encode_image(img)[0] @ text[0])
+            before = float(session.source_clip[0].to(text) @ text[0])
+        return session, {"clip_before": before, "clip_after": after}
+
+    def _folder(self) -> Path:
+        """A new folder for one result's files; the oldest go once there are more than KEEP_RESULTS."""
+        folders = sorted((p for p in self.out_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime) \
+            if self.out_dir.is_dir() else []
+        for old in folders[:max(0, len(folders) - KEEP_RESULTS + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+        folder = self.out_dir / uuid.uuid4().hex[:12]
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _output(self, engine, session, img, latent, info, metrics, frames=()) -> EditOutput:
+        folder = self._folder()
+        image_file = folder / f"{session.label}_{engine}.png"
+        to_pil(img[0]).save(image_file)
+        latent_file = folder / f"{session.label}_{engine}_latent.pt"
+        torch.save(latent, latent_file)  # W+ [1,num_ws,D], or for global edits the list of styles [1,C_i]
+        return EditOutput(self.view(session.source), self.view(img[0]), info, image_file, latent_file, session,
+                          list(frames), metrics)
+
+
+def _model_sets() -> dict:
+    from styleclip import pretrained
+
+    return pretrained.MODEL_SETS
+
+
+def _label(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")[:40] or "face"
+
+
+def _first(metrics: dict) -> dict:
+    """Per-sample metric lists -> the first sample's value (the app edits one face)."""
+    return {k: (v[0] if isinstance(v, (list, tuple)) and v and isinstance(v[0], (int, float)) else v)
+            for k, v in metrics.items()}
+
+
+def _clip_line(metrics: dict) -> str:
+    text = ""
+    if "clip_before" in metrics and "clip_after" in metrics:
+        text = f"CLIP similarity to the text {metrics['clip_before']:.3f} → {metrics['clip_after']:.3f}"
+    if "identity" in metrics:
+        text += f", identity similarity {metrics['identity']:.3f}"
+    return text + ("." if text else "")
