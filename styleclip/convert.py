@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, one_line, summarize
 from .nets.ops import make_kernel
 from .nets.stylegan2 import Generator, GeneratorConfig
 
@@ -63,11 +63,11 @@ def check_keys(expected: dict[str, tuple], state_dict: dict[str, torch.Tensor], 
              if k in state_dict and tuple(state_dict[k].shape) != s]
     problems = []
     if missing:
-        problems.append(f"missing keys {_few(missing)}")
+        problems.append(f"missing keys {summarize(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys {_few(unexpected)}")
+        problems.append(f"unexpected keys {summarize(unexpected)}")
     if wrong:
-        problems.append(f"shape mismatch {_few(wrong)}")
+        problems.append(f"shape mismatch {summarize(wrong)}")
     if problems:
         raise CheckpointError(f"{source}: does not match the architecture: " + "; ".join(problems))
 
@@ -113,7 +113,7 @@ def _read_safetensors(path: Path):
             meta = f.metadata() or {}
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable safetensors file (truncated or corrupt): {_one_line(e)}") from None
+        raise CheckpointError(f"{path}: unreadable safetensors file (truncated or corrupt): {one_line(e)}") from None
     if meta.get("format") == FORMAT_TAG:
         config = GeneratorConfig.from_dict(json.loads(meta["config"]))
         return config, state
@@ -132,7 +132,7 @@ def _read_torch(path: Path):
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError,
             AttributeError, TypeError) as e:
         raise CheckpointError(f"{path}: unreadable checkpoint (truncated, corrupt or not a weights file): "
-                              f"{_one_line(e)}") from None
+                              f"{one_line(e)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(ckpt).__name__}")
     latent_avg = ckpt.get("latent_avg")
@@ -144,7 +144,7 @@ def _read_torch(path: Path):
     elif any(k.startswith("style.") for k in ckpt):
         state = ckpt
     else:
-        raise CheckpointError(f"{path}: no generator weights found (keys: {_few(list(ckpt))}); "
+        raise CheckpointError(f"{path}: no generator weights found (keys: {summarize(list(ckpt))}); "
                               "expected rosinality 'g_ema' or a generator state dict")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: 'g_ema' is not a state dict")
@@ -317,7 +317,7 @@ def _read_nvidia_pkl(path: Path):
             data = RestrictedUnpickler(f).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, RuntimeError, IndexError,
             KeyError, OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable or unsafe pickle: {_one_line(e)}") from None
+        raise CheckpointError(f"{path}: unreadable or unsafe pickle: {one_line(e)}") from None
     if not isinstance(data, dict) or not isinstance(data.get("G_ema"), PersistentRecord):
         if isinstance(data, tuple):
             raise CheckpointError(f"{path}: TensorFlow StyleGAN2 .pkl files are not supported; use the "
@@ -422,15 +422,6 @@ def nvidia_to_ours(nv: dict[str, torch.Tensor], config: GeneratorConfig) -> dict
 
 
 # ------------------------------------------------------------------------------------------------
-def _few(items: list, n: int = 5) -> str:
-    items = list(items)
-    more = f" (+{len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(map(str, items[:n])) + more
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return (text[:300] + "...") if len(text) > 300 else text or type(e).__name__
 
 
 __all__ = ["read_generator", "build_generator", "save_generator", "infer_config", "sniff_format",

@@ -15,3 +15,16 @@ class WeightsMissingError(StyleClipError):
 
 class InputError(StyleClipError):
     """Bad user input: empty prompt, wrong-shaped latent, unreadable image, ..."""
+
+
+def summarize(items, n: int = 5) -> str:
+    """'a, b, c (+2 more)': the first n items of a list for a one-line message."""
+    items = list(items)
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(map(str, items[:n])) + more
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line, shortened."""
+    text = " ".join(str(e).split())
+    return (text[:limit] + "...") if len(text) > limit else text or type(e).__name__

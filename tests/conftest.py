@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -15,6 +14,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("STYLECLIP_WEIGHTS_DIR", raising=False)
     monkeypatch.setenv("STYLECLIP_OFFLINE", "1")  # no test may download (tests of the downloader lift this)
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The tests use tiny networks: with several threads OpenMP spin-waiting costs more than it gives (25-50x
+    slower seen on a busy 2-core machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,6 @@ pytest.importorskip("gradio")
 from apps.callbacks import SWEEP_FRAMES, VIEW_SIZE, GlobalEdit, StyleClipApp  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the tiny nets are slower with threads competing on a busy machine
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

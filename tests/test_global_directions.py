@@ -12,12 +12,6 @@ from styleclip.errors import InputError, StyleClipError
 from styleclip.types import Latent, Prompt
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """Photo -> W+: the projector on the debug generator, the inversion cache, and the e4e encoder."""
-import math
 
 import pytest
 import torch
@@ -8,7 +7,6 @@ from typer.testing import CliRunner
 
 from styleclip import inversion
 from styleclip.errors import CheckpointError
-from styleclip.imaging import to_pil
 from styleclip.inversion import (InversionConfig, encode, invert_aligned, invert_photo, learning_rate, load_e4e,
                                  multiscale_mse, project)
 from styleclip.nets.e4e import Encoder4Editing
@@ -16,13 +14,6 @@ from styleclip.nets.e4e import Encoder4Editing
 skdata = pytest.importorskip("skimage.data")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread when the machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

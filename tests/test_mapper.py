@@ -17,13 +17,6 @@ from styleclip.optim import Ranger
 from styleclip.types import Latent, Prompt
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the tiny models are far slower with 2 threads on a busy 2-core machine (spin-waiting)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,6 @@ from styleclip import stylespace as ss
 from styleclip.errors import InputError, StyleClipError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models on a shared 2-core machine: OpenMP spinning across threads costs far more than it gives
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

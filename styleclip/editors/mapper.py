@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, InputError, WeightsMissingError
+from ..errors import CheckpointError, InputError, WeightsMissingError, one_line, summarize
 from ..losses import clip_loss
 from ..nets.mapper import LEVELS, MODULE_NAMES, LevelsMapper
 from ..types import EditResult, Latent, ProgressFn, Prompt
@@ -82,7 +82,7 @@ def mapper_from_state_dict(state: dict[str, torch.Tensor], *, num_ws: int = 18, 
     unknown = [k for k in state if k.split(".")[0] not in MODULE_NAMES.values()]
     if unknown:
         hint = " (StyleSpace mappers are not supported)" if any(k.startswith("mapper_") for k in unknown) else ""
-        raise CheckpointError(f"{source}: unexpected mapper keys {_few(unknown)}{hint}")
+        raise CheckpointError(f"{source}: unexpected mapper keys {summarize(unknown)}{hint}")
     present = {lv for lv, name in MODULE_NAMES.items() if any(k.startswith(name + ".") for k in state)}
     if not present:
         raise CheckpointError(f"{source}: no mapper weights (expected {MODULE_NAMES['coarse']}.mapping.1.weight ...)")
@@ -98,7 +98,7 @@ def mapper_from_state_dict(state: dict[str, torch.Tensor], *, num_ws: int = 18, 
     wrong = [f"{k} {list(state[k].shape)} (expected {list(s)})" for k, s in expected.items()
              if k in state and tuple(state[k].shape) != s]
     if missing or extra or wrong:
-        parts = [f"{what} {_few(v)}" for what, v in (("missing keys", missing), ("unexpected keys", extra),
+        parts = [f"{what} {summarize(v)}" for what, v in (("missing keys", missing), ("unexpected keys", extra),
                                                     ("shape mismatch", wrong)) if v]
         raise CheckpointError(f"{source}: does not match a LevelsMapper: " + "; ".join(parts))
     mapper.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
@@ -112,7 +112,7 @@ def _load_official(path: Path) -> MapperFile:
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError,
             AttributeError, TypeError) as e:
         raise CheckpointError(f"{path}: unreadable mapper checkpoint (truncated, corrupt or not a weights file): "
-                              f"{_one_line(e)}") from None
+                              f"{one_line(e)}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path}: expected an official StyleCLIP mapper checkpoint ({{'state_dict', 'opts'}})")
     opts = ckpt.get("opts") or {}
@@ -146,7 +146,7 @@ def _load_safetensors(path: Path) -> MapperFile:
             meta = f.metadata() or {}
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable safetensors file (truncated or corrupt): {_one_line(e)}") from None
+        raise CheckpointError(f"{path}: unreadable safetensors file (truncated or corrupt): {one_line(e)}") from None
     if meta.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path}: not a styleclip mapper file (format {meta.get('format')!r})")
     try:
@@ -155,7 +155,7 @@ def _load_safetensors(path: Path) -> MapperFile:
         split = tuple(arch["split"])
         num_ws = int(arch["num_ws"])
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: broken mapper metadata ({_one_line(e)})") from None
+        raise CheckpointError(f"{path}: broken mapper metadata ({one_line(e)})") from None
     mapper = mapper_from_state_dict(state, num_ws=num_ws, split=split, source=str(path))
     if list(mapper.levels) != list(arch.get("levels", mapper.levels)):
         raise CheckpointError(f"{path}: metadata levels {arch.get('levels')} do not match the weights "
@@ -369,15 +369,6 @@ class MapperEditor:
                           source_image=torch.cat(srcs) if srcs else None)
 
 
-def _few(items, n: int = 5) -> str:
-    items = list(items)
-    more = f" (+{len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(map(str, items[:n])) + more
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return (text[:300] + "...") if len(text) > 300 else text or type(e).__name__
 
 
 __all__ = ["MapperEditor", "MapperConfig", "MapperFile", "load_mapper", "save_mapper", "find_mapper",

@@ -13,50 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .arcface import IR50_STAGES, BottleneckIRSE
 from .stylegan2 import EqualLinear
 
-# IR-SE50: (depth, units) per stage; the first unit of each stage has stride 2.
-IR_SE50_STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))
-
-
-class SEModule(nn.Module):
-    """Squeeze-and-excitation: channel gates from global average pooling (1x1 convs without bias)."""
-
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
-        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = x.mean(dim=(2, 3), keepdim=True)
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(gate))))
-
-
-class BottleneckIRSE(nn.Module):
-    """IR-SE unit: BN -> conv3x3 -> PReLU -> conv3x3 (stride) -> BN -> SE, plus a shortcut."""
-
-    def __init__(self, in_ch: int, depth: int, stride: int):
-        super().__init__()
-        if in_ch == depth:
-            self.shortcut_layer = nn.MaxPool2d(1, stride)  # a plain subsampling
-        else:
-            self.shortcut_layer = nn.Sequential(nn.Conv2d(in_ch, depth, 1, stride, bias=False), nn.BatchNorm2d(depth))
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_ch),
-            nn.Conv2d(in_ch, depth, 3, 1, 1, bias=False),
-            nn.PReLU(depth),
-            nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(depth),
-            SEModule(depth, 16),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
-
-
-def ir_se_body(stages=IR_SE50_STAGES) -> nn.Sequential:
+def ir_se_body(stages=IR50_STAGES) -> nn.Sequential:
     units, in_ch = [], 64
-    for depth, n in stages:
+    for n, depth in stages:
         for i in range(n):
             units.append(BottleneckIRSE(in_ch, depth, 2 if i == 0 else 1))
             in_ch = depth

@@ -78,9 +78,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     - input scaling (non-fused): scale the input by the styles, one shared convolution over the batch, scale
       the output by the demodulation coefficients. Cheap where weights are large and images small, and the
       only form used when gradients flow (its backward needs no weight-gradient convolution);
-    - weight modulation (inference only, where the image is large relative to the weight): per sample, scale
-      the weight and convolve plainly, which skips two full passes over large activations.
-    Neither builds the grouped convolution, which is slow on CPU.
+    - weight modulation (inference only; for a single image, or where the image is large relative to the
+      weight): per-sample modulated weights and one plain (N=1) or grouped convolution, skipping two passes
+      over the activations. Grouped convolutions are slow on CPU for small images, so those use input scaling.
     Upsampling (up=True): transposed convolution with stride 2, then the FIR blur (rosinality layout).
     """
     n, ci = styles.shape
@@ -94,14 +94,21 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     h, w = x.shape[-2:]
     out_px = h * w * (4 if up else 1)
     grads = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad or weight.requires_grad)
-    if not grads and 2 * co * ci * kh * kw < ci * h * w + co * out_px:
-        outs = []
-        for i in range(n):
-            wi = weight * styles[i].view(1, ci, 1, 1).to(weight.dtype)
-            if dcoefs is not None:
-                wi = wi * dcoefs[i].view(co, 1, 1, 1).to(weight.dtype)
-            outs.append(_conv(x[i:i + 1], wi.to(x.dtype), up, blur_kernel_1d))
-        return outs[0] if n == 1 else torch.cat(outs)
+    if not grads and (n == 1 or 2 * co * ci * kh * kw < ci * h * w + co * out_px):
+        wn = weight.unsqueeze(0) * styles.to(weight.dtype).view(n, 1, ci, 1, 1)
+        if dcoefs is not None:
+            wn = wn * dcoefs.to(weight.dtype).view(n, co, 1, 1, 1)
+        wn = wn.to(x.dtype)
+        if n == 1:
+            return _conv(x, wn[0], up, blur_kernel_1d)
+        # one grouped convolution (samples as groups) writes the batch without a concatenation copy
+        xg = x.reshape(1, n * ci, h, w)
+        if up:
+            out = F.conv_transpose2d(xg, wn.transpose(1, 2).reshape(n * ci, co, kh, kw), stride=2, groups=n)
+            out = upfirdn2d(out.view(n, co, *out.shape[2:]), blur_kernel_1d, pad=(1, 1), gain=4.0)
+            return out
+        out = F.conv2d(xg, wn.reshape(n * co, ci, kh, kw), padding=kh // 2, groups=n)
+        return out.view(n, co, *out.shape[2:])
     x = x * styles.to(x.dtype).view(n, ci, 1, 1)
     out = _conv(x, weight.to(x.dtype), up, blur_kernel_1d)
     if dcoefs is not None:
