@@ -9,7 +9,8 @@ Baseline ("the official way", optimization/run_optimization.py): generator and C
 every step (CLIPLoss calls model(image, text)), the CLIP input made by the 7x nearest upsample + average pool
 (a 7168 px intermediate at 1024), raw [-1,1] values into CLIP, L2 as a sum of squares, Adam lr 0.1.
 Ours: OptimizationEditor (frozen networks, input-only backward, text embedded once, box-filter resize as a
-separable matrix, CLIP normalisation).
+separable matrix, CLIP normalisation); "ours-ckpt" adds activation checkpointing of the two highest
+resolutions (`--checkpoint-min-res`): less memory for about one extra forward of those blocks.
 
     flock /tmp/styleclip-heavy.lock python benchmarks/optimization.py --sizes 256,1024 --steps 3
 """
@@ -48,7 +49,7 @@ def build(size: int, device: str):
     return g.to(device), clip.to(device)
 
 
-def run_ours(size: int, steps: int, device: str) -> list[float]:
+def run_ours(size: int, steps: int, device: str, checkpoint_min_res: int | None = None) -> list[float]:
     import torch
 
     from styleclip.editors.optimization import OptimizationConfig, OptimizationEditor
@@ -58,7 +59,8 @@ def run_ours(size: int, steps: int, device: str) -> list[float]:
     g.requires_grad_(False)
     w = g.broadcast(g.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)).to(device), 0.7))
     stamps = []
-    editor = OptimizationEditor(g, clip, config=OptimizationConfig(steps=steps + 1, id_lambda=0.0))
+    editor = OptimizationEditor(g, clip, config=OptimizationConfig(steps=steps + 1, id_lambda=0.0,
+                                                                   checkpoint_min_res=checkpoint_min_res))
     t0 = time.perf_counter()
     editor.edit(Latent(w.detach()), Prompt(PROMPT), progress=lambda d, t: stamps.append(time.perf_counter()))
     times = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
@@ -100,8 +102,11 @@ def child(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    fn = run_ours if spec["variant"] == "ours" else run_official
-    times = fn(spec["size"], spec["steps"], spec["device"])
+    if spec["variant"] == "official":
+        times = run_official(spec["size"], spec["steps"], spec["device"])
+    else:  # "ours", or "ours-ckpt": activation checkpointing of the top two resolutions
+        ckpt = spec["size"] // 2 if spec["variant"] == "ours-ckpt" else None
+        times = run_ours(spec["size"], spec["steps"], spec["device"], ckpt)
     if spec["device"] == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**30
     else:
@@ -115,6 +120,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant (after one warm-up step)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", default="official,ours,ours-ckpt")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -122,7 +128,7 @@ def main():
         return
     rows = []
     for size in map(int, args.sizes.split(",")):
-        for variant in ("official", "ours"):
+        for variant in args.variants.split(","):
             spec = dict(size=size, variant=variant, steps=args.steps, device=args.device, threads=args.threads)
             out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
                                  text=True)

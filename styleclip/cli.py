@@ -136,6 +136,9 @@ def edit(
     mode: str = typer.Option("edit", help="optimize: 'edit' or 'free_generation' (from the mean latent)."),
     space: str = typer.Option("wplus", help="optimize: 'wplus' or 'styles' (S space, non-toRGB)."),
     bf16: bool = typer.Option(False, help="bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
+    checkpoint_min_res: Optional[int] = typer.Option(None, help="optimize: recompute the blocks of this "
+                                                     "resolution and above in the backward pass (less memory, "
+                                                     "e.g. 512 at 1024 px)."),
     strength: Optional[float] = typer.Option(None, "--strength", "--alpha", help="Edit strength: alpha for "
                                              "global (default 4.1), residual scale for mapper (default 1), CLIP-term "
                                              "weight for optimize (default 1)."),
@@ -170,7 +173,8 @@ def edit(
     options = {}
     if engine == "optimize":
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode, space=space,
-                       bf16=bf16, frame_every=max(1, steps // 40) if gif else 0)
+                       bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,
+                       checkpoint_min_res=checkpoint_min_res)
     elif engine == "global":
         options = dict(beta=beta or None, relevance=relevance_file)
     elif engine == "mapper":

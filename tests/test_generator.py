@@ -166,3 +166,15 @@ def test_bfloat16_autocast_close_to_float32(debug_generator):
             low = g.synthesis(w)
     assert torch.isfinite(low).all()
     assert (low.float() - ref).abs().mean() < 0.05
+
+
+def test_activation_checkpointing_gives_the_same_values_and_gradients(parity):
+    g, ref = parity
+    grads = []
+    for res in (None, 8):
+        w = ref["w_plus"].clone().requires_grad_(True)
+        img = g.synthesis(w, checkpoint_min_res=res)
+        img.square().mean().backward()
+        grads.append((img.detach(), w.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-6)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6, rtol=1e-4)

@@ -30,6 +30,7 @@ class OptimizationConfig:
     rampup: float = 0.05  # linear warm-up over the first 5 %
     frame_every: int = 0  # keep an image every k steps (0: none)
     bf16: bool = False  # bfloat16 autocast for generator and CLIP forward/backward
+    checkpoint_min_res: int | None = None  # recompute blocks >= this resolution in backward (less memory)
 
     def __post_init__(self):
         if self.mode not in ("edit", "free_generation"):
@@ -88,7 +89,7 @@ class OptimizationEditor:
             params = [v for v, _ in pairs]
 
             def render():
-                return g.synthesis_from_styles(variables)
+                return g.synthesis_from_styles(variables, checkpoint_min_res=cfg.checkpoint_min_res)
 
             def l2():
                 return sum(latent_l2(v, s) for v, s in pairs)
@@ -97,7 +98,7 @@ class OptimizationEditor:
             params = [w]
 
             def render():
-                return g.synthesis(w)
+                return g.synthesis(w, checkpoint_min_res=cfg.checkpoint_min_res)
 
             def l2():
                 return latent_l2(w, w_source)

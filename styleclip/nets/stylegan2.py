@@ -319,13 +319,19 @@ class Generator(nn.Module):
 
     # ---- synthesis -------------------------------------------------------------------------------
     def synthesis(self, w_plus: torch.Tensor, noise_mode: str = "const",
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """w_plus [N,num_ws,D] -> img [N,3,size,size]."""
-        return self.synthesis_from_styles(self.styles(w_plus), noise_mode=noise_mode, generator=generator)
+                  generator: torch.Generator | None = None, *, checkpoint_min_res: int | None = None) -> torch.Tensor:
+        """w_plus [N,num_ws,D] -> img [N,3,size,size] (checkpoint_min_res: see synthesis_from_styles)."""
+        return self.synthesis_from_styles(self.styles(w_plus), noise_mode=noise_mode, generator=generator,
+                                          checkpoint_min_res=checkpoint_min_res)
 
     def synthesis_from_styles(self, styles: list[torch.Tensor], noise_mode: str = "const",
-                              generator: torch.Generator | None = None) -> torch.Tensor:
-        """S (list of [N,C_i]) -> img [N,3,size,size]. noise_mode: const (stored buffers), random, none."""
+                              generator: torch.Generator | None = None, *,
+                              checkpoint_min_res: int | None = None) -> torch.Tensor:
+        """S (list of [N,C_i]) -> img [N,3,size,size]. noise_mode: const (stored buffers), random, none.
+
+        checkpoint_min_res: when gradients flow, recompute the blocks of this resolution and above in the
+        backward pass instead of keeping their activations (activation checkpointing: much less memory
+        at 512-1024 px for about one extra forward of those blocks; same values)."""
         if len(styles) != len(self.layers):
             raise ValueError(f"expected {len(self.layers)} style vectors, got {len(styles)}")
         for s, layer in zip(styles, self.layers):
@@ -337,10 +343,20 @@ class Generator(nn.Module):
         img = self.to_rgb1(x, styles[1])
         for i, to_rgb in enumerate(self.to_rgbs):
             k = 2 + 3 * i
-            x = self.convs[2 * i](x, styles[k], noise[2 * i + 1])
-            x = self.convs[2 * i + 1](x, styles[k + 1], noise[2 * i + 2])
-            img = to_rgb(x, styles[k + 2], img)
+            block = (x, img, styles[k], styles[k + 1], styles[k + 2], noise[2 * i + 1], noise[2 * i + 2])
+            if checkpoint_min_res is not None and 2 ** (i + 3) >= checkpoint_min_res and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                x, img = checkpoint(self._block, i, *block, use_reentrant=False)
+            else:
+                x, img = self._block(i, *block)
         return img
+
+    def _block(self, i, x, img, s_up, s_conv, s_rgb, noise_up, noise_conv):
+        """One resolution: up-conv, conv, toRGB (+ upsampled skip)."""
+        x = self.convs[2 * i](x, s_up, noise_up)
+        x = self.convs[2 * i + 1](x, s_conv, noise_conv)
+        return x, self.to_rgbs[i](x, s_rgb, img)
 
     def synthesis_range(self, styles: list, start: int = 0, stop: int | None = None,
                         state: tuple | None = None, noise_mode: str = "const") -> tuple:
