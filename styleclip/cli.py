@@ -613,7 +613,7 @@ app.add_typer(toy_app, name="toy")
 @toy_app.command("train")
 @friendly
 def toy_train(
-    model: str = typer.Argument(..., help="clip, classifier or identity."),
+    model: str = typer.Argument(..., help="clip, classifier, identity or generator."),
     steps: Optional[int] = typer.Option(None, help="Stop at this total step count."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of this run."),
     out: Optional[Path] = typer.Option(None, help="Run folder (checkpoint, log, exported weights) "

@@ -144,3 +144,39 @@ def test_cli_train_eval_and_errors(tmp_path):
     assert r.exit_code == 1 and "unknown toy task" in r.output
     r = runner.invoke(app, ["toy", "eval", "identity", "--weights", str(tmp_path / "none")])
     assert r.exit_code == 1 and "error:" in r.output
+
+
+def test_generator_code_samples_the_render_distribution():
+    from styleclip.toy.generator import CODE_DIMS, params_from_z, render_z
+
+    z = torch.randn(3000, 128, generator=torch.Generator().manual_seed(0))
+    params = params_from_z(z)
+    scaled = params_from_z(2 * z)  # a function of z / rms(z)
+    assert [a for _, a in scaled] == [a for _, a in params]
+    assert all(abs(i.face_width - j.face_width) < 1e-6 for (i, _), (j, _) in zip(params, scaled))
+    styles = [a.hair_style for _, a in params]
+    for v in ATTRIBUTE_VALUES["hair_style"]:
+        assert abs(styles.count(v) / 3000 - 1 / 6) < 0.03
+    assert abs(sum(a.beard for _, a in params) / 3000 - 0.3) < 0.03
+    widths = [i.face_width for i, _ in params]
+    assert 0.22 <= min(widths) < 0.225 and 0.285 < max(widths) <= 0.29
+    assert CODE_DIMS == 15
+    img = render_z(z[:2])
+    assert img.shape == (2, 3, 64, 64) and img.min() >= -1
+    with pytest.raises(ValueError, match="z must be"):
+        params_from_z(torch.zeros(2, 4))
+
+
+def test_generator_decoder_loss_falls():
+    task = T.make_task("generator", tiny=True, batch_size=8, lr=5e-3, warmup=1, eval_size=8)
+    g = task.build()
+    opt = task.optimizer(g)
+    first = float(task.loss(g, 0)[0].detach())
+    for _ in range(20):
+        loss, _ = task.loss(g, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(task.loss(g, 0)[0].detach()) < 0.7 * first
+    ev = task.evaluate(g)
+    assert ev["psnr"] > 0 and "classifier_all_attributes" not in ev  # 16 px: no classifier reading

@@ -27,7 +27,7 @@ from styleclip.toy import data as D
 from styleclip.toy.models import CLIP_CONFIG, TINY_CLIP_CONFIG, AttributeClassifier, ToyIdentityNet, build_clip
 from styleclip.toy.render import ATTRIBUTE_VALUES
 
-TASKS = ("clip", "classifier", "identity")
+TASKS = ("clip", "classifier", "identity", "generator")
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -194,6 +194,9 @@ class Task:
     def after_step(self, model: nn.Module) -> None:
         pass
 
+    def finalize(self, model: nn.Module) -> None:
+        """Called once before the final checkpoint/export (e.g. statistics not used in training)."""
+
     def lr_factor(self, step: int) -> float:
         return min(1.0, (step + 1) / self.warmup)
 
@@ -308,7 +311,9 @@ class IdentityTask(Task):
 
 
 def make_task(name: str, **kwargs) -> Task:
-    kinds = {"clip": ClipTask, "classifier": ClassifierTask, "identity": IdentityTask}
+    from styleclip.toy.generator import GeneratorTask  # imports this module
+
+    kinds = {"clip": ClipTask, "classifier": ClassifierTask, "identity": IdentityTask, "generator": GeneratorTask}
     if name not in kinds:
         raise ValueError(f"unknown toy task {name!r}; expected one of {', '.join(TASKS)}")
     return kinds[name](**{k: v for k, v in kwargs.items() if v is not None})
@@ -369,6 +374,7 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
                 log(json.dumps({"step": step, "eval": ev}))
     finally:
         logf.close()
+    task.finalize(model)
     save_checkpoint(out / CHECKPOINT, model=model, optimizer=opt, step=step, meta=meta)
     ev = task.evaluate(model) if evaluate else {}
     result = {"task": task.name, "step": step, "eval": ev, "seed": task.seed, "batch_size": task.batch_size}
