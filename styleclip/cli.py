@@ -644,7 +644,7 @@ def toy_train(
 @toy_app.command("eval")
 @friendly
 def toy_eval(
-    model: str = typer.Argument(..., help="clip, classifier or identity."),
+    model: str = typer.Argument(..., help="clip, classifier, identity or generator."),
     weights: Optional[Path] = typer.Option(None, help="Folder with <model>.safetensors and <model>.json "
                                                       "[default: the packaged styleclip/assets/toy_faces]."),
     n: int = typer.Option(512, help="Held-out evaluation images / pairs."),

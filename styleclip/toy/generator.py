@@ -120,3 +120,15 @@ class GeneratorTask(Task):
             out["classifier_agreement"] = {a: sum(v) / len(v) for a, v in ok.items()}
             out["classifier_all_attributes"] = sum(all(ok[a][i] for a in ok) for i in range(len(want))) / len(want)
         return out
+
+
+def load_toy_generator(directory=None) -> Generator:
+    """The exported toy generator (generator.safetensors + generator.json), frozen."""
+    from pathlib import Path
+
+    from styleclip.toy.train import _config, read_safetensors
+
+    directory = Path(directory) if directory is not None else ASSETS
+    g = Generator(GeneratorConfig.from_dict(_config(directory, "generator")))
+    g.load_state_dict(read_safetensors(directory / "generator.safetensors"))
+    return g.eval().requires_grad_(False)

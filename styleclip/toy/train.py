@@ -427,4 +427,9 @@ def evaluate_exported(name: str, directory: str | Path = ASSETS, n: int = 512) -
         return {"accuracy": acc, "accuracy_min": min(acc.values())}
     if name == "identity":
         return identity_verification(load_toy_identity(directory), D.verification_pairs(n))
+    if name == "generator":
+        from styleclip.toy.generator import load_toy_generator
+
+        g = load_toy_generator(directory)
+        return make_task("generator", eval_size=n).evaluate(g)
     raise ValueError(f"unknown toy model {name!r}; expected one of {', '.join(TASKS)}")
