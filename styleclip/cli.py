@@ -610,6 +610,57 @@ def serve(
         mappers=[str(m) for m in mappers] if mappers else None)
 
 
+toy_app = typer.Typer(no_args_is_help=True, help="The embedded toy-faces models: train and evaluate.")
+app.add_typer(toy_app, name="toy")
+
+
+@toy_app.command("train")
+@friendly
+def toy_train(
+    model: str = typer.Argument(..., help="clip, classifier, identity or generator."),
+    steps: Optional[int] = typer.Option(None, help="Stop at this total step count."),
+    minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of this run."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (checkpoint, log, exported weights) "
+                                                  "[default: toy-runs/<model>]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt."),
+    seed: int = typer.Option(0, help="Seed of the initial weights and of the batch stream."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size [default: the recipe's]."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate [default: the recipe's]."),
+    ckpt_every: int = typer.Option(100, help="Checkpoint every N steps."),
+    eval_every: int = typer.Option(0, help="Evaluate every N steps (0: only at the end)."),
+    threads: int = typer.Option(2, help="torch CPU threads."),
+    tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Tiny networks (tests)."),
+    eval_size: int = typer.Option(512, help="Held-out evaluation images / pairs."),
+):
+    """Train a toy-faces model (resumable; deterministic given the seed)."""
+    import torch
+
+    from .toy.train import make_task, run_training
+
+    if steps is None and minutes is None:
+        raise ValueError("give --steps or --minutes (or both)")
+    torch.set_num_threads(threads)
+    task = make_task(model, seed=seed, batch_size=batch_size, lr=lr, tiny=tiny or None, eval_size=eval_size)
+    run_training(task, out or Path("toy-runs") / model, steps=steps, minutes=minutes, resume=resume,
+                 ckpt_every=ckpt_every, eval_every=eval_every, log=typer.echo)
+
+
+@toy_app.command("eval")
+@friendly
+def toy_eval(
+    model: str = typer.Argument(..., help="clip, classifier, identity or generator."),
+    weights: Optional[Path] = typer.Option(None, help="Folder with <model>.safetensors and <model>.json "
+                                                      "[default: the packaged styleclip/assets/toy_faces]."),
+    n: int = typer.Option(512, help="Held-out evaluation images / pairs."),
+):
+    """Evaluation figures of exported toy weights, as JSON."""
+    import json
+
+    from .toy.train import ASSETS, evaluate_exported
+
+    typer.echo(json.dumps(evaluate_exported(model, weights or ASSETS, n=n), indent=1))
+
+
 def main():
     app()
 

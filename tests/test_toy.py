@@ -1,0 +1,182 @@
+"""The toy-faces training recipes: batches, resumable loops, exported weights, evaluation functions, CLI."""
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from styleclip.cli import app
+from styleclip.errors import CheckpointError
+from styleclip.toy import data as D
+from styleclip.toy import train as T
+from styleclip.toy.render import ATTRIBUTE_VALUES, render
+
+
+def test_batches_are_deterministic_labelled_and_augmented():
+    a, b = D.sample_batch(3, 7, 6), D.sample_batch(3, 7, 6)
+    assert torch.equal(a.images, b.images) and a.captions == b.captions
+    assert not torch.equal(a.images, D.sample_batch(3, 8, 6).images)
+    assert a.images.shape == (6, 3, 64, 64) and a.images.min() >= -1 and a.images.max() <= 1
+    for i, att in enumerate(a.attributes):
+        for name in D.ATTRIBUTES:
+            assert ATTRIBUTE_VALUES[name][int(a.labels[name][i])] == getattr(att, name)
+        exact = torch.from_numpy(render(a.identities[i], att).copy()).permute(2, 0, 1).float() / 127.5 - 1
+        assert torch.equal(a.images[i], exact)
+    aug, aug2 = D.sample_batch(3, 7, 6, augment=True), D.sample_batch(3, 7, 6, augment=True)
+    assert torch.equal(aug.images, aug2.images)
+    diff = (aug.images - a.images).abs().mean()
+    assert 0.005 < diff < 0.3  # changed, but still the same faces
+
+
+def test_augmentation_parts():
+    x = D.sample_batch(0, 0, 4).images
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    off = dict(max_shift=0, blur_p=0.0, noise_max=0.0, brightness=0.0, contrast=0.0)
+    assert torch.allclose(D.augment_images(x, g(), **off), x, atol=1e-6)
+    blurred = D.augment_images(x, g(), **{**off, "blur_p": 1.0})
+    assert torch.allclose(blurred.mean(), x.mean(), atol=1e-3) and (blurred - x).abs().mean() > 1e-3
+    shifted = D.augment_images(x, g(), **{**off, "max_shift": 2})
+    # every shifted image equals the original moved by at most 2 px somewhere in its interior
+    for i in range(4):
+        ok = any(torch.allclose(shifted[i, :, 2:-2, 2:-2], x[i, :, 2 + dy:62 + dy, 2 + dx:62 + dx], atol=1e-6)
+                 for dy in range(-2, 3) for dx in range(-2, 3))
+        assert ok
+
+
+def test_identity_batches_and_pairs():
+    b = D.identity_batch(0, 0, 3, views=2)
+    assert b.identity_ids.tolist() == [0, 0, 1, 1, 2, 2]
+    assert b.identities[0] == b.identities[1] and b.identities[0] != b.identities[2]
+    a, c, same = D.verification_pairs(6)
+    assert a.shape == c.shape == (6, 3, 64, 64) and same.tolist() == [True, False] * 3
+
+
+def test_eval_functions_on_trivial_cases():
+    labels = torch.tensor([0, 2, 1, 2])
+    assert T.accuracy_from_scores(torch.eye(3)[labels], labels) == 1.0
+    assert T.accuracy_from_scores(torch.eye(3)[(labels + 1) % 3], labels) == 0.0
+    same = torch.tensor([True, False] * 8)
+    assert T.verification_accuracy_from_scores(same.float(), same)["verification_accuracy"] == 1.0
+    assert T.verification_accuracy_from_scores(torch.zeros(16), same)["verification_accuracy"] == 0.5
+    prompts = T.zero_shot_prompts()
+    assert set(prompts) == set(ATTRIBUTE_VALUES)
+    for name, per_value in prompts.items():
+        assert len(per_value) == len(ATTRIBUTE_VALUES[name]) and all(p and all(s.strip() for s in p)
+                                                                      for p in per_value)
+
+    batch = D.sample_batch(0, 0, 12)
+
+    class Oracle(torch.nn.Module):  # reads the true labels: accuracy must be exactly 1
+        def forward(self, img):
+            return {a: torch.eye(len(ATTRIBUTE_VALUES[a]))[batch.labels[a]] for a in D.ATTRIBUTES}
+
+    assert T.classifier_accuracy(Oracle(), batch) == {a: 1.0 for a in D.ATTRIBUTES}
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", T.TASKS)
+def test_resume_gives_identical_weights(tmp_path, name):
+    kw = dict(tiny=True, batch_size=4, eval_size=8, warmup=3)
+    quiet = lambda s: None  # noqa: E731
+    T.run_training(T.make_task(name, **kw), tmp_path / "a", steps=4, export=False, evaluate=False, log=quiet)
+    T.run_training(T.make_task(name, **kw), tmp_path / "b", steps=2, export=False, evaluate=False, log=quiet)
+    r = T.run_training(T.make_task(name, **kw), tmp_path / "b", steps=4, resume=True, export=False, log=quiet)
+    assert r["step"] == 4 and r["eval"]
+    a = T.load_checkpoint(tmp_path / "a" / T.CHECKPOINT)
+    b = T.load_checkpoint(tmp_path / "b" / T.CHECKPOINT)
+    assert _states_equal(a["model"], b["model"])
+    init = T.make_task(name, **kw).build().state_dict()
+    assert not _states_equal(a["model"], init)  # it did train
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+
+
+def test_resume_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        T.run_training(T.make_task("classifier", tiny=True), tmp_path, steps=1, resume=True)
+    T.run_training(T.make_task("classifier", tiny=True, batch_size=2), tmp_path, steps=1, export=False,
+                   evaluate=False, log=lambda s: None)
+    with pytest.raises(CheckpointError, match="not 'identity'"):
+        T.run_training(T.make_task("identity", tiny=True), tmp_path, steps=2, resume=True)
+    with pytest.raises(ValueError, match="steps"):
+        T.run_training(T.make_task("identity", tiny=True), tmp_path)
+    with pytest.raises(ValueError, match="unknown toy task"):
+        T.make_task("vae")
+
+
+def test_clip_loss_falls_and_exported_clip_loads_through_clip_encoder(tmp_path):
+    task = T.make_task("clip", tiny=True, batch_size=8, eval_size=8, lr=2e-3, warmup=1)
+    model = task.build()
+    opt = task.optimizer(model)
+    first = float(task.loss(model, 0)[0].detach())
+    for _ in range(15):  # the same batch: the contrastive loss must fall
+        loss, logs = task.loss(model, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(task.loss(model, 0)[0].detach()) < first - 0.3
+    T.export_fp16(model, tmp_path / "clip.safetensors", task.config)
+    clip = T.load_toy_clip(tmp_path)
+    ref = T.ClipEncoder.from_config(task.config, state_dict=model.state_dict())
+    assert torch.allclose(clip.encode_text("a face with a mohawk"), ref.encode_text("a face with a mohawk"),
+                          atol=2e-2)
+    acc = T.evaluate_exported("clip", tmp_path, n=8)["zero_shot"]
+    assert set(acc) == set(ATTRIBUTE_VALUES) and all(0 <= v <= 1 for v in acc.values())
+
+
+def test_cli_train_eval_and_errors(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cls"
+    r = runner.invoke(app, ["toy", "train", "classifier", "--tiny", "--steps", "2", "--batch-size", "4",
+                            "--eval-size", "8", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "classifier.safetensors").is_file() and json.loads((out / "eval.json").read_text())["step"] == 2
+    r = runner.invoke(app, ["toy", "train", "classifier", "--tiny", "--steps", "3", "--batch-size", "4",
+                            "--eval-size", "8", "--out", str(out), "--resume"])
+    assert r.exit_code == 0 and "resumed classifier at step 2" in r.output
+    r = runner.invoke(app, ["toy", "eval", "classifier", "--weights", str(out), "--n", "8"])
+    assert r.exit_code == 0, r.output
+    acc = json.loads(r.output)["accuracy"]
+    assert set(acc) == set(ATTRIBUTE_VALUES)
+    r = runner.invoke(app, ["toy", "train", "vae", "--steps", "1", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "unknown toy task" in r.output
+    r = runner.invoke(app, ["toy", "eval", "identity", "--weights", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "error:" in r.output
+
+
+def test_generator_code_samples_the_render_distribution():
+    from styleclip.toy.generator import CODE_DIMS, params_from_z, render_z
+
+    z = torch.randn(3000, 128, generator=torch.Generator().manual_seed(0))
+    params = params_from_z(z)
+    scaled = params_from_z(2 * z)  # a function of z / rms(z)
+    assert [a for _, a in scaled] == [a for _, a in params]
+    assert all(abs(i.face_width - j.face_width) < 1e-6 for (i, _), (j, _) in zip(params, scaled))
+    styles = [a.hair_style for _, a in params]
+    for v in ATTRIBUTE_VALUES["hair_style"]:
+        assert abs(styles.count(v) / 3000 - 1 / 6) < 0.03
+    assert abs(sum(a.beard for _, a in params) / 3000 - 0.3) < 0.03
+    widths = [i.face_width for i, _ in params]
+    assert 0.22 <= min(widths) < 0.225 and 0.285 < max(widths) <= 0.29
+    assert CODE_DIMS == 15
+    img = render_z(z[:2])
+    assert img.shape == (2, 3, 64, 64) and img.min() >= -1
+    with pytest.raises(ValueError, match="z must be"):
+        params_from_z(torch.zeros(2, 4))
+
+
+def test_generator_decoder_loss_falls():
+    task = T.make_task("generator", tiny=True, batch_size=8, lr=5e-3, warmup=1, eval_size=8)
+    g = task.build()
+    opt = task.optimizer(g)
+    first = float(task.loss(g, 0)[0].detach())
+    for _ in range(20):
+        loss, _ = task.loss(g, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(task.loss(g, 0)[0].detach()) < 0.7 * first
+    ev = task.evaluate(g)
+    assert ev["psnr"] > 0 and "classifier_all_attributes" not in ev  # 16 px: no classifier reading
