@@ -91,17 +91,25 @@ _STYLE = {"bald": "bald", "short": "with short hair", "long": "with long hair", 
 _FACES = ("a face", "a neutral face", "a smiling face", "a surprised face")
 
 
-def zero_shot_prompts() -> dict[str, list[list[str]]]:
+def zero_shot_prompts(contexts: bool = True) -> dict[str, list[list[str]]]:
     """Per attribute, per value (ATTRIBUTE_VALUES order): the prompts whose embeddings are averaged.
-    Values are named as the captions name them; an absent attribute (no glasses, no beard) is the plain face."""
-    def ens(phrase: str) -> list[str]:
-        return [f"{f} {phrase}".strip() for f in _FACES]
+
+    Values are named as the captions name them; an absent attribute (no glasses, no beard) is the prompt
+    without it, since captions never negate. Every value of an attribute is phrased in the same contexts
+    (face heads, and with `contexts` also each hair style, or glasses/beard for hair style), so the value
+    prompts of an attribute differ only in the value: the comparison StyleCLIP's target-minus-neutral
+    directions rely on. `contexts=False`: face heads only."""
+    hair = [_STYLE[v] for v in ATTRIBUTE_VALUES["hair_style"]] if contexts else [""]
+    extras = ["", "wearing glasses", "with a beard"] if contexts else [""]
+
+    def ens(phrase: str, ctx=hair) -> list[str]:
+        return [" ".join(f"{f} {c} {phrase}".split()) for f in _FACES for c in ctx]
 
     return {
-        "hair_style": [ens(_STYLE[v]) for v in ATTRIBUTE_VALUES["hair_style"]],
-        "hair_colour": [ens(f"with {c} hair") for c in ATTRIBUTE_VALUES["hair_colour"]],
-        "expression": [[f"{h} {e} face" for h in ("a", "a cartoon of a", "a drawing of a")]
-                       for e in ATTRIBUTE_VALUES["expression"]],
+        "hair_style": [ens(_STYLE[v], extras) for v in ATTRIBUTE_VALUES["hair_style"]],
+        "hair_colour": [ens(f"with {c} hair", extras) for c in ATTRIBUTE_VALUES["hair_colour"]],
+        "expression": [[" ".join(f"{h} {e} face {c}".split()) for h in ("a", "a cartoon of a", "a drawing of a")
+                        for c in hair] for e in ATTRIBUTE_VALUES["expression"]],
         "glasses": [ens("" if g == "none" else f"wearing {g}") for g in ATTRIBUTE_VALUES["glasses"]],
         "beard": [ens("with a beard" if b else "") for b in ATTRIBUTE_VALUES["beard"]],
         "background": [ens(f"on a {b} background") for b in ATTRIBUTE_VALUES["background"]],
@@ -120,11 +128,11 @@ def _embed_images(fn: Callable, images: torch.Tensor, chunk: int = 256) -> torch
 
 
 @torch.no_grad()
-def zero_shot_accuracy(clip: ClipEncoder, batch: D.Batch) -> dict[str, float]:
+def zero_shot_accuracy(clip: ClipEncoder, batch: D.Batch, contexts: bool = True) -> dict[str, float]:
     """Zero-shot accuracy per attribute (argmax over the attribute's value prompts) on `batch`."""
     img = _embed_images(clip.encode_image, batch.images)
     out = {}
-    for attr, prompts in zero_shot_prompts().items():
+    for attr, prompts in zero_shot_prompts(contexts).items():
         m = _mask(attr, batch)
         out[attr] = accuracy_from_scores(img[m] @ class_embeddings(clip, prompts).t(), batch.labels[attr][m])
     return out
