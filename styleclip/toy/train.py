@@ -330,9 +330,14 @@ def make_task(name: str, **kwargs) -> Task:
 # ---- the loop ------------------------------------------------------------------------------------------
 def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
                  resume: bool = False, ckpt_every: int = 200, log_every: int = 20, eval_every: int = 0,
-                 export: bool = True, evaluate: bool = True, log: Callable[[str], None] = print) -> dict:
+                 export: bool = True, evaluate: bool = True, init_from: str | Path | None = None,
+                 start_step: int = 0, log: Callable[[str], None] = print) -> dict:
     """Train until `steps` total steps or `minutes` of this run, whichever first (at least one must be set).
-    Checkpoints every `ckpt_every` steps and at the end; returns {"step", "eval", "out"}."""
+    Checkpoints every `ckpt_every` steps and at the end; returns {"step", "eval", "out"}.
+
+    `init_from` (a folder with exported `<task>.safetensors`, e.g. the shipped assets) starts a new run from
+    those weights with a fresh optimizer at `start_step` (use the step the weights were exported at, so the
+    batch stream does not repeat); the warm-up then restarts there. Later `resume`s of that run are exact."""
     if steps is None and minutes is None:
         raise ValueError("give --steps or --minutes (or both)")
     out = Path(out_dir)
@@ -341,7 +346,11 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
     opt = task.optimizer(model)
     for g in opt.param_groups:
         g.setdefault("lr_mult", 1.0)
-    step = 0
+    step = warm_start = 0
+    if init_from is not None and not resume:
+        model.load_state_dict(read_safetensors(Path(init_from) / f"{task.name}.safetensors"))
+        step = warm_start = int(start_step)
+        log(f"initialised {task.name} from {init_from} at step {step}")
     if resume:
         ck = load_checkpoint(out / CHECKPOINT)
         if ck["meta"].get("task") != task.name:
@@ -349,15 +358,16 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step = ck["step"]
+        warm_start = int(ck["meta"].get("warm_start", 0))
         log(f"resumed {task.name} at step {step}")
     meta = {"task": task.name, "config": task.config, "seed": task.seed, "batch_size": task.batch_size,
-            "lr": task.lr}
+            "lr": task.lr, "warm_start": warm_start}
     t0 = time.monotonic()
     logf = (out / "log.jsonl").open("a")
     model.train()
     try:
         while (steps is None or step < steps) and (minutes is None or time.monotonic() - t0 < minutes * 60):
-            f = task.lr_factor(step)
+            f = task.lr_factor(step - warm_start)
             for g in opt.param_groups:
                 g["lr"] = task.lr * f * g["lr_mult"]
             loss, logs = task.loss(model, step)
