@@ -623,6 +623,9 @@ def toy_train(
     out: Optional[Path] = typer.Option(None, help="Run folder (checkpoint, log, exported weights) "
                                                   "[default: toy-runs/<model>]."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt."),
+    init_from: Optional[Path] = typer.Option(None, help="Start from exported weights in this folder "
+                                                        "(<model>.safetensors) with a fresh optimizer."),
+    start_step: int = typer.Option(0, help="With --init-from: the step those weights were exported at."),
     seed: int = typer.Option(0, help="Seed of the initial weights and of the batch stream."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size [default: the recipe's]."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate [default: the recipe's]."),
@@ -642,7 +645,8 @@ def toy_train(
     torch.set_num_threads(threads)
     task = make_task(model, seed=seed, batch_size=batch_size, lr=lr, tiny=tiny or None, eval_size=eval_size)
     run_training(task, out or Path("toy-runs") / model, steps=steps, minutes=minutes, resume=resume,
-                 ckpt_every=ckpt_every, eval_every=eval_every, log=typer.echo)
+                 ckpt_every=ckpt_every, eval_every=eval_every, init_from=init_from, start_step=start_step,
+                 log=typer.echo)
 
 
 @toy_app.command("eval")

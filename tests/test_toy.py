@@ -180,3 +180,35 @@ def test_generator_decoder_loss_falls():
     assert float(task.loss(g, 0)[0].detach()) < 0.7 * first
     ev = task.evaluate(g)
     assert ev["psnr"] > 0 and "classifier_all_attributes" not in ev  # 16 px: no classifier reading
+
+
+def test_shipped_classifier_and_identity_weights():
+    from styleclip.identity import IdentityLoss
+
+    batch = D.eval_set(64)
+    acc = T.classifier_accuracy(T.load_toy_classifier(), batch)
+    assert min(acc.values()) >= 0.95, acc
+    net = T.load_toy_identity()
+    assert not any(p.requires_grad for p in net.parameters())
+    pairs = D.verification_pairs(64)
+    assert T.identity_verification(net, pairs)["verification_accuracy"] >= 0.8
+    img = batch.images[:2].clone().requires_grad_(True)
+    loss = IdentityLoss(net, batch.images[:2])(img)
+    assert torch.allclose(loss, torch.zeros(2), atol=1e-4)
+    IdentityLoss(net, batch.images[:2])(img + 0.1 * torch.randn_like(img)).sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+
+
+def test_init_from_exported_weights(tmp_path):
+    quiet = lambda s: None  # noqa: E731
+    kw = dict(tiny=True, batch_size=4, eval_size=8, warmup=3)
+    T.run_training(T.make_task("identity", **kw), tmp_path / "a", steps=2, evaluate=False, log=quiet)
+    exported = T.read_safetensors(tmp_path / "a" / "identity.safetensors")
+    r = T.run_training(T.make_task("identity", **kw), tmp_path / "b", steps=2, init_from=tmp_path / "a",
+                       start_step=2, export=False, evaluate=False, log=quiet)
+    assert r["step"] == 2  # no step taken: the checkpoint holds exactly the exported weights
+    ck = T.load_checkpoint(tmp_path / "b" / T.CHECKPOINT)
+    assert _states_equal(ck["model"], exported) and ck["meta"]["warm_start"] == 2
+    r = T.run_training(T.make_task("identity", **kw), tmp_path / "b", steps=3, resume=True, export=False,
+                       evaluate=False, log=quiet)
+    assert r["step"] == 3

@@ -91,17 +91,25 @@ _STYLE = {"bald": "bald", "short": "with short hair", "long": "with long hair", 
 _FACES = ("a face", "a neutral face", "a smiling face", "a surprised face")
 
 
-def zero_shot_prompts() -> dict[str, list[list[str]]]:
+def zero_shot_prompts(contexts: bool = True) -> dict[str, list[list[str]]]:
     """Per attribute, per value (ATTRIBUTE_VALUES order): the prompts whose embeddings are averaged.
-    Values are named as the captions name them; an absent attribute (no glasses, no beard) is the plain face."""
-    def ens(phrase: str) -> list[str]:
-        return [f"{f} {phrase}".strip() for f in _FACES]
+
+    Values are named as the captions name them; an absent attribute (no glasses, no beard) is the prompt
+    without it, since captions never negate. Every value of an attribute is phrased in the same contexts
+    (face heads, and with `contexts` also each hair style, or glasses/beard for hair style), so the value
+    prompts of an attribute differ only in the value: the comparison StyleCLIP's target-minus-neutral
+    directions rely on. `contexts=False`: face heads only."""
+    hair = [_STYLE[v] for v in ATTRIBUTE_VALUES["hair_style"]] if contexts else [""]
+    extras = ["", "wearing glasses", "with a beard"] if contexts else [""]
+
+    def ens(phrase: str, ctx=hair) -> list[str]:
+        return [" ".join(f"{f} {c} {phrase}".split()) for f in _FACES for c in ctx]
 
     return {
-        "hair_style": [ens(_STYLE[v]) for v in ATTRIBUTE_VALUES["hair_style"]],
-        "hair_colour": [ens(f"with {c} hair") for c in ATTRIBUTE_VALUES["hair_colour"]],
-        "expression": [[f"{h} {e} face" for h in ("a", "a cartoon of a", "a drawing of a")]
-                       for e in ATTRIBUTE_VALUES["expression"]],
+        "hair_style": [ens(_STYLE[v], extras) for v in ATTRIBUTE_VALUES["hair_style"]],
+        "hair_colour": [ens(f"with {c} hair", extras) for c in ATTRIBUTE_VALUES["hair_colour"]],
+        "expression": [[" ".join(f"{h} {e} face {c}".split()) for h in ("a", "a cartoon of a", "a drawing of a")
+                        for c in hair] for e in ATTRIBUTE_VALUES["expression"]],
         "glasses": [ens("" if g == "none" else f"wearing {g}") for g in ATTRIBUTE_VALUES["glasses"]],
         "beard": [ens("with a beard" if b else "") for b in ATTRIBUTE_VALUES["beard"]],
         "background": [ens(f"on a {b} background") for b in ATTRIBUTE_VALUES["background"]],
@@ -120,11 +128,11 @@ def _embed_images(fn: Callable, images: torch.Tensor, chunk: int = 256) -> torch
 
 
 @torch.no_grad()
-def zero_shot_accuracy(clip: ClipEncoder, batch: D.Batch) -> dict[str, float]:
+def zero_shot_accuracy(clip: ClipEncoder, batch: D.Batch, contexts: bool = True) -> dict[str, float]:
     """Zero-shot accuracy per attribute (argmax over the attribute's value prompts) on `batch`."""
     img = _embed_images(clip.encode_image, batch.images)
     out = {}
-    for attr, prompts in zero_shot_prompts().items():
+    for attr, prompts in zero_shot_prompts(contexts).items():
         m = _mask(attr, batch)
         out[attr] = accuracy_from_scores(img[m] @ class_embeddings(clip, prompts).t(), batch.labels[attr][m])
     return out
@@ -322,9 +330,14 @@ def make_task(name: str, **kwargs) -> Task:
 # ---- the loop ------------------------------------------------------------------------------------------
 def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
                  resume: bool = False, ckpt_every: int = 200, log_every: int = 20, eval_every: int = 0,
-                 export: bool = True, evaluate: bool = True, log: Callable[[str], None] = print) -> dict:
+                 export: bool = True, evaluate: bool = True, init_from: str | Path | None = None,
+                 start_step: int = 0, log: Callable[[str], None] = print) -> dict:
     """Train until `steps` total steps or `minutes` of this run, whichever first (at least one must be set).
-    Checkpoints every `ckpt_every` steps and at the end; returns {"step", "eval", "out"}."""
+    Checkpoints every `ckpt_every` steps and at the end; returns {"step", "eval", "out"}.
+
+    `init_from` (a folder with exported `<task>.safetensors`, e.g. the shipped assets) starts a new run from
+    those weights with a fresh optimizer at `start_step` (use the step the weights were exported at, so the
+    batch stream does not repeat); the warm-up then restarts there. Later `resume`s of that run are exact."""
     if steps is None and minutes is None:
         raise ValueError("give --steps or --minutes (or both)")
     out = Path(out_dir)
@@ -333,7 +346,11 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
     opt = task.optimizer(model)
     for g in opt.param_groups:
         g.setdefault("lr_mult", 1.0)
-    step = 0
+    step = warm_start = 0
+    if init_from is not None and not resume:
+        model.load_state_dict(read_safetensors(Path(init_from) / f"{task.name}.safetensors"))
+        step = warm_start = int(start_step)
+        log(f"initialised {task.name} from {init_from} at step {step}")
     if resume:
         ck = load_checkpoint(out / CHECKPOINT)
         if ck["meta"].get("task") != task.name:
@@ -341,15 +358,16 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step = ck["step"]
+        warm_start = int(ck["meta"].get("warm_start", 0))
         log(f"resumed {task.name} at step {step}")
     meta = {"task": task.name, "config": task.config, "seed": task.seed, "batch_size": task.batch_size,
-            "lr": task.lr}
+            "lr": task.lr, "warm_start": warm_start}
     t0 = time.monotonic()
     logf = (out / "log.jsonl").open("a")
     model.train()
     try:
         while (steps is None or step < steps) and (minutes is None or time.monotonic() - t0 < minutes * 60):
-            f = task.lr_factor(step)
+            f = task.lr_factor(step - warm_start)
             for g in opt.param_groups:
                 g["lr"] = task.lr * f * g["lr_mult"]
             loss, logs = task.loss(model, step)
