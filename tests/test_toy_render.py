@@ -29,3 +29,10 @@ def test_identity_changes_pixels_and_captions_name_the_attributes():
         text = caption(att, np.random.default_rng(i))
         assert "mohawk" in text and "blue" in text and "sunglasses" in text
         assert "no " not in text
+
+
+def test_caption_colour_goes_before_hair_not_into_hairstyle():
+    att = Attributes(hair_style="mohawk", hair_colour="black")
+    texts = {caption(att, np.random.default_rng(i)) for i in range(40)}
+    assert not any("mohawk black hairstyle" in t for t in texts)
+    assert any("black" in t for t in texts)

@@ -8,6 +8,7 @@ and captions are generated from the labels with varied wording.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,7 +207,8 @@ def caption(attributes: Attributes, rng: np.random.Generator) -> str:
         parts.append(str(rng.choice(_STYLE_WORDS["bald"])))
     else:
         style = str(rng.choice(_STYLE_WORDS[att.hair_style]))
-        parts.append(style.replace("hair", f"{att.hair_colour} hair", 1) if "hair" in style and rng.random() < 0.5
+        parts.append(re.sub(r"\bhair\b", f"{att.hair_colour} hair", style, count=1)
+                     if re.search(r"\bhair\b", style) and rng.random() < 0.5
                      else f"{style} in {att.hair_colour}" if rng.random() < 0.3 else f"{style}, {att.hair_colour} hair")
     if att.glasses != "none":
         parts.append(f"wearing {att.glasses}" if rng.random() < 0.5 else f"with {att.glasses}")
