@@ -207,9 +207,11 @@ def caption(attributes: Attributes, rng: np.random.Generator) -> str:
         parts.append(str(rng.choice(_STYLE_WORDS["bald"])))
     else:
         style = str(rng.choice(_STYLE_WORDS[att.hair_style]))
-        parts.append(re.sub(r"\bhair\b", f"{att.hair_colour} hair", style, count=1)
-                     if re.search(r"\bhair\b", style) and rng.random() < 0.5
-                     else f"{style} in {att.hair_colour}" if rng.random() < 0.3 else f"{style}, {att.hair_colour} hair")
+        if "hair" in style and rng.random() < 0.5:  # (the draw order is part of the seeded data streams)
+            parts.append(re.sub(r"\bhair\b", f"{att.hair_colour} hair", style, count=1)
+                         if re.search(r"\bhair\b", style) else f"{style}, {att.hair_colour} hair")
+        else:
+            parts.append(f"{style} in {att.hair_colour}" if rng.random() < 0.3 else f"{style}, {att.hair_colour} hair")
     if att.glasses != "none":
         parts.append(f"wearing {att.glasses}" if rng.random() < 0.5 else f"with {att.glasses}")
     if att.beard:
