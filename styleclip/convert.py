@@ -125,14 +125,20 @@ def _read_safetensors(path: Path):
 _KERNEL_KEY = re.compile(r"\.(blur|upsample)\.kernel$")
 
 
-def _read_torch(path: Path):
+def load_torch_file(path: Path, *, what: str = "checkpoint"):
+    """torch.load(weights_only=True) (argparse.Namespace allowed, as training checkpoints hold one); any failure
+    becomes one CheckpointError line naming the file."""
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError,
             AttributeError, TypeError) as e:
-        raise CheckpointError(f"{path}: unreadable checkpoint (truncated, corrupt or not a weights file): "
+        raise CheckpointError(f"{path}: unreadable {what} (truncated, corrupt or not a weights file): "
                               f"{one_line(e)}") from None
+
+
+def _read_torch(path: Path):
+    ckpt = load_torch_file(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(ckpt).__name__}")
     latent_avg = ckpt.get("latent_avg")

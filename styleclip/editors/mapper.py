@@ -12,10 +12,8 @@ import argparse
 import hashlib
 import json
 import math
-import pickle
 import re
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,13 +104,9 @@ def mapper_from_state_dict(state: dict[str, torch.Tensor], *, num_ws: int = 18, 
 
 
 def _load_official(path: Path) -> MapperFile:
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError,
-            AttributeError, TypeError) as e:
-        raise CheckpointError(f"{path}: unreadable mapper checkpoint (truncated, corrupt or not a weights file): "
-                              f"{one_line(e)}") from None
+    from ..convert import load_torch_file
+
+    ckpt = load_torch_file(path, what="mapper checkpoint")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"{path}: expected an official StyleCLIP mapper checkpoint ({{'state_dict', 'opts'}})")
     opts = ckpt.get("opts") or {}
