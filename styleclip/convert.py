@@ -104,16 +104,21 @@ def sniff_format(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------
 # safetensors (ours)
-def _read_safetensors(path: Path):
+def load_safetensors_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a .safetensors file; any failure becomes one CheckpointError line."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(path))
+        return load_file(str(path)), meta
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable safetensors file (truncated or corrupt): {one_line(e)}") from None
+
+
+def _read_safetensors(path: Path):
+    state, meta = load_safetensors_file(path)
     if meta.get("format") == FORMAT_TAG:
         config = GeneratorConfig.from_dict(json.loads(meta["config"]))
         return config, state

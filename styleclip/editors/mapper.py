@@ -132,15 +132,9 @@ def _load_official(path: Path) -> MapperFile:
 
 
 def _load_safetensors(path: Path) -> MapperFile:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from ..convert import load_safetensors_file
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable safetensors file (truncated or corrupt): {one_line(e)}") from None
+    state, meta = load_safetensors_file(path)
     if meta.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path}: not a styleclip mapper file (format {meta.get('format')!r})")
     try:
