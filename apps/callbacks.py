@@ -348,7 +348,7 @@ class StyleClipApp:
         """Mappers present: trained ones (./mappers, the cache, or `mapper_folders`) and official files found."""
         from styleclip.editors.mapper import OFFICIAL_MAPPERS, find_mapper, trained_mappers
 
-        paths = {f"{name} (trained)": p for name, p in sorted(trained_mappers(self.mapper_folders).items())}
+        paths = {f"{name} (trained)": p for name, p in sorted(trained_mappers(self.mapper_folders, self.generator).items())}
         for name in sorted(OFFICIAL_MAPPERS):
             try:
                 paths[f"{name} (official)"] = find_mapper(name, folders=[])  # no trained ones: the official file

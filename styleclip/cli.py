@@ -11,7 +11,8 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Text-driven editing of StyleGAN2 images (StyleCLIP).")
 
-MODEL_HELP = "Model set: 'ffhq' (real FFHQ weights), 'debug' (tiny random, no download), or a checkpoint path."
+MODEL_HELP = ("Model set: 'ffhq' (real FFHQ weights, downloaded), 'toy-faces' (embedded cartoon faces, offline; the "
+              "default when FFHQ cannot be had), 'debug' (tiny random).")
 
 
 def friendly(fn):
@@ -28,6 +29,15 @@ def friendly(fn):
             raise typer.Exit(1)
 
     return wrapper
+
+
+def _model(model: Optional[str], checkpoint: Optional[Path]) -> Optional[str]:
+    """The model set named, or with neither --model nor --checkpoint: FFHQ if available, else toy-faces."""
+    if model is not None or checkpoint is not None:
+        return model
+    from .factory import default_model
+
+    return default_model(notice=lambda line: typer.echo(line, err=True))
 
 
 def _generator(model: Optional[str], checkpoint: Optional[Path], device: str):
@@ -52,6 +62,7 @@ def generate(
 
     from .imaging import to_pil
 
+    model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     dev = g.w_avg.device
     z = torch.randn(1, g.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
@@ -165,6 +176,7 @@ def edit(
 
     default_strength = {"global": 4.1}.get(engine, 1.0)
     text = Prompt(prompt, neutral=neutral, strength=default_strength if strength is None else strength)
+    model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps)
     dev = g.w_avg.device
@@ -280,6 +292,7 @@ def invert(
     """Align a face of a photo and invert it into W+ (e4e encoder if available, else optimization)."""
     from .inversion import InversionConfig, default_encoder, invert_photo, save_inversion
 
+    model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     enc = default_encoder(g, encoder, device=g.w_avg.device)
     method = "e4e encoder" if enc is not None else f"optimization, {steps} steps"
@@ -415,6 +428,7 @@ def train_mapper_command(
                                no_coarse=no_coarse, no_medium=no_medium, no_fine=no_fine, num_latents=num_latents,
                                val_interval=val_interval, save_interval=save_interval,
                                image_interval=image_interval, seed=seed)
+    model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     dev = g.w_avg.device
     clip = factory.load_clip(model, device=dev)
@@ -495,6 +509,7 @@ def relevance(
 
     if images < 1:
         raise ValueError("--images must be at least 1")
+    model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     enc = load_clip(clip or (model if model and checkpoint is None else None), device=g.w_avg.device)
     st = _stats_for(g, stats, stats_samples)
@@ -544,6 +559,7 @@ def sweep(
     from .types import Prompt
 
     alpha_list, beta_list = _floats(alphas, "--alphas"), _floats(betas, "--betas")
+    model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     enc = load_clip(clip or (model if model and checkpoint is None else None), device=g.w_avg.device)
     st = _stats_for(g, stats, stats_samples)

@@ -12,6 +12,7 @@ from .convert import build_generator, read_generator, save_generator
 from .errors import CheckpointError, StyleClipError, WeightsMissingError
 from .nets.stylegan2 import Generator, GeneratorConfig
 
+TOY = pretrained.FALLBACK_MODEL
 DEBUG_GENERATOR = GeneratorConfig(size=32, style_dim=64, n_mlp=2, channel_base=512, channel_max=32,
                                   channel_multiplier=1)
 
@@ -46,6 +47,26 @@ def debug_generator(seed: int = 0) -> Generator:
     return gen.eval().requires_grad_(False)
 
 
+def default_model(notice=None) -> str:
+    """The model set to use when none is named: 'ffhq' when its generator weights are present or can be
+    downloaded, else the embedded 'toy-faces' (calling `notice(one_line)` to say so and how to get FFHQ)."""
+    name = pretrained.DEFAULT_MODEL
+    weight = pretrained.MODEL_SETS[name].generator
+    if pretrained.find(weight) is not None:
+        return name
+    try:
+        pretrained.ensure(weight)
+        return name
+    except WeightsMissingError:
+        reason = "offline" if pretrained.offline() else "download failed"
+        if notice is not None:
+            spec = pretrained.get_spec(weight)
+            notice(f"notice: no FFHQ weights ({spec.filename}: {reason}); using the embedded "
+                   f"'{pretrained.FALLBACK_MODEL}' model. For real faces run `styleclip weights download ffhq` "
+                   f"or put {spec.filename} in {pretrained.cache_dir()}.")
+        return pretrained.FALLBACK_MODEL
+
+
 def load_generator(source: str | Path | None = None, *, device: str | torch.device = "cpu",
                    cache: bool = True) -> Generator:
     """A frozen generator in eval mode from a model-set name (`ffhq`, `debug`, ...), a registry weight name
@@ -59,6 +80,10 @@ def load_generator(source: str | Path | None = None, *, device: str | torch.devi
         name = pretrained.MODEL_SETS[name].generator
         if name == "debug":
             return debug_generator().to(device)
+        if name == TOY:
+            from .toy.generator import load_toy_generator
+
+            return load_toy_generator().to(device)
     if name in pretrained.REGISTRY:
         return _generator_from_file(pretrained.ensure(name), cache=cache).to(device)
     path = Path(source)
@@ -101,6 +126,10 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
     if name == "debug":
         return ClipEncoder.from_config(DEBUG_CLIP_CONFIG, seed=0, name="debug",
                                        official_input=official_input).to(device)
+    if name == TOY:
+        from .toy.train import load_toy_clip
+
+        return load_toy_clip().to(device)
     if name == "clip-vit-b32-openai":
         model_name, tag = DEFAULT_MODEL, DEFAULT_PRETRAINED
         local = pretrained.find(name) or pretrained.find_in_hf_cache(name)  # weights folders, then HF cache
@@ -177,6 +206,10 @@ def load_identity(source: str | Path | None = None, *, device: str | torch.devic
     name = IDENTITY_ALIASES.get(name, name)
     if name == "debug":
         return debug_identity().to(device)
+    if name == TOY:
+        from .toy.train import load_toy_identity
+
+        return load_toy_identity().to(device)
     if name in pretrained.REGISTRY:
         spec = pretrained.get_spec(name)
         if spec.kind != "identity":

@@ -177,7 +177,13 @@ MODEL_SETS: dict[str, ModelSet] = {m.name: m for m in [
              "StyleGAN2 FFHQ 1024 + OpenAI CLIP ViT-B/32 + ArcFace IR-SE50 (downloads ~1 GB)"),
     ModelSet("debug", "debug", "debug", "debug", "tiny random networks (32 px) for tests and smoke runs",
              builtin=True),
+    ModelSet("toy-faces", "toy-faces", "toy-faces", "toy-faces",
+             "embedded toy cartoon faces (64 px): generator, CLIP and identity net trained by this project, "
+             "shipped in the package, works offline", builtin=True),
 ]}
+
+DEFAULT_MODEL = "ffhq"
+FALLBACK_MODEL = "toy-faces"  # what runs when the default model's weights are absent and cannot be fetched
 
 
 def cache_dir() -> Path:

@@ -165,10 +165,20 @@ def clip_fingerprint(clip) -> str:
     return _fingerprint(clip.model, f"{clip.name}|{clip.official_input}")
 
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "assets" / "stylespace"  # precomputed for the embedded models
+
+
 def cache_path(kind: str, key: str, suffix: str) -> Path:
+    """Where the cache entry `kind`-`key` is written (the user cache)."""
     from . import pretrained
 
     return pretrained.cache_dir() / "stylespace" / f"{kind}-{key}{suffix}"
+
+
+def _shipped_or(path: Path) -> Path:
+    """The copy of a cache entry shipped in the package (same name) if there is one, else `path`."""
+    shipped = SHIPPED_DIR / path.name
+    return shipped if shipped.is_file() else path
 
 
 def load_or_compute_stats(g, path: str | Path | None = None, **kwargs) -> StyleStats:
@@ -179,8 +189,8 @@ def load_or_compute_stats(g, path: str | Path | None = None, **kwargs) -> StyleS
     key = f"{generator_fingerprint(g)}-n{n}-psi{kwargs.get('truncation', STATS_TRUNCATION)}-" \
           f"seed{kwargs.get('seed', STATS_SEED)}"
     cached = cache_path("stats", key, ".safetensors")
-    if cached.is_file():
-        return StyleStats.load(cached, g)
+    if _shipped_or(cached).is_file():
+        return StyleStats.load(_shipped_or(cached), g)
     stats = compute_stats(g, **kwargs)
     stats.save(cached)
     return stats
@@ -464,8 +474,8 @@ def load_or_compute_relevance(g, clip, stats: StyleStats, path: str | Path | Non
     if method not in ("exact", "fast"):
         raise StyleClipError(f"relevance method must be 'exact' or 'fast', got {method!r}")
     cached = relevance_cache_path(g, clip, method, **settings)
-    if cached.is_file():
-        return Relevance.load(cached, g)
+    if _shipped_or(cached).is_file():
+        return Relevance.load(_shipped_or(cached), g)
     if not compute:
         raise StyleClipError("no channel relevance (fs3) for this generator and CLIP: pass an fs3.npy "
                              "(the official FFHQ file works) or compute one with `styleclip relevance` "

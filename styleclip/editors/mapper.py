@@ -180,22 +180,32 @@ def generator_fingerprint(generator: torch.nn.Module) -> str:
 
 
 # ---- lookup by prompt ------------------------------------------------------------------------------
+TOY_MAPPERS = Path(__file__).resolve().parent.parent / "assets" / "toy_faces" / "mappers"
+
+
 def default_mapper_dirs() -> list[Path]:
-    """Where trained mappers are looked for: ./mappers (train-mapper's default output) and <cache>/mappers."""
+    """Where trained mappers are looked for: ./mappers (train-mapper's default output), <cache>/mappers and
+    the mappers shipped for the embedded toy-faces model."""
     from .. import pretrained
 
-    return [Path("mappers"), pretrained.cache_dir() / "mappers"]
+    return [Path("mappers"), pretrained.cache_dir() / "mappers", TOY_MAPPERS]
 
 
-def trained_mappers(folders=None) -> dict[str, Path]:
-    """Our mapper files under `folders` (recursively): normalised prompt -> path (newest file wins)."""
+def trained_mappers(folders=None, generator=None) -> dict[str, Path]:
+    """Our mapper files under `folders` (recursively): normalised prompt -> path (newest file wins). With a
+    `generator`, only mappers trained for it (same fingerprint where the file records one)."""
     found: dict[str, tuple[float, Path]] = {}
+    fingerprint = generator_fingerprint(generator) if generator is not None else None
     for folder in (default_mapper_dirs() if folders is None else [Path(f) for f in folders]):
         if not folder.is_dir():
             continue
         for p in folder.rglob("*.safetensors"):
-            prompt = _peek_prompt(p)
+            info = _peek_info(p)
+            prompt = info.get("prompt") if info else None
             if prompt is None:
+                continue
+            fp = (info.get("generator") or {}).get("fingerprint")
+            if fingerprint is not None and fp and fp != fingerprint:
                 continue
             key = normalize_name(prompt)
             # best.safetensors is the one to use; among several runs the newest
@@ -205,7 +215,7 @@ def trained_mappers(folders=None) -> dict[str, Path]:
     return {k: v[1] for k, v in found.items()}
 
 
-def find_mapper(name: str | Path, folders=None) -> Path:
+def find_mapper(name: str | Path, folders=None, generator=None) -> Path:
     """A mapper file from a path, a prompt of a trained mapper in `folders`, or an official name
     (afro, mohawk, ... resolved through the weight registry as `mapper-<name>`). Unknown: InputError listing
     what is available."""
@@ -215,7 +225,7 @@ def find_mapper(name: str | Path, folders=None) -> Path:
     if p.is_dir() and (p / "best.safetensors").is_file():  # a train-mapper run folder
         return p / "best.safetensors"
     key = normalize_name(str(name))
-    trained = trained_mappers(folders)
+    trained = trained_mappers(folders, generator)
     if key in trained:
         return trained[key]
     if key in OFFICIAL_MAPPERS:
@@ -244,7 +254,8 @@ def _resolve_official(name: str) -> Path:
                               "download it from the StyleCLIP repository's mapper links and put it there")
 
 
-def _peek_prompt(path: Path) -> str | None:
+def _peek_info(path: Path) -> dict | None:
+    """The info header of one of our mapper files (no tensors read); None for anything else."""
     try:
         from safetensors import safe_open
 
@@ -252,7 +263,7 @@ def _peek_prompt(path: Path) -> str | None:
             meta = f.metadata() or {}
         if meta.get("format") != FORMAT_TAG:
             return None
-        return json.loads(meta["info"]).get("prompt")
+        return json.loads(meta["info"])
     except Exception:  # unreadable files are simply not candidates
         return None
 
@@ -282,7 +293,7 @@ class MapperEditor:
         if m is None:
             raise InputError("the mapper engine needs a mapper: a file, a trained prompt or an official name")
         if isinstance(m, (str, Path)):
-            m = load_mapper(find_mapper(m))
+            m = load_mapper(find_mapper(m, generator=generator))
         if isinstance(m, MapperFile):
             self.info, m = m.info, m.mapper
         else:
@@ -303,7 +314,7 @@ class MapperEditor:
     def from_file(cls, path_or_name: str | Path, generator, clip=None, identity=None, *, folders=None,
                   **config_kwargs) -> "MapperEditor":
         """`MapperEditor.from_file("mohawk", g, clip)`: a path, a trained prompt or an official name."""
-        mf = load_mapper(find_mapper(path_or_name, folders))
+        mf = load_mapper(find_mapper(path_or_name, folders, generator))
         cfg = MapperConfig(mapper=mf, **config_kwargs)
         if "residual_scale" not in config_kwargs and "residual_scale" in mf.info:
             cfg = MapperConfig(**{**cfg.__dict__, "residual_scale": float(mf.info["residual_scale"])})

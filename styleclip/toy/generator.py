@@ -84,7 +84,14 @@ class GeneratorTask(Task):
 
     def build(self):
         torch.manual_seed(self.seed)
-        return Generator(GeneratorConfig.from_dict(self.config))
+        g = Generator(GeneratorConfig.from_dict(self.config))
+        # Only the first CODE_DIMS coordinates of z carry information: start the first mapping layer blind to
+        # the others (rescaled to keep its output scale), so the signal is not diluted 128/15-fold at the start.
+        first = g.style[1]
+        with torch.no_grad():
+            first.weight[:, CODE_DIMS:] = 0
+            first.weight[:, :CODE_DIMS] *= math.sqrt(first.weight.shape[1] / CODE_DIMS)
+        return g
 
     def optimizer(self, model):
         return torch.optim.Adam(model.parameters(), lr=self.lr, betas=(0.0, 0.99))
