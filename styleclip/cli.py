@@ -140,10 +140,12 @@ def edit(
     face_index: Optional[int] = typer.Option(None, help="--image: which face (see `styleclip faces`)."),
     invert_steps: int = typer.Option(500, help="--image: inversion steps when no e4e encoder is present."),
     truncation: float = typer.Option(0.7, help="Truncation psi for seeds."),
-    steps: int = typer.Option(300, help="optimize: Adam steps."),
-    lr: float = typer.Option(0.1, help="optimize: learning rate."),
-    l2_lambda: float = typer.Option(0.008, help="optimize: weight of the L2 distance to the source latent."),
-    id_lambda: float = typer.Option(0.005, help="optimize: weight of the identity loss (needs an identity net)."),
+    steps: Optional[int] = typer.Option(None, help="optimize: Adam steps [default: 300; the model's own, if tuned]."),
+    lr: Optional[float] = typer.Option(None, help="optimize: learning rate [default: 0.1; or the model's]."),
+    l2_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the L2 distance to the source "
+                                              "latent [default: 0.008; or the model's]."),
+    id_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the identity loss (needs an "
+                                              "identity net) [default: 0.005; or the model's]."),
     mode: str = typer.Option("edit", help="optimize: 'edit' or 'free_generation' (from the mean latent)."),
     space: str = typer.Option("wplus", help="optimize: 'wplus' or 'styles' (S space, non-toRGB)."),
     bf16: bool = typer.Option(False, help="bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
@@ -154,8 +156,9 @@ def edit(
                                              "global (default 4.1), residual scale for mapper (default 1), CLIP-term "
                                              "weight for optimize (default 1)."),
     neutral: str = typer.Option("a face", help="global: the neutral text the direction starts from."),
-    beta: Optional[float] = typer.Option(0.15, help="global: disentanglement threshold (channels with "
-                                         "|relevance| < beta are left alone); 0 picks it automatically."),
+    beta: Optional[float] = typer.Option(None, help="global: disentanglement threshold (channels with "
+                                         "|relevance| < beta are left alone); 0 picks it automatically "
+                                         "[default: 0.15; or the model's]."),
     relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="global: channel relevance .npy "
                                                   "(ours or the official fs3.npy)."),
     mapper: Optional[str] = typer.Option(None, help="mapper: a mapper file or name (default: found by --prompt)."),
@@ -174,9 +177,13 @@ def edit(
     from .imaging import grid, save_gif, to_pil, upscale_for_viewing
     from .types import Latent, Prompt
 
-    default_strength = {"global": 4.1}.get(engine, 1.0)
-    text = Prompt(prompt, neutral=neutral, strength=default_strength if strength is None else strength)
     model = _model(model, checkpoint)
+    tuned = factory.edit_defaults(model if checkpoint is None else None, engine)
+    steps, lr, l2_lambda, id_lambda, beta, strength = (
+        tuned.get(k, d) if v is None else v for k, v, d in (
+            ("steps", steps, 300), ("lr", lr, 0.1), ("l2_lambda", l2_lambda, 0.008), ("id_lambda", id_lambda, 0.005),
+            ("beta", beta, 0.15), ("strength", strength, {"global": 4.1}.get(engine, 1.0))))
+    text = Prompt(prompt, neutral=neutral, strength=strength)
     g = _generator(model, checkpoint, device)
     source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps)
     dev = g.w_avg.device

@@ -163,6 +163,19 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
     return enc.to(device)
 
 
+# Edit settings tuned per model set where the paper's FFHQ defaults do not carry over (the toy faces' W+ has
+# another scale); measured by benchmarks/edit_quality.py, see docs/benchmarks.md.
+MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
+    TOY: {"optimize": {"steps": 100, "lr": 0.05, "l2_lambda": 0.002, "id_lambda": 0.05},
+          "global": {"strength": 4.1, "beta": 0.15}},
+}
+
+
+def edit_defaults(model: str | None, engine: str) -> dict:
+    """Settings tuned for this model set and engine (empty: the engine's own defaults apply)."""
+    return dict(MODEL_EDIT_DEFAULTS.get(str(model), {}).get(engine, {}))
+
+
 ENGINE_MODULES = {"optimize": "styleclip.editors.optimization", "global": "styleclip.editors.global_directions",
                   "mapper": "styleclip.editors.mapper"}
 

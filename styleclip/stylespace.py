@@ -181,6 +181,14 @@ def _shipped_or(path: Path) -> Path:
     return shipped if shipped.is_file() else path
 
 
+def shipped_relevance(g, clip) -> Path | None:
+    """A relevance file shipped for exactly this generator and CLIP (whatever its settings; they are in its
+    JSON), exact before fast; None if there is none."""
+    found = sorted(SHIPPED_DIR.glob(f"fs3-{generator_fingerprint(g)}-{clip_fingerprint(clip)}-*.npy"))
+    exact = [p for p in found if json.loads(Path(str(p) + ".json").read_text()).get("method") == "exact"]
+    return (exact or found or [None])[0]
+
+
 def load_or_compute_stats(g, path: str | Path | None = None, **kwargs) -> StyleStats:
     """Stats from `path`, else from the cache (keyed by generator and settings), else computed and cached."""
     if path is not None:
@@ -476,6 +484,9 @@ def load_or_compute_relevance(g, clip, stats: StyleStats, path: str | Path | Non
     cached = relevance_cache_path(g, clip, method, **settings)
     if _shipped_or(cached).is_file():
         return Relevance.load(_shipped_or(cached), g)
+    shipped = shipped_relevance(g, clip) if not settings else None
+    if shipped is not None:
+        return Relevance.load(shipped, g)
     if not compute:
         raise StyleClipError("no channel relevance (fs3) for this generator and CLIP: pass an fs3.npy "
                              "(the official FFHQ file works) or compute one with `styleclip relevance` "
