@@ -137,6 +137,17 @@ class StyleClipApp:
                 self.notices.append(f"global directions unavailable: {e}")
 
     # ---- models -------------------------------------------------------------------------------------
+    def optimize_defaults(self):
+        """The optimization settings the page starts with: the model set's tuned ones over the paper's."""
+        from styleclip.editors.optimization import OptimizationConfig
+
+        return OptimizationConfig(**factory.edit_defaults(self.model, "optimize"))
+
+    def global_defaults(self) -> tuple[float, float]:
+        """(alpha, beta) the page starts with."""
+        tuned = factory.edit_defaults(self.model, "global")
+        return float(tuned.get("strength", 4.1)), float(tuned.get("beta", 0.15))
+
     @property
     def size(self) -> int:
         return self.generator.config.size
@@ -398,7 +409,7 @@ class StyleClipApp:
 
         session = self._ensure(session)
         target = _text(prompt, "prompt")
-        d = OptimizationConfig()
+        d = self.optimize_defaults()
         steps = int(_number(d.steps if steps is None else steps, "steps", 1, 5000))
         lr = _number(d.lr if lr is None else lr, "learning rate", 1e-5, 10)
         l2_lambda = _number(d.l2_lambda if l2_lambda is None else l2_lambda, "the L2 lambda", 0, 100)

@@ -1,10 +1,11 @@
 """The StyleCLIP web app (Gradio): `build_demo(app)` lays out and wires the page; the logic is
 `apps.callbacks.StyleClipApp`. Start it with `styleclip serve`, `python -m apps.gradio_app` or
-`python apps/gradio_app.py` (`--model debug` needs no download; `--model ffhq` uses real weights)."""
+`python apps/gradio_app.py` (`--model toy-faces` or `debug` need no download; `--model ffhq` uses real weights)."""
 from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from typing import Optional, Sequence
 
 import gradio as gr
@@ -51,7 +52,9 @@ def _reporter(progress: gr.Progress):
 
 def build_demo(app: StyleClipApp) -> gr.Blocks:
     """The page: source (random face or photo) | edit (global directions, mapper, optimization) | result."""
-    steps_default = 300 if app.size >= 256 else 40
+    opt = app.optimize_defaults()
+    steps_default = opt.steps if app.size >= 256 or opt.steps != 300 else 40
+    alpha_default, beta_default = app.global_defaults()
     invert_default = 500 if app.size >= 256 else 100
 
     with gr.Blocks(title="StyleCLIP · text-driven face editing", delete_cache=(3600, 3600)) as demo:
@@ -92,9 +95,9 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                             neutral = gr.Textbox("a face", label="Neutral text", elem_id="neutral")
                             target = gr.Textbox(label="Target text", placeholder="a smiling face", elem_id="target")
                         with gr.Row():
-                            alpha = gr.Slider(-10, 10, 4.1, step=0.1, label="α strength", elem_id="alpha",
+                            alpha = gr.Slider(-10, 10, alpha_default, step=0.1, label="α strength", elem_id="alpha",
                                               info="how far to move; negative moves away from the target")
-                            beta = gr.Slider(0.05, 0.3, 0.15, step=0.01, label="β threshold", elem_id="beta",
+                            beta = gr.Slider(0.05, 0.3, beta_default, step=0.01, label="β threshold", elem_id="beta",
                                              info="higher: fewer channels, a more disentangled edit")
                         with gr.Row():
                             global_button = gr.Button("Edit", variant="primary", elem_id="global-edit")
@@ -119,9 +122,9 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                                             elem_id="prompt")
                         steps = gr.Slider(1, 1000, steps_default, step=1, label="Steps")
                         with gr.Accordion("Loss weights and learning rate", open=False):
-                            lr = gr.Slider(0.001, 0.5, 0.1, step=0.001, label="Learning rate")
-                            l2_lambda = gr.Slider(0, 0.1, 0.008, step=0.001, label="λ L2 (stay near the source)")
-                            id_lambda = gr.Slider(0, 0.1, 0.005, step=0.001,
+                            lr = gr.Slider(0.001, 0.5, opt.lr, step=0.001, label="Learning rate")
+                            l2_lambda = gr.Slider(0, 0.1, opt.l2_lambda, step=0.001, label="λ L2 (stay near the source)")
+                            id_lambda = gr.Slider(0, 0.1, opt.id_lambda, step=0.001,
                                                   label="λ identity" + ("" if app.identity is not None
                                                                         else " (no identity net loaded)"))
                         optimize_button = gr.Button("Optimize", variant="primary", elem_id="optimize")
@@ -249,7 +252,8 @@ def serve(model: str = "debug", *, host: str = "127.0.0.1", port: int = 7860, sh
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="The StyleCLIP web app.")
-    parser.add_argument("--model", default="debug", help="model set (debug: no download; ffhq) or checkpoint")
+    parser.add_argument("--model", default=None, help="model set (ffhq; toy-faces: offline, the default when "
+                                                      "FFHQ cannot be had; debug) or checkpoint")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
@@ -261,7 +265,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from styleclip.errors import StyleClipError
 
     try:
-        serve(args.model, host=args.host, port=args.port, share=args.share, device=args.device,
+        from styleclip.factory import default_model
+
+        model = args.model or default_model(notice=lambda line: print(line, file=sys.stderr))
+        serve(model, host=args.host, port=args.port, share=args.share, device=args.device,
               relevance=args.relevance, stats=args.stats, mappers=args.mappers)
     except StyleClipError as e:
         raise SystemExit(f"error: {' '.join(str(e).split())}")

@@ -607,8 +607,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the app to the network."),
     port: int = typer.Option(7860, help="Port."),
     share: bool = typer.Option(False, "--share", help="Also open a temporary public gradio.live link."),
-    model: str = typer.Option("debug", help="Model set: 'debug' (tiny random, no download), 'ffhq' (real "
-                                            "weights), or a generator checkpoint path."),
+    model: Optional[str] = typer.Option(None, help="Model set: 'ffhq' (real weights), 'toy-faces' (embedded, "
+                                        "offline; the default when FFHQ cannot be had), 'debug' (tiny random), "
+                                        "or a generator checkpoint path."),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
     relevance: Optional[Path] = typer.Option(None, help="Global directions: channel relevance fs3.npy."),
     stats: Optional[Path] = typer.Option(None, help="Global directions: style statistics file."),
@@ -628,7 +629,7 @@ def serve(
             raise
         raise StyleClipError("the web app module (apps/gradio_app.py) is not installed: reinstall styleclip "
                              "from its source tree (pip install '.[app]')") from None
-    run(model, host=host, port=port, share=share, device=device,
+    run(_model(model, None), host=host, port=port, share=share, device=device,
         relevance=str(relevance) if relevance else None, stats=str(stats) if stats else None,
         mappers=[str(m) for m in mappers] if mappers else None)
 
@@ -686,6 +687,32 @@ def toy_eval(
     from .toy.train import ASSETS, evaluate_exported
 
     typer.echo(json.dumps(evaluate_exported(model, weights or ASSETS, n=n), indent=1))
+
+
+@toy_app.command("stylespace")
+@friendly
+def toy_stylespace(
+    images: int = typer.Option(100, help="Sampled images per channel for the relevance (official: 100)."),
+    threads: int = typer.Option(2, help="torch CPU threads."),
+):
+    """Compute the packaged toy model's style statistics and exact channel relevance into the package
+    (styleclip/assets/stylespace/), where the global-directions engine finds them."""
+    import torch
+
+    from . import stylespace as ss
+    from .factory import load_clip, load_generator
+
+    torch.set_num_threads(threads)
+    g, enc = load_generator("toy-faces"), load_clip("toy-faces")
+    say = lambda m: typer.echo(m, err=True)  # noqa: E731
+    stats = ss.compute_stats(g, progress=ss.EtaPrinter("style statistics", say))
+    stats_path = stats.save(ss.SHIPPED_DIR / ss.stats_cache_path(g).name)
+    settings = {} if images == ss.RELEVANCE_IMAGES else {"n_images": images}
+    out = ss.SHIPPED_DIR / ss.relevance_cache_path(g, enc, "exact", **settings).name
+    rel = ss.compute_relevance(g, enc, stats, n_images=images, checkpoint=Path(str(out) + ".partial.npz"),
+                               progress=ss.EtaPrinter("relevance", say))
+    rel.save(out)
+    typer.echo(f"wrote {stats_path} and {out} ({rel.fs3.shape[0]} x {rel.fs3.shape[1]})")
 
 
 def main():

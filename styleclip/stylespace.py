@@ -189,14 +189,18 @@ def shipped_relevance(g, clip) -> Path | None:
     return (exact or found or [None])[0]
 
 
+def stats_cache_path(g, **kwargs) -> Path:
+    """Cache entry of the style statistics of this generator with these `compute_stats` settings."""
+    key = f"{generator_fingerprint(g)}-n{kwargs.get('n', STATS_SAMPLES)}-" \
+          f"psi{kwargs.get('truncation', STATS_TRUNCATION)}-seed{kwargs.get('seed', STATS_SEED)}"
+    return cache_path("stats", key, ".safetensors")
+
+
 def load_or_compute_stats(g, path: str | Path | None = None, **kwargs) -> StyleStats:
     """Stats from `path`, else from the cache (keyed by generator and settings), else computed and cached."""
     if path is not None:
         return StyleStats.load(path, g)
-    n = kwargs.get("n", STATS_SAMPLES)
-    key = f"{generator_fingerprint(g)}-n{n}-psi{kwargs.get('truncation', STATS_TRUNCATION)}-" \
-          f"seed{kwargs.get('seed', STATS_SEED)}"
-    cached = cache_path("stats", key, ".safetensors")
+    cached = stats_cache_path(g, **kwargs)
     if _shipped_or(cached).is_file():
         return StyleStats.load(_shipped_or(cached), g)
     stats = compute_stats(g, **kwargs)
