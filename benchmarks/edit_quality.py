@@ -51,6 +51,11 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def eta(t0: float, done: int, total: int) -> str:
+    left = (time.perf_counter() - t0) / done * (total - done)
+    return f"about {left:.0f} s left"
+
+
 def floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
 
@@ -165,12 +170,12 @@ def bench_optimize(b: Bench, prompts: dict, opts: dict, seeds_w=None) -> list[di
                                    **opts)
     w = b.source.w_plus if seeds_w is None else seeds_w
     src = b.source_img[:len(w)]
-    rows = []
-    for prompt, target in prompts.items():
+    rows, t0 = [], time.perf_counter()
+    for k, (prompt, target) in enumerate(prompts.items(), 1):
         img, sec = b.run_editor(editor, Prompt(prompt, neutral=NEUTRAL), w)
         rows.append({"prompt": prompt, "target": target, "sec_per_edit": sec,
                      "scores": b.score(prompt, target, src, img)})
-        log(f"  optimize {opts}: {prompt!r} {sec:.2f} s/edit")
+        log(f"  optimize {opts}: {prompt!r} {sec:.2f} s/edit ({k}/{len(prompts)}, {eta(t0, k, len(prompts))})")
     return rows
 
 
@@ -236,8 +241,8 @@ def bench_mapper(b: Bench, prompts: dict) -> tuple[list[dict], dict]:
 
     a = b.args
     found = trained_mappers(generator=b.g) if not a.train_mappers else {}
-    rows = []
-    for prompt, target in prompts.items():
+    rows, t_all = [], time.perf_counter()
+    for k, (prompt, target) in enumerate(prompts.items(), 1):
         path = found.get(normalize_name(prompt))
         if path is not None:
             mf = load_mapper(path)
@@ -253,7 +258,8 @@ def bench_mapper(b: Bench, prompts: dict) -> tuple[list[dict], dict]:
             res = train_mapper(b.g, b.clip, prompt, identity=b.identity, config=cfg)
             train_s, steps, origin = time.perf_counter() - t0, res.step, "trained here"
             mapper, scale = res.mapper, cfg.residual_scale
-            log(f"  mapper: trained {prompt!r} for {steps} steps in {train_s:.1f} s")
+            log(f"  mapper: trained {prompt!r} for {steps} steps in {train_s:.1f} s ({k}/{len(prompts)}, "
+                f"{eta(t_all, k, len(prompts))})")
         editor = MapperEditor(b.g, b.clip, None, config=MapperConfig(mapper=mapper, residual_scale=scale,
                                                                      batch_size=a.batch_size))
         img, sec = b.run_editor(editor, Prompt(prompt, neutral=NEUTRAL))
