@@ -324,7 +324,11 @@ def write_report(results: dict, out: Path, plots: Path) -> None:
          "counted over the sources that did not already show it (n). Identity kept: identity cosine at or above "
          f"the identity net's verification threshold ({fmt(results['threshold'], 3)}), over all edits (n). "
          "Unrelated kept: fraction of the other attributes read unchanged. CLIP gain: cos(edit, prompt) - "
-         "cos(source, prompt). Good: success and identity kept. Seconds: wall time per edit.", ""]
+         "cos(source, prompt). Good: success and identity kept. Seconds: wall time per edit.", "",
+         f"Engines as the CLI builds them, neutral text '{NEUTRAL}'. Mapper: a mapper trained for this generator "
+         "is used when one is found (its recorded training time is shown); otherwise one is trained here per "
+         f"prompt for {a['mapper_steps']} steps on {a['mapper_latents']} latents sampled from seed "
+         f"{a['mapper_seed']} (not the sources' seeds).", ""]
     L += ["## Summary", "", "| engine | settings | success | identity kept | identity cos | unrelated kept | "
           "good | CLIP gain | s / edit | setup |", "|---|---|---|---|---|---|---|---|---|---|"]
     for eng in a["engines"]:
@@ -509,8 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("global")
     g.add_argument("--alpha", type=float, default=4.1, help="Strength of the summary row.")
     g.add_argument("--beta", type=float, default=0.15, help="Threshold of the summary row.")
-    g.add_argument("--alphas", type=floats, default="1,2,4.1,6,8")
-    g.add_argument("--betas", type=floats, default="0.05,0.1,0.15,0.2")
+    g.add_argument("--alphas", type=floats, default="0.5,1,2,4.1,6")
+    g.add_argument("--betas", type=floats, default="0.1,0.15,0.2,0.3,0.4")
     g.add_argument("--relevance", default="auto", help="auto (shipped/cached exact, else fast), exact, fast, "
                    "or an fs3 .npy file.")
     g = p.add_argument_group("mapper")
