@@ -398,13 +398,18 @@ def suggestions(results: dict) -> list[str]:
     out = []
     g = results["engines"].get("global", {})
     best = best_setting([({"alpha": p["alpha"], "beta": p["beta"]}, p["summary"]) for p in g.get("grid", [])])
-    if best:
+    if best and best[1]["good_rate"] == 0:
+        out.append("global directions: no alpha/beta of the grid gives a single good edit (success and identity "
+                   "kept); nothing to choose from.")
+    elif best:
         k, s = best
         out.append(f"global directions: alpha {k['alpha']:g}, beta {k['beta']:g} has the highest good-edit rate "
                    f"({fmt(s['good_rate'])}; success {fmt(s['success_rate'])}, identity kept "
                    f"{fmt(s['identity_kept_rate'])}) on this grid (current defaults: alpha 4.1, beta 0.15).")
     best = best_setting([(p["options"], p["summary"]) for p in results.get("opt_grid") or []])
-    if best:
+    if best and best[1]["good_rate"] == 0:
+        out.append("optimization: no setting tried gives a single good edit (success and identity kept).")
+    elif best:
         k, s = best
         out.append(f"optimization: steps {k['steps']}, lr {k['lr']:g}, l2_lambda {k['l2_lambda']:g}, id_lambda "
                    f"{k['id_lambda']:g} has the highest good-edit rate ({fmt(s['good_rate'])}; success "
@@ -459,9 +464,11 @@ def plot(results: dict, plots: Path) -> None:
             axes[0].plot(al, sr, marker="o", label=f"beta {beta:g}")
             axes[1].plot(al, ik, marker="o", label=f"beta {beta:g}")
             axes[2].plot(ik, sr, marker="o", label=f"beta {beta:g}")
-        axes[0].set(xlabel="alpha", ylabel="success rate", title="Target reached")
-        axes[1].set(xlabel="alpha", ylabel="identity kept rate", title="Identity kept")
-        axes[2].set(xlabel="identity kept rate", ylabel="success rate", title="Trade-off (along alpha)")
+        lim = (-0.03, 1.03)
+        axes[0].set(xlabel="alpha", ylabel="success rate", title="Target reached", ylim=lim)
+        axes[1].set(xlabel="alpha", ylabel="identity kept rate", title="Identity kept", ylim=lim)
+        axes[2].set(xlabel="identity kept rate", ylabel="success rate", title="Trade-off (along alpha)",
+                    xlim=lim, ylim=lim)
         for ax in axes:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
@@ -490,7 +497,7 @@ def plot(results: dict, plots: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="toy-faces")
-    p.add_argument("--seeds", type=int, default=8, help="Number of sources (seeds first-seed .. +N-1).")
+    p.add_argument("--seeds", type=int, default=16, help="Number of sources (seeds first-seed .. +N-1).")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--truncation", type=float, default=0.7)
     p.add_argument("--prompts", default="all", help="'all', group names and/or prompts, separated by ';'.")
