@@ -55,3 +55,21 @@ def test_tiny_run_writes_every_engine_row(bench, tmp_path):
     assert (tmp_path / "bench" / "success_vs_identity.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert saved["engines"]["optimize"]["rows"][0]["prompt"] == "a smiling face"
+
+
+def test_mapper_files_record_training_time_across_resume(debug_generator, tmp_path):
+    """The bench reports a found mapper's `train_seconds`; a resumed run adds to it."""
+    from styleclip.editors.mapper import load_mapper
+    from styleclip.editors.mapper_training import MapperTrainConfig, train_mapper
+    from styleclip.factory import load_clip
+
+    clip = load_clip("debug")
+    cfg = MapperTrainConfig(steps=4, num_latents=4, num_val_latents=2, val_interval=2, save_interval=2,
+                            image_interval=4)
+    short = MapperTrainConfig(**{**cfg.__dict__, "steps": 2})
+    first = train_mapper(debug_generator, clip, "a cat", out_dir=tmp_path, config=short)
+    t2 = load_mapper(first.last_path).info["train_seconds"]
+    assert t2 > 0
+    train_mapper(debug_generator, clip, "a cat", out_dir=tmp_path, config=cfg, resume=True)
+    t4 = load_mapper(tmp_path / "last.safetensors").info["train_seconds"]
+    assert t4 > t2
