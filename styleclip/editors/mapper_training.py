@@ -197,6 +197,7 @@ class MapperTrainer:
         self._id_cache: dict[int, torch.Tensor] = {}
         self._val_src: torch.Tensor | None = None
         self._fingerprint: str | None = None
+        self.train_seconds = 0.0  # wall time spent in run() over all sessions of this run (resumes add up)
 
     # ---- losses --------------------------------------------------------------------------------------
     def _source_identity(self, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -287,14 +288,16 @@ class MapperTrainer:
                 "clip": getattr(self.clip, "name", ""), "identity": self.use_id,
                 "training": {**dataclasses.asdict(self.cfg), **self.notes}, "step": self.step,
                 "losses": self.losses, "best_val_loss": self.best_val_loss,
-                "val": self.val_history[-1] if self.val_history else None}
+                "val": self.val_history[-1] if self.val_history else None,
+                "train_seconds": round(self.train_seconds, 3)}
 
     def state_dict(self) -> dict:
         return {"format": "styleclip-mapper-train-state", "step": self.step, "prompt": self.prompt,
                 "config": dataclasses.asdict(self.cfg), "mapper": self.mapper.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state(), "perm": self.perm,
                 "pos": self.pos, "best_val_loss": self.best_val_loss, "losses": self.losses,
-                "val_history": json.dumps(self.val_history), "latents_checksum": self.latents_checksum}
+                "val_history": json.dumps(self.val_history), "latents_checksum": self.latents_checksum,
+                "train_seconds": self.train_seconds}
 
     def load_state_dict(self, state: dict, *, source: str = "train state") -> None:
         if state.get("format") != "styleclip-mapper-train-state":
@@ -315,6 +318,7 @@ class MapperTrainer:
         self.best_val_loss = state["best_val_loss"]
         self.losses = dict(state["losses"])
         self.val_history = json.loads(state["val_history"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def save_state(self) -> Path | None:
         if self.out_dir is None:
@@ -353,6 +357,7 @@ class MapperTrainer:
     def run(self, *, progress: ProgressFn | None = None, log: LogFn | None = None) -> TrainResult:
         cfg = self.cfg
         self._in_update = False
+        t0, base = time.perf_counter(), self.train_seconds
         if self.step == 0:
             first = self.validate()  # sanity value (the official trainer discards it for "best" too)
             if first:
@@ -362,6 +367,7 @@ class MapperTrainer:
         try:
             while self.step < cfg.steps:
                 out = self.train_step()
+                self.train_seconds = base + time.perf_counter() - t0
                 s = self.step
                 record = dict(out)
                 if s % cfg.val_interval == 0 or s == cfg.steps:
