@@ -509,17 +509,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-threshold", type=float, default=None, help="Identity-kept threshold for non-toy "
                    "models (toy-faces: the identity net's verification threshold).")
     g = p.add_argument_group("optimize")
-    g.add_argument("--steps", type=int, default=50)
-    g.add_argument("--lr", type=float, default=0.1)
-    g.add_argument("--l2-lambda", type=float, default=0.008)
-    g.add_argument("--id-lambda", type=float, default=0.005)
+    g.add_argument("--steps", type=int, default=None, help="[default: the model's tuned setting, else 50]")
+    g.add_argument("--lr", type=float, default=None, help="[default: tuned, else 0.1]")
+    g.add_argument("--l2-lambda", type=float, default=None, help="[default: tuned, else 0.008]")
+    g.add_argument("--id-lambda", type=float, default=None, help="[default: tuned, else 0.005]")
     g.add_argument("--opt-grid", default="", help="e.g. 'steps=25,50;l2_lambda=0.008,0.05;id_lambda=0.005,0.5' "
                    "(cartesian product; on --grid-prompts x --grid-seeds).")
     g.add_argument("--grid-prompts", default=None, help="Prompts of --opt-grid (default: first of each group).")
     g.add_argument("--grid-seeds", type=int, default=4)
     g = p.add_argument_group("global")
-    g.add_argument("--alpha", type=float, default=4.1, help="Strength of the summary row.")
-    g.add_argument("--beta", type=float, default=0.15, help="Threshold of the summary row.")
+    g.add_argument("--alpha", type=float, default=None, help="Strength of the summary row [default: tuned, else 4.1].")
+    g.add_argument("--beta", type=float, default=None, help="Threshold of the summary row [default: tuned, else 0.15].")
     g.add_argument("--alphas", type=floats, default="0.5,1,2,4.1,6")
     g.add_argument("--betas", type=floats, default="0.1,0.15,0.2,0.3,0.4")
     g.add_argument("--relevance", default="auto", help="auto (shipped/cached exact, else fast), exact, fast, "
@@ -536,6 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    from styleclip.factory import edit_defaults
+
+    tuned_opt, tuned_glob = edit_defaults(args.model, "optimize"), edit_defaults(args.model, "global")
+    for name, key, tuned, fallback in (("steps", "steps", tuned_opt, 50), ("lr", "lr", tuned_opt, 0.1),
+                                       ("l2_lambda", "l2_lambda", tuned_opt, 0.008),
+                                       ("id_lambda", "id_lambda", tuned_opt, 0.005),
+                                       ("alpha", "strength", tuned_glob, 4.1), ("beta", "beta", tuned_glob, 0.15)):
+        if getattr(args, name) is None:
+            setattr(args, name, tuned.get(key, fallback))
     if args.threads:
         torch.set_num_threads(args.threads)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]

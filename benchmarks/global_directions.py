@@ -119,17 +119,23 @@ def relevance_rates(g, clip, *, pairs: int = 4, cotangents: int = 32) -> dict:
             "fast_image": t_fast_image, "n_channels": n_ch}
 
 
-def agreement(n_images: int = 8, directions: int = 200, k: int = 20) -> dict:
-    """Exact protocol vs fast estimator on the debug nets (all 208 channels, same images)."""
-    from styleclip.factory import debug_generator, load_clip
+def agreement(n_images: int = 8, directions: int = 200, k: int = 20, model: str = "debug") -> dict:
+    """Exact protocol vs fast estimator on the same images: `debug` nets (208 channels), or the trained
+    `toy-faces` model (its shipped exact relevance is reused when it was computed over `n_images`)."""
+    from styleclip.factory import load_clip, load_generator
 
-    g, clip = debug_generator(), load_clip("debug")
+    g, clip = load_generator(model), load_clip(model)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: thread spinning costs more than it gives on a shared machine
-    stats = ss.compute_stats(g, n=10_000)
+    torch.set_num_threads(1)  # small nets: thread spinning costs more than it gives on a shared machine
+    shipped = ss.shipped_relevance(g, clip)
+    stats = ss.load_or_compute_stats(g) if shipped else ss.compute_stats(g, n=10_000)
     t = time.perf_counter()
-    exact = ss.compute_relevance(g, clip, stats, n_images=n_images)
-    t_exact = time.perf_counter() - t
+    exact = ss.Relevance.load(shipped, g) if shipped else None
+    if exact is None or exact.meta.get("n_images") != n_images:
+        exact = ss.compute_relevance(g, clip, stats, n_images=n_images)
+        t_exact = time.perf_counter() - t
+    else:
+        t_exact = float("nan")  # not timed: loaded
     t = time.perf_counter()
     fast = ss.estimate_relevance(g, clip, stats, n_images=n_images)
     t_fast = time.perf_counter() - t
@@ -150,6 +156,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=["small", "large", "all"], default="small")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument("--agreement-model", default="debug", help="debug or toy-faces (trained nets)")
+    ap.add_argument("--agreement-images", type=int, default=8)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,8 +165,8 @@ def main():
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     clip = random_clip()
     if args.part in ("small", "all"):
-        ag = agreement()
-        print(f"\nfast vs exact relevance (debug nets, {ag['channels']} channels, {ag['images']} images): "
+        ag = agreement(args.agreement_images, model=args.agreement_model)
+        print(f"\nfast vs exact relevance ({args.agreement_model}, {ag['channels']} channels, {ag['images']} images): "
               f"row cosine mean {ag['row_cos_mean']:.3f} (min {ag['row_cos_min']:.3f}); top-20 overlap over 200 "
               f"random directions: mean {ag['topk_overlap_mean']:.3f}, 10th percentile {ag['topk_overlap_p10']:.2f}; "
               f"time exact {ag['t_exact']:.1f}s, fast {ag['t_fast']:.1f}s ({ag['t_exact'] / ag['t_fast']:.1f}x)")

@@ -658,6 +658,8 @@ def toy_train(
     threads: int = typer.Option(2, help="torch CPU threads."),
     tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Tiny networks (tests)."),
     eval_size: int = typer.Option(512, help="Held-out evaluation images / pairs."),
+    finetune: bool = typer.Option(False, "--finetune", help="generator: last phase, --init-from the exported "
+                                  "weights: adapt the synthesis to the fitted mapping's outputs."),
 ):
     """Train a toy-faces model (resumable; deterministic given the seed)."""
     import torch
@@ -667,7 +669,8 @@ def toy_train(
     if steps is None and minutes is None:
         raise ValueError("give --steps or --minutes (or both)")
     torch.set_num_threads(threads)
-    task = make_task(model, seed=seed, batch_size=batch_size, lr=lr, tiny=tiny or None, eval_size=eval_size)
+    task = make_task(model, seed=seed, batch_size=batch_size, lr=lr, tiny=tiny or None, eval_size=eval_size,
+                     finetune=finetune or None)
     run_training(task, out or Path("toy-runs") / model, steps=steps, minutes=minutes, resume=resume,
                  ckpt_every=ckpt_every, eval_every=eval_every, init_from=init_from, start_step=start_step,
                  log=typer.echo)

@@ -60,3 +60,13 @@ def test_edit_without_a_model_uses_toy_faces(tmp_path):
     assert res.exit_code == 0, res.output
     assert "using the embedded 'toy-faces' model" in res.output
     assert (tmp_path / "seed3_before_after.png").is_file() and (tmp_path / "seed3_edited.png").is_file()
+
+
+def test_shipped_toy_assets_stay_small():
+    from pathlib import Path
+
+    import styleclip
+
+    root = Path(styleclip.__file__).parent / "assets"
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size <= 30 * 2**20, f"package assets are {size / 2**20:.1f} MiB"

@@ -392,8 +392,9 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
                 log(json.dumps({"step": step, "eval": ev}))
     finally:
         logf.close()
-    task.finalize(model)
+    # the checkpoint holds the training state; finalize (e.g. the generator's mapping fit) only shapes the export
     save_checkpoint(out / CHECKPOINT, model=model, optimizer=opt, step=step, meta=meta)
+    task.finalize(model)
     ev = task.evaluate(model) if evaluate else {}
     result = {"task": task.name, "step": step, "eval": ev, "seed": task.seed, "batch_size": task.batch_size}
     if export:
