@@ -139,7 +139,7 @@ def fit_mapping(model: Generator, q: torch.Tensor, *, steps: int, seed: int = 0,
             opt.step()
             if log is not None and (step + 1) % 2000 == 0:
                 log(f"mapping fit {step + 1}/{steps}: mse {float(loss):.4f}")
-    return float(loss)
+    return float(loss.detach())
 
 
 class GeneratorTask(Task):
