@@ -668,6 +668,8 @@ def toy_train(
 
     if steps is None and minutes is None:
         raise ValueError("give --steps or --minutes (or both)")
+    if finetune and model != "generator":
+        raise ValueError("--finetune is a phase of the generator recipe only")
     torch.set_num_threads(threads)
     task = make_task(model, seed=seed, batch_size=batch_size, lr=lr, tiny=tiny or None, eval_size=eval_size,
                      finetune=finetune or None)
@@ -705,6 +707,8 @@ def toy_stylespace(
     from . import stylespace as ss
     from .factory import load_clip, load_generator
 
+    if images < 1:
+        raise ValueError("--images must be at least 1")
     torch.set_num_threads(threads)
     g, enc = load_generator("toy-faces"), load_clip("toy-faces")
     say = lambda m: typer.echo(m, err=True)  # noqa: E731

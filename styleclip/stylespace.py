@@ -185,7 +185,8 @@ def shipped_relevance(g, clip) -> Path | None:
     """A relevance file shipped for exactly this generator and CLIP (whatever its settings; they are in its
     JSON), exact before fast; None if there is none."""
     found = sorted(SHIPPED_DIR.glob(f"fs3-{generator_fingerprint(g)}-{clip_fingerprint(clip)}-*.npy"))
-    exact = [p for p in found if json.loads(Path(str(p) + ".json").read_text()).get("method") == "exact"]
+    meta = {p: Path(str(p) + ".json") for p in found}
+    exact = [p for p in found if meta[p].is_file() and json.loads(meta[p].read_text()).get("method") == "exact"]
     return (exact or found or [None])[0]
 
 

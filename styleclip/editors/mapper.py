@@ -195,7 +195,7 @@ def trained_mappers(folders=None, generator=None) -> dict[str, Path]:
     """Our mapper files under `folders` (recursively): normalised prompt -> path (newest file wins). With a
     `generator`, only mappers trained for it (same fingerprint where the file records one)."""
     found: dict[str, tuple[float, Path]] = {}
-    fingerprint = generator_fingerprint(generator) if generator is not None else None
+    fingerprint = None  # computed once, only if a file records one (hashing a 1024 generator takes a while)
     for folder in (default_mapper_dirs() if folders is None else [Path(f) for f in folders]):
         if not folder.is_dir():
             continue
@@ -205,8 +205,10 @@ def trained_mappers(folders=None, generator=None) -> dict[str, Path]:
             if prompt is None:
                 continue
             fp = (info.get("generator") or {}).get("fingerprint")
-            if fingerprint is not None and fp and fp != fingerprint:
-                continue
+            if generator is not None and fp:
+                fingerprint = fingerprint or generator_fingerprint(generator)
+                if fp != fingerprint:
+                    continue
             key = normalize_name(prompt)
             # best.safetensors is the one to use; among several runs the newest
             rank = (p.name == "best.safetensors", p.stat().st_mtime)
