@@ -660,6 +660,7 @@ def toy_train(
     eval_size: int = typer.Option(512, help="Held-out evaluation images / pairs."),
     finetune: bool = typer.Option(False, "--finetune", help="generator: last phase, --init-from the exported "
                                   "weights: adapt the synthesis to the fitted mapping's outputs."),
+    anneal: bool = typer.Option(False, "--anneal", help="Decay the learning rate to zero (half cosine) by --steps."),
 ):
     """Train a toy-faces model (resumable; deterministic given the seed)."""
     import torch
@@ -675,7 +676,7 @@ def toy_train(
                      finetune=finetune or None)
     run_training(task, out or Path("toy-runs") / model, steps=steps, minutes=minutes, resume=resume,
                  ckpt_every=ckpt_every, eval_every=eval_every, init_from=init_from, start_step=start_step,
-                 log=typer.echo)
+                 anneal=anneal, log=typer.echo)
 
 
 @toy_app.command("eval")

@@ -1,5 +1,6 @@
 """The toy-faces training recipes: batches, resumable loops, exported weights, evaluation functions, CLI."""
 import json
+import math
 
 import pytest
 import torch
@@ -91,6 +92,19 @@ def test_resume_gives_identical_weights(tmp_path, name):
     init = T.make_task(name, **kw).build().state_dict()
     assert not _states_equal(a["model"], init)  # it did train
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+
+
+def test_anneal_decays_the_learning_rate_to_zero_by_the_last_step(tmp_path):
+    kw = dict(tiny=True, batch_size=4, eval_size=8, warmup=1)
+    T.run_training(T.make_task("classifier", **kw), tmp_path / "a", steps=4, anneal=True, export=False,
+                   evaluate=False, log=lambda s: None)
+    a = T.load_checkpoint(tmp_path / "a" / T.CHECKPOINT)
+    assert a["meta"]["anneal_to"] == 4
+    lr = T.make_task("classifier", **kw).lr
+    # the last step (index 3 of 4) ran at lr * (1 + cos(3 pi / 4)) / 2
+    assert a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(lr * 0.5 * (1 + math.cos(3 * math.pi / 4)))
+    with pytest.raises(ValueError, match="anneal needs --steps"):
+        T.run_training(T.make_task("classifier", **kw), tmp_path / "b", minutes=1, anneal=True)
 
 
 def test_resume_errors(tmp_path):

@@ -331,15 +331,19 @@ def make_task(name: str, **kwargs) -> Task:
 def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, minutes: float | None = None,
                  resume: bool = False, ckpt_every: int = 200, log_every: int = 20, eval_every: int = 0,
                  export: bool = True, evaluate: bool = True, init_from: str | Path | None = None,
-                 start_step: int = 0, log: Callable[[str], None] = print) -> dict:
+                 start_step: int = 0, anneal: bool = False, log: Callable[[str], None] = print) -> dict:
     """Train until `steps` total steps or `minutes` of this run, whichever first (at least one must be set).
     Checkpoints every `ckpt_every` steps and at the end; returns {"step", "eval", "out"}.
+    `anneal` (needs `steps`) decays the learning rate to zero along a half cosine from the run's start (or
+    warm start) to `steps`: a final phase; resume it with the same `steps`.
 
     `init_from` (a folder with exported `<task>.safetensors`, e.g. the shipped assets) starts a new run from
     those weights with a fresh optimizer at `start_step` (use the step the weights were exported at, so the
     batch stream does not repeat); the warm-up then restarts there. Later `resume`s of that run are exact."""
     if steps is None and minutes is None:
         raise ValueError("give --steps or --minutes (or both)")
+    if anneal and steps is None:
+        raise ValueError("--anneal needs --steps (the step the learning rate reaches zero)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = task.build()
@@ -361,13 +365,15 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
         warm_start = int(ck["meta"].get("warm_start", 0))
         log(f"resumed {task.name} at step {step}")
     meta = {"task": task.name, "config": task.config, "seed": task.seed, "batch_size": task.batch_size,
-            "lr": task.lr, "warm_start": warm_start}
+            "lr": task.lr, "warm_start": warm_start, "anneal_to": steps if anneal else None}
     t0 = time.monotonic()
     logf = (out / "log.jsonl").open("a")
     model.train()
     try:
         while (steps is None or step < steps) and (minutes is None or time.monotonic() - t0 < minutes * 60):
             f = task.lr_factor(step - warm_start)
+            if anneal:
+                f *= 0.5 * (1 + math.cos(math.pi * (step - warm_start) / max(1, steps - warm_start)))
             for g in opt.param_groups:
                 g["lr"] = task.lr * f * g["lr_mult"]
             loss, logs = task.loss(model, step)
