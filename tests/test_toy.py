@@ -181,6 +181,56 @@ def test_generator_code_samples_the_render_distribution():
         params_from_z(torch.zeros(2, 4))
 
 
+def test_constructed_mapping_computes_the_code():
+    from styleclip.toy import generator as G
+
+    g = T.make_task("generator", tiny=True).build()  # build() constructs the mapping
+    q = G.code_embedding(g.config.style_dim)
+    z = torch.randn(4096, g.config.style_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        w = g.mapping(z)
+    f = G.code(z)[0]
+    assert torch.allclose(G.w_of_code(f, q), f @ q.T + G.code_offset(q))
+    assert w.min() > 0  # the leaky ReLU output is exact only for positive W, hence the offset
+    err = (w - G.w_of_code(f, q)).pow(2).mean()
+    assert err < 1e-3, err  # a fitted MLP of the same size left 0.058
+    read = (w - G.code_offset(q)) @ q  # back to features; compare the one-hot blocks' argmax
+    col = 0
+    for _, kind, spec in G.CODE:
+        width = len(spec) if kind == "c" else 1
+        if kind == "c":
+            agree = (read[:, col:col + width].argmax(1) == f[:, col:col + width].argmax(1)).float().mean()
+            assert agree > 0.995, (spec, agree)
+        col += width
+    assert col == G.FEATURES
+    with torch.no_grad():
+        assert torch.allclose(g.w_avg, w.mean(0), atol=0.05)
+
+
+def test_translate_w_is_exact():
+    from styleclip.toy import generator as G
+
+    g = T.make_task("generator", tiny=True).build().requires_grad_(False)
+    w = torch.randn(3, g.config.style_dim, generator=torch.Generator().manual_seed(2))
+    shift = torch.rand(g.config.style_dim, generator=torch.Generator().manual_seed(3)) * 5
+    before = g.synthesis(g.broadcast(w))
+    avg = g.w_avg.clone()
+    G.translate_w(g, shift)
+    assert torch.allclose(g.synthesis(g.broadcast(w + shift)), before, atol=1e-4)
+    assert torch.allclose(g.w_avg, avg + shift)
+
+
+def test_generator_export_keeps_the_mapping_in_fp32(tmp_path):
+    from safetensors import safe_open
+
+    task = T.make_task("generator", tiny=True)
+    T.export_fp16(task.build(), tmp_path / "generator.safetensors", task.config, task.keep_fp32)
+    with safe_open(str(tmp_path / "generator.safetensors"), "pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes["style.1.weight"] == "F32" and dtypes["conv1.conv.modulation.bias"] == "F32"
+    assert dtypes["conv1.conv.weight"] == "F16"
+
+
 def test_generator_decoder_loss_falls():
     task = T.make_task("generator", tiny=True, batch_size=8, lr=5e-3, warmup=1, eval_size=8)
     g = task.build()

@@ -54,13 +54,15 @@ def load_checkpoint(path: str | Path) -> dict:
     return ck
 
 
-def export_fp16(model: nn.Module, path: str | Path, config: dict) -> None:
-    """Weights as fp16 safetensors (integer buffers kept) and the constructor config as JSON beside them."""
+def export_fp16(model: nn.Module, path: str | Path, config: dict, keep_fp32: tuple[str, ...] = ()) -> None:
+    """Weights as fp16 safetensors (integer buffers kept; names containing one of `keep_fp32` stay fp32) and
+    the constructor config as JSON beside them."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    sd = {k: (v.half() if v.is_floating_point() and not any(s in k for s in keep_fp32) else v).contiguous()
+          for k, v in model.state_dict().items()}
     save_file(sd, str(path))
     path.with_suffix(".json").write_text(json.dumps(config, indent=1) + "\n")
 
@@ -186,6 +188,7 @@ class Task:
     tiny: bool = False
     eval_size: int = 512
     config: dict = field(default_factory=dict)
+    keep_fp32: tuple[str, ...] = ()  # parameter names (substrings) exported in fp32
 
     def build(self) -> nn.Module:
         raise NotImplementedError
@@ -404,7 +407,7 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
     ev = task.evaluate(model) if evaluate else {}
     result = {"task": task.name, "step": step, "eval": ev, "seed": task.seed, "batch_size": task.batch_size}
     if export:
-        export_fp16(model, out / f"{task.name}.safetensors", task.config)
+        export_fp16(model, out / f"{task.name}.safetensors", task.config, task.keep_fp32)
         (out / "eval.json").write_text(json.dumps(result, indent=1) + "\n")
     log(json.dumps(result))
     return {**result, "out": str(out)}
