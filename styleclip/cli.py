@@ -414,7 +414,7 @@ def train_mapper_command(
     no_fine: bool = typer.Option(False, "--no-fine", help="No fine sub-mapper (64 px and up; keeps colours)."),
     val_interval: int = typer.Option(2000, help="Validate (and keep the best mapper) every N steps."),
     save_interval: int = typer.Option(2000, help="Write a resumable checkpoint every N steps."),
-    image_interval: int = typer.Option(2000, help="Write a [source, edited] image grid every N steps."),
+    image_interval: int = typer.Option(2000, help="Write a source|edited image grid every N steps."),
     seed: int = typer.Option(0, help="Seed of the sampled latents, the mapper's initial weights and shuffling."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: mappers/<prompt>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
@@ -651,8 +651,8 @@ def toy_train(
                                                         "(<model>.safetensors) with a fresh optimizer."),
     start_step: int = typer.Option(0, help="With --init-from: the step those weights were exported at."),
     seed: int = typer.Option(0, help="Seed of the initial weights and of the batch stream."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size [default: the recipe's]."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate [default: the recipe's]."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size [default: the recipe's; the run's with --resume]."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate [default: the recipe's; the run's with --resume]."),
     ckpt_every: int = typer.Option(100, help="Checkpoint every N steps."),
     eval_every: int = typer.Option(0, help="Evaluate every N steps (0: only at the end)."),
     threads: int = typer.Option(2, help="torch CPU threads."),
@@ -665,16 +665,21 @@ def toy_train(
     """Train a toy-faces model (resumable; deterministic given the seed)."""
     import torch
 
-    from .toy.train import make_task, run_training
+    from .toy.train import CHECKPOINT, load_checkpoint, make_task, run_training
 
     if steps is None and minutes is None:
         raise ValueError("give --steps or --minutes (or both)")
     if finetune and model != "generator":
         raise ValueError("--finetune is a phase of the generator recipe only")
     torch.set_num_threads(threads)
+    out = out or Path("toy-runs") / model
+    if resume and (lr is None or batch_size is None):  # continue with the run's settings, not the recipe's
+        meta = load_checkpoint(out / CHECKPOINT)["meta"]
+        lr = meta.get("lr") if lr is None else lr
+        batch_size = meta.get("batch_size") if batch_size is None else batch_size
     task = make_task(model, seed=seed, batch_size=batch_size, lr=lr, tiny=tiny or None, eval_size=eval_size,
                      finetune=finetune or None)
-    run_training(task, out or Path("toy-runs") / model, steps=steps, minutes=minutes, resume=resume,
+    run_training(task, out, steps=steps, minutes=minutes, resume=resume,
                  ckpt_every=ckpt_every, eval_every=eval_every, init_from=init_from, start_step=start_step,
                  anneal=anneal, log=typer.echo)
 

@@ -144,12 +144,14 @@ def test_cli_train_eval_and_errors(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cls"
     r = runner.invoke(app, ["toy", "train", "classifier", "--tiny", "--steps", "2", "--batch-size", "4",
-                            "--eval-size", "8", "--out", str(out)])
+                            "--lr", "1e-3", "--eval-size", "8", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert (out / "classifier.safetensors").is_file() and json.loads((out / "eval.json").read_text())["step"] == 2
-    r = runner.invoke(app, ["toy", "train", "classifier", "--tiny", "--steps", "3", "--batch-size", "4",
-                            "--eval-size", "8", "--out", str(out), "--resume"])
+    r = runner.invoke(app, ["toy", "train", "classifier", "--tiny", "--steps", "3", "--eval-size", "8",
+                            "--out", str(out), "--resume"])
     assert r.exit_code == 0 and "resumed classifier at step 2" in r.output
+    meta = T.load_checkpoint(out / T.CHECKPOINT)["meta"]
+    assert meta["lr"] == 1e-3 and meta["batch_size"] == 4  # --resume keeps the run's settings
     r = runner.invoke(app, ["toy", "eval", "classifier", "--weights", str(out), "--n", "8"])
     assert r.exit_code == 0, r.output
     acc = json.loads(r.output)["accuracy"]

@@ -25,10 +25,10 @@ def test_identity_changes_pixels_and_captions_name_the_attributes():
     a, b = render(sample_identity(rng), att), render(sample_identity(rng), att)
     assert np.abs(a.astype(int) - b).mean() > 1
     att = Attributes(hair_style="mohawk", hair_colour="blue", glasses="sunglasses", beard=True)
-    for i in range(5):
-        text = caption(att, np.random.default_rng(i))
-        assert "mohawk" in text and "blue" in text and "sunglasses" in text
-        assert "no " not in text
+    texts = [caption(att, np.random.default_rng(i)) for i in range(40)]
+    assert all("mohawk" in t and "sunglasses" in t and "no " not in t for t in texts)
+    coloured = sum("blue" in t for t in texts)
+    assert 20 <= coloured < 40  # the colour is named in most captions, the style alone in some (as prompts)
 
 
 def test_caption_colour_goes_before_hair_not_into_hairstyle():

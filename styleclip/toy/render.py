@@ -207,7 +207,9 @@ def caption(attributes: Attributes, rng: np.random.Generator) -> str:
         parts.append(str(rng.choice(_STYLE_WORDS["bald"])))
     else:
         style = str(rng.choice(_STYLE_WORDS[att.hair_style]))
-        if "hair" in style and rng.random() < 0.5:  # (the draw order is part of the seeded data streams)
+        if rng.random() < 0.2:  # the style alone, as prompts say it ("a face with an afro")
+            parts.append(style)
+        elif "hair" in style and rng.random() < 0.5:  # (the draw order is part of the seeded data streams)
             parts.append(re.sub(r"\bhair\b", f"{att.hair_colour} hair", style, count=1)
                          if re.search(r"\bhair\b", style) else f"{style}, {att.hair_colour} hair")
         else:
