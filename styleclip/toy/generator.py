@@ -3,11 +3,11 @@
 Design. z ~ N(0, I) *is* the face: the mapping network's PixelNorm gives z_hat = z / rms(z), and the first
 coordinates of z_hat, pushed through the normal CDF to u in (0,1), choose the renderer's parameters (a
 uniform range for continuous identity factors, a bucket for categorical ones, u < 0.3 for a beard: the
-distributions of `sample_identity` / `sample_attributes`). The whole generator (mapping + synthesis) is trained
-to reproduce `render(params(z))`, so `synthesis(mapping_plus(z))` with z ~ N(0, I) samples exactly the render
-distribution, W/W+/S are the usual StyleGAN2 spaces, and training is plain regression (stable and cheap on 2
-cores, unlike GAN training from scratch, which gave colour noise after 10 minutes in a probe). The unused z
-coordinates carry no information; the decoder learns to ignore them.
+distributions of `sample_identity` / `sample_attributes`). The mapping network is constructed to output the
+code of z in W (`construct_mapping`) and the synthesis is trained to reproduce `render(params(z))` from it, so
+`synthesis(mapping_plus(z))` with z ~ N(0, I) samples the render distribution, W/W+/S are the usual StyleGAN2
+spaces, and training is plain regression (stable and cheap on 2 cores, unlike GAN training from scratch, which
+gave colour noise after 10 minutes in a probe). The unused z coordinates carry no information.
 """
 from __future__ import annotations
 
