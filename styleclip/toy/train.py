@@ -205,9 +205,6 @@ class Task:
     def after_step(self, model: nn.Module) -> None:
         pass
 
-    def finalize(self, model: nn.Module) -> None:
-        """Called once before the final checkpoint/export (e.g. statistics not used in training)."""
-
     def lr_factor(self, step: int) -> float:
         return min(1.0, (step + 1) / self.warmup)
 
@@ -401,9 +398,7 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
                 log(json.dumps({"step": step, "eval": ev}))
     finally:
         logf.close()
-    # the checkpoint holds the training state; finalize (e.g. the generator's mapping fit) only shapes the export
     save_checkpoint(out / CHECKPOINT, model=model, optimizer=opt, step=step, meta=meta)
-    task.finalize(model)
     ev = task.evaluate(model) if evaluate else {}
     result = {"task": task.name, "step": step, "eval": ev, "seed": task.seed, "batch_size": task.batch_size}
     if export:
