@@ -659,7 +659,7 @@ def toy_train(
     tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Tiny networks (tests)."),
     eval_size: int = typer.Option(512, help="Held-out evaluation images / pairs."),
     finetune: bool = typer.Option(False, "--finetune", help="generator: last phase, --init-from the exported "
-                                  "weights: adapt the synthesis to the fitted mapping's outputs."),
+                                  "weights: train the synthesis on the mapping's outputs, truncated like the CLI."),
     anneal: bool = typer.Option(False, "--anneal", help="Decay the learning rate to zero (half cosine) by --steps."),
 ):
     """Train a toy-faces model (resumable; deterministic given the seed)."""

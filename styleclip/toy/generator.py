@@ -146,6 +146,13 @@ def w_of_code(f: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 RAMP = 1e-4  # half-width, in z_hat units, of the ramps that stand for the category boundaries
 KNOTS = 10  # knots of the piecewise-linear normal CDF per continuous factor
+_NORMAL = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+
+
+def _boundaries(kind: str, spec) -> list[float]:
+    """The z_hat values where a categorical (or Bernoulli) factor changes value, in increasing order."""
+    cuts = [j / len(spec) for j in range(1, len(spec))] if kind == "c" else [spec]
+    return [float(_NORMAL.icdf(torch.tensor(p, dtype=torch.float64))) for p in cuts]
 
 
 def construct_mapping(model: Generator, q: torch.Tensor) -> None:
@@ -166,7 +173,7 @@ def construct_mapping(model: Generator, q: torch.Tensor) -> None:
     if len(layers) < 3:
         raise ValueError("construct_mapping needs n_mlp >= 3")
     r2, neg = math.sqrt(2), 0.2
-    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    normal = _NORMAL
     # layer 1: units (coordinate, knot); output h = sqrt(2) * lrelu(z_hat[i] - knot)
     units = []
     for i, (_, kind, spec) in enumerate(CODE):
@@ -174,9 +181,7 @@ def construct_mapping(model: Generator, q: torch.Tensor) -> None:
             units += [(i, float(normal.icdf(torch.tensor((j + 0.5) / KNOTS, dtype=torch.float64))))
                       for j in range(KNOTS)]
         else:
-            cuts = [j / len(spec) for j in range(1, len(spec))] if kind == "c" else [spec]
-            for p in cuts:
-                t = float(normal.icdf(torch.tensor(p, dtype=torch.float64)))
+            for t in _boundaries(kind, spec):
                 units += [(i, t - RAMP), (i, t + RAMP)]
     if len(units) > dim:
         raise ValueError(f"construct_mapping needs style_dim >= {len(units)}")
@@ -207,10 +212,8 @@ def construct_mapping(model: Generator, q: torch.Tensor) -> None:
             b2[row] = coef[-1]
             row += 1
             continue
-        cuts = [j / len(spec) for j in range(1, len(spec))] if kind == "c" else [spec]
         steps = []  # step_j(x) = a . (h_lo, h_hi) + b: 0 below the cut, 1 above
-        for p in cuts:
-            t = float(normal.icdf(torch.tensor(p, dtype=torch.float64)))
+        for t in _boundaries(kind, spec):
             lo_u, hi_u = index[(i, t - RAMP)], index[(i, t + RAMP)]
             span = (t + RAMP) - (t - RAMP)
             scale = 1 / (r2 * (1 - neg) * span)
@@ -224,9 +227,7 @@ def construct_mapping(model: Generator, q: torch.Tensor) -> None:
             row += 1
             continue
         k = len(spec)
-        one = ({}, 1.0)
-        zero = ({}, 0.0)
-        bounds = [one] + steps + [zero]  # one-hot_v = step_v - step_{v+1}, step_0 = 1, step_k = 0
+        bounds = [({}, 1.0)] + steps + [({}, 0.0)]  # one-hot_v = step_v - step_{v+1}, step_0 = 1, step_k = 0
         for v in range(k):
             (a0, c0), (a1, c1) = bounds[v], bounds[v + 1]
             for u, x in a0.items():
@@ -271,7 +272,7 @@ class GeneratorTask(Task):
     """Coded-decoder training: L1 + MSE between synthesis(Q f(z) + c) and render(params(z)) for a batch of z,
     half of them truncated (psi ~ U(0.5, 1): continuous factors toward their mean, categories kept). The
     synthesis learns from clean codes (one direction of W per category); the mapping network, which has nothing
-    to learn (the code is a known function of z), is constructed at the end (`construct_mapping`), so sampling
+    to learn (the code is a known function of z), is constructed in `build` (`construct_mapping`), so sampling
     is z ~ N(0, I) -> mapping -> synthesis as for any StyleGAN2."""
 
     def __init__(self, *, batch_size=32, lr=2e-3, seed=0, tiny=False, warmup=200, eval_size=256,
