@@ -183,11 +183,13 @@ def test_generator_code_samples_the_render_distribution():
         params_from_z(torch.zeros(2, 4))
 
 
-def test_constructed_mapping_computes_the_code():
+@pytest.mark.parametrize("disentangled", [True, False])
+def test_constructed_mapping_computes_the_code(disentangled):
     from styleclip.toy import generator as G
 
-    g = T.make_task("generator", tiny=True).build()  # build() constructs the mapping
-    q = G.code_embedding(g.config.style_dim)
+    task = T.make_task("generator", tiny=True, disentangled=disentangled)
+    g = task.build()  # build() constructs the mapping
+    q = task.q
     z = torch.randn(4096, g.config.style_dim, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         w = g.mapping(z)
@@ -207,6 +209,40 @@ def test_constructed_mapping_computes_the_code():
     assert col == G.FEATURES
     with torch.no_grad():
         assert torch.allclose(g.w_avg, w.mean(0), atol=0.05)
+
+
+def test_style_channels_each_read_one_factor():
+    """Under the recipe's masks every style channel reads one render factor, also after optimizer steps, so a
+    change of one factor's code moves only that factor's channels of S."""
+    from styleclip.toy import generator as G
+
+    task = T.make_task("generator", tiny=True, batch_size=4, lr=1e-2, warmup=1)
+    g = task.build()
+    opt = task.optimizer(g)
+    for step in range(2):
+        loss, _ = task.loss(g, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        task.after_step(g)
+    factors = torch.tensor(G.feature_factors())
+    for affine, _ in task._masks:
+        used = affine.weight[:, :G.FEATURES] != 0
+        assert (affine.weight[:, G.FEATURES:] == 0).all()
+        for row in used:  # every channel's nonzero weights lie within one factor's features
+            assert len(set(factors[row].tolist())) == 1
+    f = G.code(torch.randn(8, g.config.style_dim, generator=torch.Generator().manual_seed(4)))[0]
+    hair = [j for j, k in enumerate(G.feature_factors()) if G.CODE[k][0] == "hair_colour"]
+    f2 = f.clone()
+    f2[:, hair] = f2[:, hair].flip(1)  # another hair colour
+    with torch.no_grad():
+        s1, s2 = (g.styles(g.broadcast(G.w_of_code(x, task.q))) for x in (f, f2))
+    for l, (a, b) in enumerate(zip(s1, s2)):
+        moved = ((a - b).abs() > 1e-6).any(0)
+        owner = torch.tensor([G.CODE[G.feature_factors()[(i + 7 * l) % G.FEATURES]][0] == "hair_colour"
+                              for i in range(a.shape[1])])
+        assert not (moved & ~owner).any()  # nothing outside the hair-colour channels moved
+    assert any(((a - b).abs() > 1e-6).any() for a, b in zip(s1, s2))
 
 
 def test_translate_w_is_exact():

@@ -8,6 +8,9 @@ code of z in W (`construct_mapping`) and the synthesis is trained to reproduce `
 `synthesis(mapping_plus(z))` with z ~ N(0, I) samples the render distribution, W/W+/S are the usual StyleGAN2
 spaces, and training is plain regression (stable and cheap on 2 cores, unlike GAN training from scratch, which
 gave colour noise after 10 minutes in a probe). The unused z coordinates carry no information.
+
+Each code feature is a W axis and each style channel reads one render factor (`style_masks`), so S is
+disentangled by construction, the property of GAN-trained StyleGAN2 that global directions rely on.
 """
 from __future__ import annotations
 
@@ -103,6 +106,37 @@ def code_embedding(style_dim: int, seed: int = 12345) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(style_dim, FEATURES, generator=g, dtype=torch.float64))
     return q.float()
+
+
+def factor_embedding(style_dim: int) -> torch.Tensor:
+    """Axis-aligned Q [style_dim, FEATURES]: code feature j is W coordinate j (the rest of W is unused)."""
+    if style_dim < FEATURES:
+        raise ValueError(f"style_dim must be >= {FEATURES}")
+    return torch.eye(style_dim, FEATURES)
+
+
+def feature_factors() -> list[int]:
+    """The render factor (index into CODE) of each code feature."""
+    return [k for k, (_, kind, spec) in enumerate(CODE) for _ in range(len(spec) if kind == "c" else 1)]
+
+
+def style_masks(model: Generator) -> list[tuple[torch.nn.Module, torch.Tensor]]:
+    """Per affine style layer, a 0/1 mask [channels, style_dim] of its weight: channel i of layer l reads only
+    the W coordinates (features, see `factor_embedding`) of one render factor, that of feature (i + 7 l) mod
+    FEATURES. Trained under these masks, every style channel belongs to one factor, so S is disentangled by
+    construction, as StyleSpace found it to be in GAN-trained StyleGAN2 (one attribute per channel), and a
+    global direction's per-channel relevance picks the channels of the factor the text names."""
+    factors = feature_factors()
+    cols = {}
+    for j, k in enumerate(factors):
+        cols.setdefault(k, []).append(j)
+    out = []
+    for l, affine in enumerate(model._affines):
+        mask = torch.zeros_like(affine.weight)
+        for i in range(mask.shape[0]):
+            mask[i, cols[factors[(i + 7 * l) % FEATURES]]] = 1.0
+        out.append((affine, mask))
+    return out
 
 
 def render_z(z: torch.Tensor, size: int = 64) -> torch.Tensor:
@@ -273,13 +307,20 @@ class GeneratorTask(Task):
     half of them truncated (psi ~ U(0.5, 1): continuous factors toward their mean, categories kept). The
     synthesis learns from clean codes (one direction of W per category); the mapping network, which has nothing
     to learn (the code is a known function of z), is constructed in `build` (`construct_mapping`), so sampling
-    is z ~ N(0, I) -> mapping -> synthesis as for any StyleGAN2."""
+    is z ~ N(0, I) -> mapping -> synthesis as for any StyleGAN2. With `disentangled` (the recipe) Q puts each
+    feature on its own W axis and the affine style layers stay masked to one factor per channel
+    (`style_masks`, re-applied after every step)."""
 
     def __init__(self, *, batch_size=32, lr=2e-3, seed=0, tiny=False, warmup=200, eval_size=256,
-                 finetune=False):
+                 finetune=False, disentangled=True):
         super().__init__("generator", batch_size, lr, seed, warmup, tiny, eval_size,
                          dict(TINY_GENERATOR_CONFIG if tiny else GENERATOR_CONFIG))
-        self.q = code_embedding(self.config["style_dim"])
+        # disentangled (the recipe): features on W axes and masked affine style layers (`style_masks`); else
+        # the earlier layout, a random orthonormal Q and dense affines (S channels mix every factor)
+        dim = self.config["style_dim"]
+        self.disentangled = disentangled
+        self.q = factor_embedding(dim) if disentangled else code_embedding(dim)
+        self._masks = None
         # the constructed mapping has ramps 2e-4 wide and the affine biases absorb W's offset: fp16 would blur both
         self.keep_fp32 = ("style.", "modulation.bias")
         # finetune (a last phase, started --init-from the exported weights): the synthesis learns from what the
@@ -290,7 +331,14 @@ class GeneratorTask(Task):
         torch.manual_seed(self.seed)
         g = Generator(GeneratorConfig.from_dict(self.config))
         construct_mapping(g, self.q)
+        self._masks = style_masks(g) if self.disentangled else []
+        self.after_step(g)
         return g
+
+    def after_step(self, model):
+        with torch.no_grad():
+            for affine, mask in self._masks or []:
+                affine.weight.mul_(mask)
 
     def _z(self, step: int, n: int, seed: int | None = None) -> torch.Tensor:
         g = torch.Generator().manual_seed(int(D._rng(self.seed if seed is None else seed, step).integers(2**62)))
@@ -339,7 +387,21 @@ class GeneratorTask(Task):
             out["classifier_agreement"] = {a: sum(v) / len(v) for a, v in scored.items()}
             out["classifier_all_attributes"] = sum(all(ok[a][i] is not False for a in ok)
                                                    for i in range(len(want))) / len(want)
+            # distribution match: total variation distance between the value frequencies the classifier reads
+            # on the samples and the renderer's frequencies of the intended values (0: identical)
+            out["attribute_tv_distance"] = {}
+            for a in D.ATTRIBUTES:
+                idx = [i for i, v in enumerate(ok[a]) if v is not None]
+                out["attribute_tv_distance"][a] = _tv([read[a][i] for i in idx], [getattr(want[i], a) for i in idx])
         return out
+
+
+def _tv(a: list, b: list) -> float:
+    """Total variation distance between the empirical distributions of two equally long label lists."""
+    from collections import Counter
+
+    ca, cb = Counter(a), Counter(b)
+    return 0.5 * sum(abs(ca[k] - cb[k]) for k in set(ca) | set(cb)) / len(a)
 
 
 def load_toy_generator(directory=None) -> Generator:
