@@ -289,19 +289,6 @@ def construct_mapping(model: Generator, q: torch.Tensor) -> None:
         model.w_avg.copy_(model.mean_latent(4096))
 
 
-def translate_w(model: Generator, shift: torch.Tensor) -> None:
-    """Re-express the synthesis (in place) for W translated by `shift`: every affine style layer's bias absorbs
-    -A shift, so synthesis(w + shift) afterwards equals synthesis(w) before (exactly, up to rounding)."""
-    from styleclip.nets.stylegan2 import ModulatedConv2d
-
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, ModulatedConv2d):
-                lin = m.modulation
-                lin.bias.sub_((F.linear(shift[None].double(), lin.weight.double() * lin.scale)[0] / lin.lr_mul).float())
-        model.w_avg.add_(shift)
-
-
 class GeneratorTask(Task):
     """Coded-decoder training: L1 + MSE between synthesis(Q f(z) + c) and render(params(z)) for a batch of z,
     half of them truncated (psi ~ U(0.5, 1): continuous factors toward their mean, categories kept). The
