@@ -405,7 +405,7 @@ def suggestions(results: dict) -> list[str]:
         k, s = best
         out.append(f"global directions: alpha {k['alpha']:g}, beta {k['beta']:g} has the highest good-edit rate "
                    f"({fmt(s['good_rate'])}; success {fmt(s['success_rate'])}, identity kept "
-                   f"{fmt(s['identity_kept_rate'])}) on this grid (current defaults: alpha 4.1, beta 0.15).")
+                   f"{fmt(s['identity_kept_rate'])}) on this grid (current defaults: {results.get('global_defaults')}).")
     best = best_setting([(p["options"], p["summary"]) for p in results.get("opt_grid") or []])
     if best and best[1]["good_rate"] == 0:
         out.append("optimization: no setting tried gives a single good edit (success and identity kept).")
@@ -615,6 +615,8 @@ def main(argv=None) -> dict:
             s["sec_per_edit"] = sum(r["sec_per_edit"] for r in rows) / len(rows)
             results["opt_grid"].append({"options": full, "summary": s})
     results["total_seconds"] = time.perf_counter() - t_start
+    results["global_defaults"] = ", ".join(f"{k} {v:g}" for k, v in factory.edit_defaults(args.model, "global").items()) \
+        or "the engine's"
     results["suggestions"] = suggestions(results)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, plots)
