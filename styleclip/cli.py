@@ -403,8 +403,10 @@ def train_mapper_command(
                                                           "--latents, or sampled."),
     num_latents: int = typer.Option(5000, help="Sampled training latents when no --latents file is given."),
     steps: int = typer.Option(50_000, help="Training steps (the paper: 50,000)."),
-    batch_size: int = typer.Option(2, help="Latents per step."),
-    lr: float = typer.Option(0.5, help="Learning rate."),
+    batch_size: int = typer.Option(2, help="Latents per step (per process under torchrun: the effective batch "
+                                   "is this x the number of processes)."),
+    lr: float = typer.Option(0.5, help="Learning rate of the effective batch (not scaled with the number of "
+                             "processes)."),
     optimizer: str = typer.Option("ranger", help="ranger (RAdam + Lookahead + GC, the paper's) or adam."),
     clip_lambda: float = typer.Option(1.0, help="Weight of the CLIP loss."),
     l2_lambda: float = typer.Option(0.8, help="Weight of the latent L2 loss."),
@@ -422,7 +424,8 @@ def train_mapper_command(
     checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
-    """Train a latent mapper for one prompt (StyleCLIP method 2)."""
+    """Train a latent mapper for one prompt (StyleCLIP method 2). Under `torchrun --nproc-per-node N`: data
+    parallel (DistributedDataParallel) over N processes, effective batch N x --batch-size (docs/distributed.md)."""
     from tqdm import tqdm
 
     from . import factory
@@ -430,7 +433,8 @@ def train_mapper_command(
     from .errors import StyleClipError
     from .editors.mapper_training import MapperTrainConfig, load_latents, train_mapper
 
-    config = MapperTrainConfig(steps=steps, batch_size=batch_size, lr=lr, optimizer=optimizer,
+    world, device = _join_world(device)
+    config = MapperTrainConfig(steps=steps, batch_size=batch_size * world.size, lr=lr, optimizer=optimizer,
                                clip_lambda=clip_lambda, l2_lambda=l2_lambda, id_lambda=id_lambda,
                                no_coarse=no_coarse, no_medium=no_medium, no_fine=no_fine, num_latents=num_latents,
                                val_interval=val_interval, save_interval=save_interval,
@@ -454,8 +458,12 @@ def train_mapper_command(
     val = load_latents(val_latents, **kw) if val_latents is not None else None
     out = out or Path("mappers") / (normalize_name(prompt) or "mapper")
     notes = {"latents": str(latents) if latents is not None else f"sampled ({num_latents}, seed {seed})",
-             "val_latents": str(val_latents) if val_latents is not None else None}
-    bar = tqdm(total=steps, unit="step", dynamic_ncols=True)
+             "val_latents": str(val_latents) if val_latents is not None else None,
+             "processes": world.size, "batch_per_process": batch_size}
+    if world.size > 1:
+        _say(f"effective batch {config.batch_size} = {batch_size} per process x {world.size} processes; "
+             f"lr {lr:g} as given")
+    bar = tqdm(total=steps, unit="step", dynamic_ncols=True, disable=not world.is_main)
 
     def progress(done, total):
         bar.n = done
@@ -470,6 +478,8 @@ def train_mapper_command(
                               out_dir=out, resume=resume, progress=progress, log=log, notes=notes)
     finally:
         bar.close()
+    if not world.is_main:
+        return
     best = f"{result.best_val_loss:.4f}" if result.best_val_loss is not None else "n/a"
     typer.echo(f"wrote {result.best_path} (best validation loss {best}); run folder {out} "
                f"(step {result.step}; continue with --resume --out {out})")
@@ -492,7 +502,27 @@ def _stats_for(g, stats: Optional[Path], samples: int):
 
     if stats is not None:
         return load_or_compute_stats(g, stats)
-    return load_or_compute_stats(g, n=samples, progress=EtaPrinter("style statistics", lambda m: typer.echo(m, err=True)))
+    return load_or_compute_stats(g, n=samples, progress=EtaPrinter("style statistics", _say))
+
+
+def _join_world(device: str):
+    """Under torchrun: join the process group (gloo on CPU, NCCL on CUDA) and use this rank's device."""
+    from . import distributed
+    from .factory import resolve_device
+
+    device = distributed.local_device(device)
+    world = distributed.init_from_env(resolve_device(device))
+    if world.size > 1:
+        _say(f"torchrun: {world.size} processes ({world.backend})")
+    return world, device
+
+
+def _say(message: str) -> None:
+    """A progress line on stderr, from rank 0 only under torchrun."""
+    from .distributed import world
+
+    if world().is_main:
+        typer.echo(message, err=True)
 
 
 @app.command()
@@ -510,30 +540,42 @@ def relevance(
     batch_size: Optional[int] = typer.Option(None, help="Image pairs per forward (exact protocol; default by size)."),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
-    """Compute channel relevance (fs3) for global directions; resumes an interrupted run."""
-    from . import stylespace as ss
-    from .factory import load_clip
-
+    """Compute channel relevance (fs3) for global directions; resumes an interrupted run. Under
+    `torchrun --nproc-per-node N` the channels are shared out among N processes (see docs/distributed.md)."""
     if images < 1:
         raise ValueError("--images must be at least 1")
+    _, device = _join_world(device)
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
+    rel = _relevance_run(g, model, checkpoint, clip, out, images=images, fast=fast, all_layers=all_layers,
+                         stats=_stats_for(g, stats, stats_samples), batch_size=batch_size)
+    _say(f"wrote {out} ({rel.fs3.shape[0]} x {rel.fs3.shape[1]}) and {out}.json")
+
+
+def _relevance_run(g, model, checkpoint, clip, out: Path, *, images: int, fast: bool, all_layers: bool, stats,
+                   batch_size=None):
+    """Relevance of g (sharded under torchrun, resumable through OUT.partial/), saved by rank 0 to `out` and,
+    with the default settings, to the cache entry where the global engine looks for it."""
+    from . import stylespace as ss
+    from .distributed import world
+    from .factory import load_clip
+
     enc = load_clip(clip or (model if model and checkpoint is None else None), device=g.w_avg.device)
-    st = _stats_for(g, stats, stats_samples)
     layers = ss.relevance_layers(g, all_layers=all_layers)
     n_ch = sum(g.layers[k].channels for k in layers)
-    typer.echo(f"{'estimating' if fast else 'computing'} relevance of {n_ch} channels over {images} images", err=True)
-    eta = ss.EtaPrinter("relevance", lambda m: typer.echo(m, err=True))
-    ckpt = Path(str(out) + ".partial.npz")
+    _say(f"{'estimating' if fast else 'computing'} relevance of {n_ch} channels over {images} images")
+    eta = ss.EtaPrinter("relevance", _say)
+    ckpt = Path(str(out) + ".partial")
     if fast:
-        rel = ss.estimate_relevance(g, enc, st, n_images=images, layers=layers, checkpoint=ckpt, progress=eta)
+        rel = ss.estimate_relevance(g, enc, stats, n_images=images, layers=layers, checkpoint=ckpt, progress=eta)
     else:
-        rel = ss.compute_relevance(g, enc, st, n_images=images, layers=layers, batch_size=batch_size,
+        rel = ss.compute_relevance(g, enc, stats, n_images=images, layers=layers, batch_size=batch_size,
                                    checkpoint=ckpt, progress=eta)
-    rel.save(out)
-    if images == ss.RELEVANCE_IMAGES and not all_layers:  # where the global engine looks for it
-        rel.save(ss.relevance_cache_path(g, enc, "fast" if fast else "exact"))
-    typer.echo(f"wrote {out} ({rel.fs3.shape[0]} x {rel.fs3.shape[1]}) and {out}.json")
+    if world().is_main:
+        rel.save(out)
+        if images == ss.RELEVANCE_IMAGES and not all_layers:  # where the global engine looks for it
+            rel.save(ss.relevance_cache_path(g, enc, "fast" if fast else "exact"))
+    return rel
 
 
 @app.command()
@@ -722,7 +764,7 @@ def toy_stylespace(
     stats_path = stats.save(ss.SHIPPED_DIR / ss.stats_cache_path(g).name)
     settings = {} if images == ss.RELEVANCE_IMAGES else {"n_images": images}
     out = ss.SHIPPED_DIR / ss.relevance_cache_path(g, enc, "exact", **settings).name
-    rel = ss.compute_relevance(g, enc, stats, n_images=images, checkpoint=Path(str(out) + ".partial.npz"),
+    rel = ss.compute_relevance(g, enc, stats, n_images=images, checkpoint=Path(str(out) + ".partial"),
                                progress=ss.EtaPrinter("relevance", say))
     rel.save(out)
     typer.echo(f"wrote {stats_path} and {out} ({rel.fs3.shape[0]} x {rel.fs3.shape[1]})")

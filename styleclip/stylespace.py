@@ -51,15 +51,19 @@ def relevance_layers(g, *, all_layers: bool = False, max_resolution: int = UPSTR
 
 
 # ---- sampling -------------------------------------------------------------------------------------
-def _w_stream(g, n: int, *, truncation: float, seed: int, batch: int = 1000):
+def _w_stream(g, n: int, *, truncation: float, seed: int, batch: int = 1000, keep=None):
     """Yield n truncated w in batches; z is drawn in fixed blocks of 1000 from one seeded stream, so the first
-    k rows never depend on n or batch."""
+    k rows never depend on n or batch. With `keep(j)` false, batch j is skipped (its z still drawn; None
+    yielded), so a rank maps only its own batches of the common stream."""
     gen = torch.Generator().manual_seed(seed)
     dim, dev = g.config.style_dim, g.w_avg.device
     block = 1000
     per = max(1, batch // block)
-    for start in range(0, n, per * block):
+    for j, start in enumerate(range(0, n, per * block)):
         z = torch.cat([torch.randn(block, dim, generator=gen) for _ in range(per)])[: n - start]
+        if keep is not None and not keep(j):
+            yield None
+            continue
         with torch.no_grad():
             yield g.mapping(z.to(dev, g.w_avg.dtype), truncation)
 
@@ -122,28 +126,62 @@ class StyleStats:
         return StyleStats([m.to(device) for m in self.mean], [s.to(device) for s in self.std], self.meta)
 
 
+def _chan_merge(acc: dict, part: dict) -> None:
+    """Fold the (count, mean_k, m2_k) of one set of samples into `acc` (Chan et al., float64, in place)."""
+    na, nb = float(acc["count"]), float(part["count"])
+    tot = na + nb
+    if nb == 0:
+        return
+    for name in part:
+        if name.startswith("mean_"):
+            m2 = "m2_" + name[5:]
+            delta = part[name] - acc[name]
+            acc[name] += delta * nb / tot
+            acc[m2] += part[m2] + delta.square() * na * nb / tot
+    acc["count"] += nb
+
+
 @torch.no_grad()
 def compute_stats(g, *, n: int = STATS_SAMPLES, truncation: float = STATS_TRUNCATION, seed: int = STATS_SEED,
-                  batch: int = 10_000, progress: ProgressFn | None = None) -> StyleStats:
+                  batch: int = 10_000, checkpoint: str | Path | None = None,
+                  progress: ProgressFn | None = None) -> StyleStats:
     """Mean and std of S over n seeded, truncated w (TF GetCode.py: every W+ row truncated), affine layers
-    only. Chunks are merged in float64 (Chan et al.), so memory stays at one batch."""
-    count = 0
-    mean = [torch.zeros(layer.channels, dtype=torch.float64) for layer in g.layers]
-    m2 = [torch.zeros(layer.channels, dtype=torch.float64) for layer in g.layers]
-    for w in _w_stream(g, n, truncation=truncation, seed=seed, batch=batch):
-        nb = w.shape[0]
+    only. Batches are merged in float64 (Chan et al.), so memory stays at one batch.
+
+    Under torchrun the batches are shared out among the ranks (round robin); with `checkpoint` (a folder, shared
+    by all ranks) each rank saves its partial statistics after every batch and a rerun resumes."""
+    n_chunks = len(range(0, n, max(1, batch // 1000) * 1000))
+    arrays = {"count": torch.zeros((), dtype=torch.float64)}
+    for layer in g.layers:
+        arrays[f"mean_{layer.index}"] = torch.zeros(layer.channels, dtype=torch.float64)
+        arrays[f"m2_{layer.index}"] = torch.zeros(layer.channels, dtype=torch.float64)
+    key = {"kind": "stats", "n": n, "truncation": truncation, "seed": seed, "batch": batch,
+           "generator": generator_fingerprint(g)}
+    run = ShardedSums(checkpoint, key, arrays, n_chunks, merge=_chan_merge)
+    mine = set(run.mine)
+    for j, w in enumerate(_w_stream(g, n, truncation=truncation, seed=seed, batch=batch, keep=mine.__contains__)):
+        if w is None or run.is_done(j):
+            continue
+        part = {"count": torch.tensor(float(w.shape[0]), dtype=torch.float64)}
         for k, s in enumerate(styles_from_w(g, w)):
             s = s.double().cpu()
-            bm = s.mean(0)
-            delta = bm - mean[k]
-            tot = count + nb
-            mean[k] += delta * nb / tot
-            m2[k] += (s - bm).square().sum(0) + delta.square() * count * nb / tot
-        count += nb
-        _report(progress, count, n)
+            part[f"mean_{k}"] = s.mean(0)
+            part[f"m2_{k}"] = (s - part[f"mean_{k}"]).square().sum(0)
+        run.add(j, part)
+        _report(progress, *run.progress())
+    total = run.finish()
+    count = float(total["count"])
     dev = g.w_avg.device
     meta = {"n": n, "truncation": truncation, "seed": seed, "generator": generator_fingerprint(g)}
-    return StyleStats([m.float().to(dev) for m in mean], [(v / count).sqrt().float().to(dev) for v in m2], meta)
+    return StyleStats([total[f"mean_{k}"].float().to(dev) for k in range(len(g.layers))],
+                      [(total[f"m2_{k}"] / count).sqrt().float().to(dev) for k in range(len(g.layers))], meta)
+
+
+def distributed_main() -> bool:
+    """True on the process that writes files: rank 0 under torchrun, the only process otherwise."""
+    from .distributed import world
+
+    return world().is_main
 
 
 # ---- fingerprints and cache -----------------------------------------------------------------------
@@ -204,8 +242,9 @@ def load_or_compute_stats(g, path: str | Path | None = None, **kwargs) -> StyleS
     cached = stats_cache_path(g, **kwargs)
     if _shipped_or(cached).is_file():
         return StyleStats.load(_shipped_or(cached), g)
-    stats = compute_stats(g, **kwargs)
-    stats.save(cached)
+    stats = compute_stats(g, checkpoint=cached.with_name(cached.stem + ".partial"), **kwargs)
+    if distributed_main():
+        stats.save(cached)
     return stats
 
 
@@ -273,31 +312,117 @@ class Relevance:
                 for layer in g.layers]
 
 
-class _Checkpoint:
-    """Partial sums of a relevance run, saved after every unit of work so an interrupted run resumes."""
+def _add(acc: dict, part: dict) -> None:
+    for name, t in part.items():
+        acc[name] += t
 
-    def __init__(self, path: Path | None, key: dict, acc: dict[int, torch.Tensor], n_units: int):
-        self.path, self.key, self.acc = path, key, acc
-        self.done = np.zeros(n_units, dtype=bool)
-        if path is not None and path.is_file():
+
+class ShardedSums:
+    """Partial results of a run split into `n_chunks` chunks of work, shared out among the ranks of a torchrun
+    world (round robin over the chunks not done yet) and resumable.
+
+    Each rank folds its chunks' results into float64 arrays with `merge` (default: a sum) and, with a
+    `folder`, saves them with the list of its finished chunks to `folder/rank<r>.npz` after every chunk
+    (written aside and renamed). A rerun, with any number of ranks, skips every chunk found in the folder's
+    files; `finish()` (all ranks) merges the files, checks that every chunk is there exactly once and
+    removes the folder. For several nodes the folder must be on a file system all of them see.
+    """
+
+    def __init__(self, folder: str | Path | None, key: dict, arrays: dict[str, torch.Tensor], n_chunks: int,
+                 *, merge=_add):
+        from . import distributed
+
+        self.world = distributed.world()
+        self.folder, self.key, self.merge, self.n_chunks = (Path(folder) if folder else None), key, merge, n_chunks
+        if self.folder is None and self.world.size > 1:
+            raise StyleClipError("a run with several ranks needs a checkpoint folder that every rank can read")
+        self.zero = {k: v.clone() for k, v in arrays.items()}
+        self.arrays, self.chunks = arrays, []
+        done: list[int] = []
+        if self.world.is_main and self.folder is not None and self.folder.is_dir():
+            for f in sorted(self.folder.glob("rank*.npz")):
+                part = self._read(f)
+                if part is None:  # another run's (other settings) or unreadable: start those chunks again
+                    f.unlink()
+                else:
+                    done += part[1]
+        done = distributed.broadcast_object(sorted(done))
+        own = self._read(self._file(self.world.rank)) if self.folder is not None else None
+        if own is not None:
+            self.arrays.update(own[0])
+            self.chunks = list(own[1])
+        self.done_before = len(done)
+        taken = set(done)
+        self.mine = distributed.shard([j for j in range(n_chunks) if j not in taken], self.world)
+        self._finished_here = 0
+
+    def _file(self, rank: int) -> Path:
+        return self.folder / f"rank{rank}.npz"
+
+    def _read(self, path: Path):
+        """(arrays, chunk ids) of a rank file of this run, None if absent, unreadable or another run's."""
+        if not path.is_file():
+            return None
+        try:
             with np.load(path, allow_pickle=False) as z:
-                if json.loads(str(z["key"])) == key:
-                    self.done = z["done"].copy()
-                    for k in acc:
-                        acc[k].copy_(torch.from_numpy(z[f"acc_{k}"]))
+                if json.loads(str(z["key"])) != self.key:
+                    return None
+                arrays = {k: torch.from_numpy(z[f"a_{k}"].copy()) for k in self.zero}
+                return arrays, [int(c) for c in z["chunks"]]
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            return None
 
-    def mark(self, unit: int) -> None:
-        self.done[unit] = True
-        if self.path is None:
+    def is_done(self, chunk: int) -> bool:
+        return chunk in self.chunks
+
+    def add(self, chunk: int, part: dict[str, torch.Tensor]) -> None:
+        """Fold chunk `chunk`'s result in and save (so an interrupted run resumes after it)."""
+        self.merge(self.arrays, {k: v.detach().double().cpu() for k, v in part.items()})
+        self.chunks.append(chunk)
+        self._finished_here += 1
+        if self.folder is None:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp.npz")
-        np.savez(tmp, key=json.dumps(self.key), done=self.done,
-                 **{f"acc_{k}": v.cpu().numpy() for k, v in self.acc.items()})
-        tmp.replace(self.path)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._file(self.world.rank)
+        tmp = path.with_name(f".{path.stem}.tmp.npz")  # not matched by rank*.npz
+        np.savez(tmp, key=json.dumps(self.key), chunks=np.asarray(self.chunks, dtype=np.int64),
+                 **{f"a_{k}": v.numpy() for k, v in self.arrays.items()})
+        tmp.replace(path)
 
-    def finish(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
+    def progress(self) -> tuple[int, int]:
+        """(done, total) as this rank sees it: chunks done before it started plus its own, of those plus its
+        share (in a world of one: of all chunks)."""
+        return self.done_before + self._finished_here, self.done_before + len(self.mine)
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        """All ranks: wait for every rank, merge every rank file (or, alone and without a folder, the arrays)."""
+        from . import distributed
+
+        distributed.barrier()
+        if self.folder is None:
+            total, seen = self.arrays, sorted(self.chunks)
+        else:
+            total, seen = {k: v.clone() for k, v in self.zero.items()}, []
+            for f in sorted(self.folder.glob("rank*.npz"), key=lambda p: int(p.stem[4:])):
+                part = self._read(f)
+                if part is not None:
+                    self.merge(total, part[0])
+                    seen += part[1]
+            seen.sort()
+        if seen != list(range(self.n_chunks)):
+            missing = sorted(set(range(self.n_chunks)) - set(seen))
+            raise StyleClipError(f"{self.folder}: chunks missing or doubled after the run ({len(seen)} found, "
+                                 f"{len(missing)} missing); with several nodes the checkpoint folder must be "
+                                 "shared by all of them")
+        distributed.barrier()  # every rank has read the files
+        if self.world.is_main and self.folder is not None:
+            for f in list(self.folder.glob("rank*.npz")) + list(self.folder.glob(".rank*.tmp.npz")):
+                f.unlink()
+            try:
+                self.folder.rmdir()
+            except OSError:
+                pass
+        return total
 
 
 def _images(g, n_images: int, seed: int, truncation: float) -> list[torch.Tensor]:
@@ -319,38 +444,37 @@ def compute_relevance(g, clip, stats: StyleStats, *, n_images: int = RELEVANCE_I
                       checkpoint: str | Path | None = None, progress: ProgressFn | None = None) -> Relevance:
     """The official fs3 protocol, exactly, with shared work.
 
-    Units of work are (layer, image batch, channel block); per (layer, image batch) the synthesis below the
-    perturbed layer runs once, and only the layers from the perturbed one up run per channel, `batch_size`
-    image pairs per forward. With `checkpoint`, partial sums are saved after every unit and a rerun resumes.
+    Chunks of work are (layer, block of `channel_block` channels), over all images; per image batch the
+    synthesis below the perturbed layer runs once, and only the layers from the perturbed one up run per
+    channel, `batch_size` image pairs per forward. Under torchrun the chunks are shared out among the ranks;
+    every channel is computed by one rank in the same order, so the result does not depend on the number of
+    ranks. With `checkpoint` (a folder; see ShardedSums) finished chunks are saved and a rerun resumes.
     """
     layers = list(relevance_layers(g) if layers is None else layers)
     if batch_size is None:  # 16 pairs per forward at 256 px, more for smaller generators (less overhead)
         batch_size = max(4, min(image_batch * channel_block, 16 * (256 // g.config.size) ** 2))
     styles = _images(g, n_images, seed, truncation)
     dev = styles[0].device
-    acc = {k: torch.zeros(g.layers[k].channels, clip_dim(clip), dtype=torch.float64) for k in layers}
-    units = [(k, ib, cb) for k in layers for ib in _chunks(n_images, image_batch)
-             for cb in _chunks(g.layers[k].channels, channel_block)]
+    acc = {str(k): torch.zeros(g.layers[k].channels, clip_dim(clip), dtype=torch.float64) for k in layers}
+    chunks = [(k, cb) for k in layers for cb in _chunks(g.layers[k].channels, channel_block)]
     key = {"method": "exact", "n_images": n_images, "layers": layers, "seed": seed, "truncation": truncation,
            "image_batch": image_batch, "channel_block": channel_block,
            "generator": generator_fingerprint(g), "clip": clip_fingerprint(clip)}
-    ckpt = _Checkpoint(Path(checkpoint) if checkpoint else None, key, acc, len(units))
-    _report(progress, int(ckpt.done.sum()), len(units))
-    prefix_key, prefix = None, None
-    for u, (k, (i0, i1), (c0, c1)) in enumerate(units):
-        if ckpt.done[u]:
-            continue
-        if prefix_key != (k, i0):
-            below = [s[i0:i1] if j < k else None for j, s in enumerate(styles)]
+    run = ShardedSums(checkpoint, key, acc, len(chunks))
+    _report(progress, *run.progress())
+    for j in run.mine:
+        k, (c0, c1) = chunks[j]
+        rows = torch.zeros(g.layers[k].channels, clip_dim(clip), dtype=torch.float64)
+        for i0, i1 in _chunks(n_images, image_batch):
+            below = [s[i0:i1] if q < k else None for q, s in enumerate(styles)]
             prefix = g.synthesis_range(below, 0, k) if k > 0 else (
                 g.input.input.expand(i1 - i0, -1, -1, -1), None)
-            prefix_key = (k, i0)
-        acc[k][c0:c1] += _pairs_contribution(g, clip, styles, stats, k, (i0, i1), (c0, c1), prefix,
-                                             batch_size).cpu()
-        ckpt.mark(u)
-        _report(progress, int(ckpt.done.sum()), len(units))
-    ckpt.finish()
-    fs3 = torch.cat([_normalize_rows(acc[k]) for k in layers]).to(dev)
+            rows[c0:c1] += _pairs_contribution(g, clip, styles, stats, k, (i0, i1), (c0, c1), prefix,
+                                               batch_size).cpu()
+        run.add(j, {str(k): rows})
+        _report(progress, *run.progress())
+    acc = run.finish()
+    fs3 = torch.cat([_normalize_rows(acc[str(k)]) for k in layers]).to(dev)
     meta = dict(key, method="exact", clip_input="ClipEncoder.encode_image (box filter), not CLIP's uint8 preprocess")
     return Relevance(fs3, tuple(layers), meta)
 
@@ -434,22 +558,19 @@ def estimate_relevance(g, clip, stats: StyleStats, *, n_images: int = RELEVANCE_
         raise ValueError(f"proxy resolution {proxy_resolution} is below an evaluated layer")
     styles = _images(g, n_images, seed, truncation)
     d = clip_dim(clip)
-    acc = {k: torch.zeros(g.layers[k].channels, d, dtype=torch.float64) for k in layers}
+    acc = {str(k): torch.zeros(g.layers[k].channels, d, dtype=torch.float64) for k in layers}
     key = {"method": "fast", "n_images": n_images, "layers": layers, "seed": seed, "truncation": truncation,
            "proxy_resolution": proxy_resolution, "generator": generator_fingerprint(g),
            "clip": clip_fingerprint(clip)}
-    ckpt = _Checkpoint(Path(checkpoint) if checkpoint else None, key, acc, n_images)
-    _report(progress, int(ckpt.done.sum()), n_images)
-    for i in range(n_images):
-        if ckpt.done[i]:
-            continue
-        for k, jac in _jacobian_columns(g, clip, [s[i:i + 1] for s in styles], layers, stop, d,
-                                        cotangent_batch).items():
-            acc[k] += F.normalize(jac * stats.std[k].double().cpu().unsqueeze(1), dim=-1)
-        ckpt.mark(i)
-        _report(progress, int(ckpt.done.sum()), n_images)
-    ckpt.finish()
-    fs3 = torch.cat([_normalize_rows(acc[k]) for k in layers]).to(styles[0].device)
+    run = ShardedSums(checkpoint, key, acc, n_images)  # a chunk per image
+    _report(progress, *run.progress())
+    for i in run.mine:
+        cols = _jacobian_columns(g, clip, [s[i:i + 1] for s in styles], layers, stop, d, cotangent_batch)
+        run.add(i, {str(k): F.normalize(jac * stats.std[k].double().cpu().unsqueeze(1), dim=-1)
+                    for k, jac in cols.items()})
+        _report(progress, *run.progress())
+    acc = run.finish()
+    fs3 = torch.cat([_normalize_rows(acc[str(k)]) for k in layers]).to(styles[0].device)
     return Relevance(fs3, tuple(layers), dict(key, clip_input="ClipEncoder.encode_image (box filter)"))
 
 
@@ -497,9 +618,10 @@ def load_or_compute_relevance(g, clip, stats: StyleStats, path: str | Path | Non
                              "(the official FFHQ file works) or compute one with `styleclip relevance` "
                              "(hours at 1024; --fast for the estimator)")
     fn = compute_relevance if method == "exact" else estimate_relevance
-    rel = fn(g, clip, stats, checkpoint=cached.with_name(cached.stem + ".partial.npz"), progress=progress,
+    rel = fn(g, clip, stats, checkpoint=cached.with_name(cached.stem + ".partial"), progress=progress,
              **settings)
-    rel.save(cached)
+    if distributed_main():
+        rel.save(cached)
     return rel
 
 

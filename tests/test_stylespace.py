@@ -93,9 +93,9 @@ def test_default_layers_follow_the_table(debug_generator):
 
 def test_relevance_resumes_after_interruption(debug_generator, clip, stats, tmp_path):
     g = debug_generator
-    kw = dict(n_images=2, layers=[6, 9], batch_size=8, image_batch=1, channel_block=16)
+    kw = dict(n_images=2, layers=[6, 9], batch_size=8, image_batch=1, channel_block=8)
     ref = ss.compute_relevance(g, clip, stats, **kw)
-    ckpt = tmp_path / "run.partial.npz"
+    ckpt = tmp_path / "run.partial"
     calls = []
 
     def boom(done, total):
@@ -105,15 +105,35 @@ def test_relevance_resumes_after_interruption(debug_generator, clip, stats, tmp_
 
     with pytest.raises(KeyboardInterrupt):
         ss.compute_relevance(g, clip, stats, checkpoint=ckpt, progress=boom, **kw)
-    assert ckpt.is_file()
+    assert (ckpt / "rank0.npz").is_file()
     seen = []
     resumed = ss.compute_relevance(g, clip, stats, checkpoint=ckpt, progress=lambda d, t: seen.append((d, t)), **kw)
-    assert seen[0] == (3, 6) and seen[-1] == (6, 6)  # started where it stopped
+    total = sum(-(-g.layers[k].channels // 8) for k in (6, 9))
+    assert seen[0] == (3, total) and seen[-1] == (total, total)  # started where it stopped
     assert torch.equal(resumed.fs3, ref.fs3)
     assert not ckpt.exists()
     a, b = resumed.save(tmp_path / "a.npy"), ref.save(tmp_path / "b.npy")
     assert a.read_bytes() == b.read_bytes()
     assert json.loads((tmp_path / "a.npy.json").read_text())["layers"] == [6, 9]
+
+
+def test_stats_resume_from_checkpoint_folder(debug_generator, stats, tmp_path):
+    calls = []
+
+    def boom(done, total):
+        calls.append((done, total))
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ss.compute_stats(debug_generator, n=2500, batch=1000, checkpoint=tmp_path / "st", progress=boom)
+    seen = []
+    again = ss.compute_stats(debug_generator, n=2500, batch=1000, checkpoint=tmp_path / "st",
+                             progress=lambda d, t: seen.append((d, t)))
+    assert calls == [(1, 3), (2, 3)] and seen == [(3, 3)]  # the third batch only
+    for a, b in zip(again.mean + again.std, stats.mean + stats.std):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not (tmp_path / "st").exists()
 
 
 def test_import_official_layout_zero_fills(debug_generator, tmp_path):
@@ -170,8 +190,8 @@ def test_fast_estimate_agrees_and_resumes(debug_generator, clip, stats, tmp_path
     g = debug_generator
     kw = dict(n_images=2, layers=[5, 8, 9])
     exact = ss.compute_relevance(g, clip, stats, **kw)
-    fast = ss.estimate_relevance(g, clip, stats, checkpoint=tmp_path / "f.npz", **kw)
+    fast = ss.estimate_relevance(g, clip, stats, checkpoint=tmp_path / "f", **kw)
     assert torch.allclose(fast.fs3.norm(dim=1), torch.ones(fast.fs3.shape[0]), atol=1e-5)
     cos = (fast.fs3 * exact.fs3).sum(1)
     assert float(cos.mean()) > 0.8, float(cos.mean())  # a linearisation of the same quantity
-    assert not (tmp_path / "f.npz").exists()
+    assert not (tmp_path / "f").exists()

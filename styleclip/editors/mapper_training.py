@@ -13,6 +13,13 @@ Output folder: `best.safetensors` (best validation loss), `last.safetensors`, `t
 `resume` needs: step, mapper, optimizer state incl. Lookahead slow weights, the shuffling generator's state,
 the current permutation), `images/step_XXXXXX.png` ([source, edited] pairs of validation latents) and
 `log.jsonl`. Files are written to a temporary name and renamed into place.
+
+Under torchrun (see `styleclip.distributed`) the mapper is wrapped in DistributedDataParallel: `batch_size` is
+the effective (global) batch, split evenly over the processes, each taking its slice of the same permutation;
+the averaged gradient is that of the whole batch, so a run is the same run on any number of processes with
+the same effective batch (and `lr` is used as given: it is not scaled with the number of processes). The
+training state holds nothing per process, so a run resumes exactly on another number of processes as long as
+the effective batch stays the same. Rank 0 alone validates, writes files and logs.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from typing import Callable
 
 import torch
 
+from .. import distributed
 from ..errors import CheckpointError, InputError
 from ..losses import clip_loss, identity_loss
 from ..nets.mapper import LevelsMapper
@@ -165,6 +173,11 @@ class MapperTrainer:
                 raise InputError(f"{name} must be [N,{num_ws},{dim}], got {list(t.shape)}")
         if latents.shape[0] < cfg.batch_size:
             raise InputError(f"{latents.shape[0]} training latents are fewer than the batch size {cfg.batch_size}")
+        self.world = distributed.world()
+        if cfg.batch_size % self.world.size:
+            raise InputError(f"the effective batch {cfg.batch_size} does not split evenly over "
+                             f"{self.world.size} processes")
+        self.rank_batch = cfg.batch_size // self.world.size
         self.latents, self.val_latents = latents, val_latents.float().cpu()
         self.latents_checksum = float(latents.double().sum())
         self.use_id = identity is not None and cfg.id_lambda > 0
@@ -182,6 +195,12 @@ class MapperTrainer:
                     p.zero_()
         self.mapper.to(self.device).train()
         self.params = list(self.mapper.parameters())
+        self.model = self.mapper  # what the training step calls: the mapper, or its DDP wrapper
+        if self.world.size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(
+                self.mapper, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.optimizer == "ranger":
             self.optimizer = Ranger(self.params, lr=cfg.lr)
         else:
@@ -209,10 +228,11 @@ class MapperTrainer:
                 self._id_cache[int(idx[j])] = e.detach()
         return torch.stack([self._id_cache[int(i)] for i in idx.tolist()])
 
-    def losses_for(self, w: torch.Tensor, idx: torch.Tensor | None = None, *, src_id: torch.Tensor | None = None):
+    def losses_for(self, w: torch.Tensor, idx: torch.Tensor | None = None, *, src_id: torch.Tensor | None = None,
+                   mapper=None):
         """(total loss, dict of floats, edited image) for a batch of W+ latents."""
         cfg = self.cfg
-        residual = self.mapper(w)
+        residual = (mapper or self.mapper)(w)
         w_hat = w + cfg.residual_scale * residual
         x_hat = self.g.synthesis(w_hat)
         loss_clip = clip_loss(self.clip.encode_image(x_hat), self.text_emb).mean()
@@ -230,10 +250,15 @@ class MapperTrainer:
 
     def train_step(self) -> dict:
         idx = self.perm[self.pos * self.cfg.batch_size:(self.pos + 1) * self.cfg.batch_size]
+        idx = idx[self.world.rank * self.rank_batch:(self.world.rank + 1) * self.rank_batch]  # this rank's slice
         w = self.latents[idx].to(self.device)
-        loss, out, _ = self.losses_for(w, idx)
+        loss, out, _ = self.losses_for(w, idx, mapper=self.model)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.params)  # mapper gradients only: G and CLIP get none
+        loss.backward(inputs=self.params)  # mapper gradients only (DDP averages them over the ranks)
+        if self.world.size > 1:  # the losses of the effective batch, for the log
+            names = sorted(out)
+            mean = distributed.all_reduce_sum(torch.tensor([out[k] for k in names], dtype=torch.float64))
+            out = {k: float(v) / self.world.size for k, v in zip(names, mean)}
         # commit: after this the persistent state describes the next step
         self._in_update = True
         self.optimizer.step()
@@ -293,6 +318,7 @@ class MapperTrainer:
 
     def state_dict(self) -> dict:
         return {"format": "styleclip-mapper-train-state", "step": self.step, "prompt": self.prompt,
+                "world_size": self.world.size,
                 "config": dataclasses.asdict(self.cfg), "mapper": self.mapper.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state(), "perm": self.perm,
                 "pos": self.pos, "best_val_loss": self.best_val_loss, "losses": self.losses,
@@ -305,6 +331,13 @@ class MapperTrainer:
         if state["prompt"] != self.prompt:
             raise InputError(f"{source} was trained for {state['prompt']!r}, not {self.prompt!r}")
         ours = dataclasses.asdict(self.cfg)
+        theirs, n_then, n_now = state["config"]["batch_size"], int(state.get("world_size", 1)), self.world.size
+        if theirs != self.cfg.batch_size:
+            split = (f"pass --batch-size {theirs // n_now} (per process) to resume it exactly" if theirs % n_now == 0
+                     else f"it cannot be split evenly over {n_now} processes")
+            raise InputError(f"cannot resume {source}: its effective batch is {theirs} ({theirs // n_then} per "
+                             f"process x {n_then}), this launch's is {self.cfg.batch_size} ({self.rank_batch} per "
+                             f"process x {n_now}); {split}")
         changed = [k for k, v in state["config"].items() if k not in _RESUMABLE_CHANGES and ours.get(k) != v]
         if changed:
             raise InputError(f"cannot resume {source} with different settings: "
@@ -321,7 +354,7 @@ class MapperTrainer:
         self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def save_state(self) -> Path | None:
-        if self.out_dir is None:
+        if self.out_dir is None or not self.world.is_main:
             return None
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "train_state.pt"
@@ -347,7 +380,7 @@ class MapperTrainer:
         return True
 
     def _log(self, record: dict) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not self.world.is_main:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "log.jsonl", "a") as f:
@@ -358,7 +391,8 @@ class MapperTrainer:
         cfg = self.cfg
         self._in_update = False
         t0, base = time.perf_counter(), self.train_seconds
-        if self.step == 0:
+        main = self.world.is_main  # rank 0 alone validates and writes
+        if self.step == 0 and main:
             first = self.validate()  # sanity value (the official trainer discards it for "best" too)
             if first:
                 self.val_history.append({"step": 0, **first})
@@ -370,7 +404,7 @@ class MapperTrainer:
                 self.train_seconds = base + time.perf_counter() - t0
                 s = self.step
                 record = dict(out)
-                if s % cfg.val_interval == 0 or s == cfg.steps:
+                if main and (s % cfg.val_interval == 0 or s == cfg.steps):
                     val = self.validate()
                     if val:
                         self.val_history.append({"step": s, **val})
@@ -379,7 +413,7 @@ class MapperTrainer:
                             self.best_val_loss = val["loss"]
                             if self.out_dir is not None:
                                 save_mapper(self.mapper, self.out_dir / "best.safetensors", info=self.info())
-                if self.out_dir is not None and (s % cfg.image_interval == 0 or s == cfg.steps):
+                if main and self.out_dir is not None and (s % cfg.image_interval == 0 or s == cfg.steps):
                     img = self.image_grid()
                     if img is not None:
                         (self.out_dir / "images").mkdir(parents=True, exist_ok=True)
@@ -399,7 +433,7 @@ class MapperTrainer:
             if not self._in_update and self.out_dir is not None and self.step > 0:
                 self.save_state()
             raise
-        if self.out_dir is not None and self.val_latents.shape[0] == 0:
+        if main and self.out_dir is not None and self.val_latents.shape[0] == 0:
             save_mapper(self.mapper, self.out_dir / "best.safetensors", info=self.info())
         best = self.out_dir / "best.safetensors" if self.out_dir is not None else None
         last = self.out_dir / "last.safetensors" if self.out_dir is not None else None
