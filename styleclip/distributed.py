@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-TIMEOUT_MINUTES = 60  # a rank may wait this long at a barrier (rank 0 merging or validating, slow peers)
+TIMEOUT_MINUTES = 180  # a rank may wait this long at a barrier (peers still on their last chunks)
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,6 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def all_agree(flag: bool) -> bool:
-    """True when `flag` is true on every rank (for 'did every rank succeed' checks)."""
-    t = torch.tensor([0 if flag else 1], dtype=torch.int64,
-                     device="cuda" if world().backend == "nccl" else "cpu")
-    return int(all_reduce_sum(t)) == 0
 
 
 def destroy() -> None:

@@ -235,13 +235,61 @@ def stats_cache_path(g, **kwargs) -> Path:
     return cache_path("stats", key, ".safetensors")
 
 
+# ---- prepared generators (`styleclip prepare`) ------------------------------------------------------
+PREPARED_RECORD = "prepared.json"
+
+
+def _prepared_index(fingerprint: str) -> Path:
+    from . import pretrained
+
+    return pretrained.cache_dir() / "prepared" / f"{fingerprint}.json"
+
+
+def register_prepared(g, folder: str | Path, record: dict) -> Path:
+    """Write `folder/prepared.json` (the record, with the generator's fingerprint) and point the user cache's
+    index at it, so later runs of this generator find its statistics and relevance."""
+    folder = Path(folder).resolve()
+    record = dict(record, generator=generator_fingerprint(g), config=g.config.to_dict())
+    (folder / PREPARED_RECORD).write_text(json.dumps(record, indent=1))
+    index = _prepared_index(record["generator"])
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(json.dumps({"folder": str(folder)}))
+    return folder / PREPARED_RECORD
+
+
+def find_prepared(g) -> tuple[Path, dict] | None:
+    """(folder, record) of this generator's `styleclip prepare` run, if one is registered and still there."""
+    index = _prepared_index(generator_fingerprint(g))
+    try:
+        folder = Path(json.loads(index.read_text())["folder"])
+        record = json.loads((folder / PREPARED_RECORD).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (folder, record) if record.get("generator") == generator_fingerprint(g) else None
+
+
+def _prepared_file(g, name: str, **must_match) -> Path | None:
+    found = find_prepared(g)
+    if found is None or not found[1].get(name):
+        return None
+    folder, record = found
+    if any(record.get(k) != v for k, v in must_match.items()):
+        return None
+    path = folder / record[name]
+    return path if path.is_file() else None
+
+
 def load_or_compute_stats(g, path: str | Path | None = None, **kwargs) -> StyleStats:
-    """Stats from `path`, else from the cache (keyed by generator and settings), else computed and cached."""
+    """Stats from `path`, else from the cache (keyed by generator and settings) or the generator's `prepare`
+    folder, else computed and cached."""
     if path is not None:
         return StyleStats.load(path, g)
     cached = stats_cache_path(g, **kwargs)
     if _shipped_or(cached).is_file():
         return StyleStats.load(_shipped_or(cached), g)
+    prepared = _prepared_file(g, "stats", **{f"stats_{k}": v for k, v in kwargs.items()})
+    if prepared is not None:
+        return StyleStats.load(prepared, g)
     stats = compute_stats(g, checkpoint=cached.with_name(cached.stem + ".partial"), **kwargs)
     if distributed_main():
         stats.save(cached)
@@ -325,17 +373,16 @@ class ShardedSums:
     `folder`, saves them with the list of its finished chunks to `folder/rank<r>.npz` after every chunk
     (written aside and renamed). A rerun, with any number of ranks, skips every chunk found in the folder's
     files; `finish()` (all ranks) merges the files, checks that every chunk is there exactly once and
-    removes the folder. For several nodes the folder must be on a file system all of them see.
+    removes the folder. For several nodes the folder must be on a file system all of them see. Without a
+    folder nothing is shared out: every rank computes every chunk (same result, no speed-up).
     """
 
     def __init__(self, folder: str | Path | None, key: dict, arrays: dict[str, torch.Tensor], n_chunks: int,
                  *, merge=_add):
         from . import distributed
 
-        self.world = distributed.world()
         self.folder, self.key, self.merge, self.n_chunks = (Path(folder) if folder else None), key, merge, n_chunks
-        if self.folder is None and self.world.size > 1:
-            raise StyleClipError("a run with several ranks needs a checkpoint folder that every rank can read")
+        self.world = distributed.world() if self.folder is not None else distributed.World()
         self.zero = {k: v.clone() for k, v in arrays.items()}
         self.arrays, self.chunks = arrays, []
         done: list[int] = []
@@ -346,7 +393,8 @@ class ShardedSums:
                     f.unlink()
                 else:
                     done += part[1]
-        done = distributed.broadcast_object(sorted(done))
+        if self.world.size > 1:
+            done = distributed.broadcast_object(sorted(done))
         own = self._read(self._file(self.world.rank)) if self.folder is not None else None
         if own is not None:
             self.arrays.update(own[0])
@@ -398,10 +446,10 @@ class ShardedSums:
         """All ranks: wait for every rank, merge every rank file (or, alone and without a folder, the arrays)."""
         from . import distributed
 
-        distributed.barrier()
         if self.folder is None:
             total, seen = self.arrays, sorted(self.chunks)
         else:
+            distributed.barrier()
             total, seen = {k: v.clone() for k, v in self.zero.items()}, []
             for f in sorted(self.folder.glob("rank*.npz"), key=lambda p: int(p.stem[4:])):
                 part = self._read(f)
@@ -414,7 +462,8 @@ class ShardedSums:
             raise StyleClipError(f"{self.folder}: chunks missing or doubled after the run ({len(seen)} found, "
                                  f"{len(missing)} missing); with several nodes the checkpoint folder must be "
                                  "shared by all of them")
-        distributed.barrier()  # every rank has read the files
+        if self.folder is not None:
+            distributed.barrier()  # every rank has read the files
         if self.world.is_main and self.folder is not None:
             for f in list(self.folder.glob("rank*.npz")) + list(self.folder.glob(".rank*.tmp.npz")):
                 f.unlink()
@@ -613,6 +662,9 @@ def load_or_compute_relevance(g, clip, stats: StyleStats, path: str | Path | Non
     shipped = shipped_relevance(g, clip) if not settings else None
     if shipped is not None:
         return Relevance.load(shipped, g)
+    prepared = None if settings else _prepared_file(g, "relevance", clip_fingerprint=clip_fingerprint(clip))
+    if prepared is not None:
+        return Relevance.load(prepared, g)
     if not compute:
         raise StyleClipError("no channel relevance (fs3) for this generator and CLIP: pass an fs3.npy "
                              "(the official FFHQ file works) or compute one with `styleclip relevance` "
