@@ -79,14 +79,22 @@ def generate(
 @app.command()
 @friendly
 def convert(
-    src: Path = typer.Argument(..., help="rosinality .pt, NVIDIA .pkl or our .safetensors"),
+    src: Path = typer.Argument(..., help="rosinality .pt, NVIDIA .pkl or our .safetensors (or a model set's "
+                               "name, e.g. toy-faces: its generator as a checkpoint file)"),
     dst: Path = typer.Argument(..., help="output .safetensors"),
 ):
     """Convert a generator checkpoint to styleclip's safetensors form (read without running its code)."""
     from .convert import build_generator, read_generator, save_generator
+    from .pretrained import MODEL_SETS
 
-    config, state = read_generator(src)
-    g = build_generator(config, state, source=str(src))
+    if not src.exists() and str(src) in MODEL_SETS:
+        from .factory import load_generator
+
+        g = load_generator(str(src))
+        config = g.config
+    else:
+        config, state = read_generator(src)
+        g = build_generator(config, state, source=str(src))
     dst.parent.mkdir(parents=True, exist_ok=True)
     save_generator(g, dst)
     typer.echo(f"wrote {dst} (size {config.size}, style_dim {config.style_dim}, n_mlp {config.n_mlp})")
@@ -187,8 +195,11 @@ def edit(
     g = _generator(model, checkpoint, device)
     source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps)
     dev = g.w_avg.device
-    clip = factory.load_clip(model if checkpoint is None else None, device=dev)
-    identity = _identity(model, dev) if id_lambda > 0 and engine == "optimize" else None
+    clip = factory.load_clip(_clip_name(None, model, checkpoint, g), device=dev)
+    not_faces = _not_faces_notice(g, checkpoint) if id_lambda > 0 and engine == "optimize" else None
+    if not_faces:
+        typer.echo(not_faces, err=True)
+    identity = _identity(model, dev) if id_lambda > 0 and engine == "optimize" and not not_faces else None
     options = {}
     if engine == "optimize":
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode, space=space,
@@ -442,9 +453,12 @@ def train_mapper_command(
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     dev = g.w_avg.device
-    clip = factory.load_clip(model, device=dev)
+    clip = factory.load_clip(_clip_name(None, model, checkpoint, g), device=dev)
     identity = None
-    if id_lambda > 0:
+    not_faces = _not_faces_notice(g, checkpoint) if id_lambda > 0 else None
+    if not_faces:
+        _say(not_faces)
+    elif id_lambda > 0:
         load_identity = getattr(factory, "load_identity", None)
         if load_identity is None:
             typer.echo("notice: no identity network available in this version; identity loss off", err=True)
@@ -547,20 +561,20 @@ def relevance(
     _, device = _join_world(device)
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
-    rel = _relevance_run(g, model, checkpoint, clip, out, images=images, fast=fast, all_layers=all_layers,
+    from .factory import load_clip
+
+    enc = load_clip(_clip_name(clip, model, checkpoint, g), device=g.w_avg.device)
+    rel = _relevance_run(g, enc, out, images=images, fast=fast, all_layers=all_layers,
                          stats=_stats_for(g, stats, stats_samples), batch_size=batch_size)
     _say(f"wrote {out} ({rel.fs3.shape[0]} x {rel.fs3.shape[1]}) and {out}.json")
 
 
-def _relevance_run(g, model, checkpoint, clip, out: Path, *, images: int, fast: bool, all_layers: bool, stats,
-                   batch_size=None):
+def _relevance_run(g, enc, out: Path, *, images: int, fast: bool, all_layers: bool, stats, batch_size=None):
     """Relevance of g (sharded under torchrun, resumable through OUT.partial/), saved by rank 0 to `out` and,
     with the default settings, to the cache entry where the global engine looks for it."""
     from . import stylespace as ss
     from .distributed import world
-    from .factory import load_clip
 
-    enc = load_clip(clip or (model if model and checkpoint is None else None), device=g.w_avg.device)
     layers = ss.relevance_layers(g, all_layers=all_layers)
     n_ch = sum(g.layers[k].channels for k in layers)
     _say(f"{'estimating' if fast else 'computing'} relevance of {n_ch} channels over {images} images")
@@ -576,6 +590,93 @@ def _relevance_run(g, model, checkpoint, clip, out: Path, *, images: int, fast: 
         if images == ss.RELEVANCE_IMAGES and not all_layers:  # where the global engine looks for it
             rel.save(ss.relevance_cache_path(g, enc, "fast" if fast else "exact"))
     return rel
+
+
+def _clip_name(clip: Optional[str], model: Optional[str], checkpoint: Optional[Path], g) -> Optional[str]:
+    """The CLIP to load: --clip, else the model set's, else the one a `styleclip prepare` of this checkpoint
+    used, else the default (FFHQ's)."""
+    if clip:
+        return clip
+    if checkpoint is None:
+        return model
+    from .stylespace import find_prepared
+
+    found = find_prepared(g)
+    return found[1].get("clip") if found else None
+
+
+def _not_faces_notice(g, checkpoint: Optional[Path]) -> Optional[str]:
+    """For a checkpoint that `styleclip prepare` recorded as not a face generator: why the identity loss is off."""
+    if checkpoint is None:
+        return None
+    from .stylespace import find_prepared
+
+    found = find_prepared(g)
+    if found is None or found[1].get("faces", True):
+        return None
+    return (f"notice: identity loss off: {checkpoint} is not a face generator "
+            f"({found[1].get('faces_reason', 'recorded by styleclip prepare')}; {found[0]})")
+
+
+@app.command()
+@friendly
+def prepare(
+    out: Path = typer.Option(..., help="Folder for the style statistics, the relevance and prepared.json."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Your generator checkpoint (.pt, .pkl, .safetensors)."),
+    model: Optional[str] = typer.Option(None, help="Or a model set (" + MODEL_HELP[len("Model set: "):]),
+    clip: Optional[str] = typer.Option(None, help="CLIP model (default: the model set's; FFHQ's ViT-B/32 for a "
+                                       "checkpoint). Later runs of this generator use the same one."),
+    fast: bool = typer.Option(False, help="Relevance by the linearised estimator (much faster) instead of the "
+                              "exact protocol."),
+    images: int = typer.Option(100, help="Sampled images per channel for the relevance (official: 100)."),
+    stats_samples: int = typer.Option(100_000, help="Samples for the style statistics."),
+    faces: Optional[bool] = typer.Option(None, "--faces/--not-faces", help="Whether the generator makes faces "
+                                         "(identity loss on or off) [default: detected in 8 samples]."),
+    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+):
+    """Bring your own generator: style statistics + channel relevance (sharded under `torchrun
+    --nproc-per-node N`), recorded with the generator's fingerprint; afterwards `--checkpoint` finds them."""
+    from . import stylespace as ss
+    from .distributed import world as current_world
+
+    if images < 1 or stats_samples < 1:
+        raise ValueError("--images and --stats-samples must be at least 1")
+    if (checkpoint is None) == (model is None):
+        raise ValueError("give --checkpoint (your generator) or --model")
+    _, device = _join_world(device)
+    g = _generator(model, checkpoint, device)
+    _say(f"preparing {checkpoint or model} ({g.config.size} px, fingerprint {ss.generator_fingerprint(g)}) into {out}")
+    if current_world().is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    stats = ss.compute_stats(g, n=stats_samples, checkpoint=out / "stats.partial",
+                             progress=ss.EtaPrinter("style statistics", _say))
+    if current_world().is_main:
+        stats.save(out / "stats.safetensors")
+    from .factory import load_clip
+
+    clip_name = clip or model
+    enc = load_clip(clip_name, device=g.w_avg.device)
+    rel = _relevance_run(g, enc, out / "fs3.npy", images=images, fast=fast, all_layers=False, stats=stats)
+    if not current_world().is_main:
+        return
+    if faces is None:
+        from .faces import generator_makes_faces
+
+        faces, hits = generator_makes_faces(g)
+        reason = f"a face detector found faces in {hits} of 8 samples"
+    else:
+        reason = "--faces" if faces else "--not-faces"
+    record = {"checkpoint": str(checkpoint.resolve()) if checkpoint else None, "model": model,
+              "clip": clip_name, "clip_fingerprint": ss.clip_fingerprint(enc), "faces": faces,
+              "faces_reason": reason, "stats": "stats.safetensors", "stats_n": stats_samples,
+              "stats_truncation": ss.STATS_TRUNCATION, "stats_seed": ss.STATS_SEED, "relevance": "fs3.npy",
+              "relevance_method": "fast" if fast else "exact", "relevance_images": images,
+              "processes": current_world().size}
+    path = ss.register_prepared(g, out, record)
+    typer.echo(f"wrote {out / 'stats.safetensors'}, {out / 'fs3.npy'} ({rel.fs3.shape[0]} channels) and {path}")
+    if not faces:
+        typer.echo(f"not a face generator ({reason}): the identity loss will be off for it; "
+                   "pass --faces to say otherwise", err=True)
 
 
 @app.command()
@@ -610,7 +711,7 @@ def sweep(
     alpha_list, beta_list = _floats(alphas, "--alphas"), _floats(betas, "--betas")
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
-    enc = load_clip(clip or (model if model and checkpoint is None else None), device=g.w_avg.device)
+    enc = load_clip(_clip_name(clip, model, checkpoint, g), device=g.w_avg.device)
     st = _stats_for(g, stats, stats_samples)
     editor = GlobalDirectionsEditor(g, enc, config=GlobalDirectionsConfig(stats=st, relevance=relevance_file))
     dev = g.w_avg.device

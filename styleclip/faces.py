@@ -302,3 +302,17 @@ def align_photo(path: str | Path, *, size: int = 1024, face_index: int | None = 
     image = load_image(path)
     face = select_face(detect_faces(image, detector=detector), face_index, source=str(path))
     return align_face(image, face.landmarks, size=size, face=face)
+
+
+def generator_makes_faces(g, *, n: int = 8, seed: int = 0, detect_side: int = 256) -> tuple[bool, int]:
+    """(True when MTCNN finds a face in at least half of n sampled images, how many it found faces in): tells a
+    face generator (identity loss meaningful) from cars, cats, churches."""
+    import torch
+
+    from .imaging import to_pil
+
+    z = torch.randn(n, g.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(g.w_avg.device)
+    with torch.no_grad():
+        images = to_pil(g.synthesis(g.broadcast(g.mapping(z, 0.7))))
+    hits = sum(bool(detect_faces(im.resize((detect_side, detect_side), Image.BICUBIC))) for im in images)
+    return 2 * hits >= n, hits
