@@ -189,3 +189,28 @@ def test_cli_relevance_resumes_after_a_killed_rank(tmp_path):
                           env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **env)))
     a, b = ss.Relevance.load(out, g), ss.Relevance.load(single, g)
     assert _max_diff(a.fs3, b.fs3) <= 1e-6
+
+
+@pytest.mark.slow
+def test_cli_train_mapper_two_processes_then_resume_on_one(tmp_path):
+    """`styleclip train-mapper` under torchrun: rank 0 alone writes; the run resumes in one process with the
+    same effective batch and ends where an uninterrupted one-process run ends."""
+    env = {"STYLECLIP_CACHE": str(tmp_path / "cache"), "STYLECLIP_OFFLINE": "1"}
+    common = ["-m", "styleclip", "train-mapper", "--model", "debug", "--prompt", "a smiling face",
+              "--num-latents", "16", "--val-interval", "2", "--save-interval", "2", "--image-interval", "2"]
+    two = tmp_path / "two"
+    r = _check(torchrun(*common, "--steps", "2", "--batch-size", "2", "--out", two, env=env))
+    assert r.stdout.count("wrote ") == 1  # rank 0 alone reports
+    assert len((two / "log.jsonl").read_text().splitlines()) == 2  # step 0 validation + step 2
+    one_env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **env)
+    r = subprocess.run([sys.executable, *common, "--steps", "4", "--batch-size", "2", "--out", str(two), "--resume"],
+                       capture_output=True, text=True, cwd=ROOT, env=one_env)
+    assert r.returncode == 1 and "pass --batch-size 4 (per process)" in r.stderr
+    _check(subprocess.run([sys.executable, *common, "--steps", "4", "--batch-size", "4", "--out", str(two),
+                           "--resume"], capture_output=True, text=True, cwd=ROOT, env=one_env))
+    straight = tmp_path / "straight"
+    _check(subprocess.run([sys.executable, *common, "--steps", "4", "--batch-size", "4", "--out", str(straight)],
+                          capture_output=True, text=True, cwd=ROOT, env=one_env))
+    a, b = _mapper_state(two), _mapper_state(straight)
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6), (k, _max_diff(a[k], b[k]))
