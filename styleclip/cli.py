@@ -578,7 +578,7 @@ def _relevance_run(g, enc, out: Path, *, images: int, fast: bool, all_layers: bo
     layers = ss.relevance_layers(g, all_layers=all_layers)
     n_ch = sum(g.layers[k].channels for k in layers)
     _say(f"{'estimating' if fast else 'computing'} relevance of {n_ch} channels over {images} images")
-    eta = ss.EtaPrinter("relevance", _say)
+    eta = ss.EtaPrinter("relevance" + (f" (rank 0's share, of {world().size})" if world().size > 1 else ""), _say)
     ckpt = Path(str(out) + ".partial")
     if fast:
         rel = ss.estimate_relevance(g, enc, stats, n_images=images, layers=layers, checkpoint=ckpt, progress=eta)

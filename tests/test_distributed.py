@@ -181,8 +181,8 @@ def test_cli_relevance_resumes_after_a_killed_rank(tmp_path):
             saved += list(z["chunks"])
     assert saved
     r = _check(torchrun(*args, "--out", out, env=env))
-    first = next(line for line in r.stderr.splitlines() if line.startswith("relevance:"))
-    assert int(first.split()[1].split("/")[0]) >= 1, first  # rank 0 started with saved chunks done
+    first = next(line for line in r.stderr.splitlines() if line.startswith("relevance (rank 0"))
+    assert int(first.split(": ")[1].split("/")[0]) >= 1, first  # rank 0 started with saved chunks done
     assert not parts.exists()
     single = tmp_path / "single.npy"
     _check(subprocess.run([sys.executable, *args, "--out", str(single)], capture_output=True, text=True, cwd=ROOT,
