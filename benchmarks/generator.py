@@ -1,128 +1,156 @@
-"""Time and peak memory of Generator.synthesis on CPU (or CUDA): ours (non-fused modulated conv) against the
-fused grouped-convolution form (rosinality / official layout) in the same run, float32 and bfloat16 autocast.
+"""Generator.synthesis (inference): ours against the official code's arithmetic and the machine's limit.
 
-    python benchmarks/generator.py                 # 256 and 1024, batch 1 and 4
-    python benchmarks/generator.py --sizes 256 --batches 1 --repeats 3
+    python benchmarks/generator.py                       # 1024, batch 1, 3 interleaved rounds
+    python benchmarks/generator.py --sizes 256,1024 --batches 1,4 --rounds 5 --profile
 
-Each configuration runs in a fresh subprocess so that peak memory (max RSS, or CUDA max allocated) is its own.
-Random weights of the real architecture (config-f); timing does not depend on the weight values.
+Variants, timed interleaved in one process (see benchmarks/common.py): `official` (our Generator computing as
+the official rosinality code does on CPU: benchmarks/official_stylegan2.py), `ours fp32`, `ours bf16` (bfloat16
+autocast; on CUDA, or CPUs with AVX512-BF16/AMX), and `limit`: a 3x3 convolution 512 -> 512 on 64 x 64, the
+generator's largest layer, where the convolution library reaches its best rate on this machine. The
+generator's FLOPs (convolutions and products, counted by torch.utils.flop_counter) at that rate give its
+floor; "of limit" = floor / time (1 = the whole forward at the best convolution rate). --profile adds the
+per-operator table of one forward of ours (torch.profiler) to find where the time goes.
+Random weights of the real architecture (config-f); time does not depend on the weight values.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
 import sys
-import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import count_flops, cpu_has_bf16, interleaved, limit_probe, load, machine_line, median, ratio  # noqa: E402
 
 
-def fused_modulated_conv2d(x, weight, styles, *, demodulate=True, up=False, blur_kernel_1d=None, eps=1e-8,
-                           weight_sq=None):
-    """Baseline: per-sample modulated weights and one grouped convolution (the official 'fused' form)."""
-    import torch.nn.functional as F
-
-    from styleclip.nets.ops import upfirdn2d
-
-    n, ci = styles.shape
-    co, _, kh, kw = weight.shape
-    w = weight.unsqueeze(0) * styles.view(n, 1, ci, 1, 1).to(weight.dtype)
-    if demodulate:
-        w = w * (w.square().sum([2, 3, 4], keepdim=True) + eps).rsqrt()
-    x = x.reshape(1, n * ci, *x.shape[2:])
-    if up:
-        w = w.transpose(1, 2).reshape(n * ci, co, kh, kw)
-        out = F.conv_transpose2d(x, w.to(x.dtype), stride=2, groups=n)
-        out = out.view(n, co, *out.shape[2:])
-        return upfirdn2d(out, blur_kernel_1d, pad=(1, 1), gain=4.0)
-    out = F.conv2d(x, w.reshape(n * co, ci, kh, kw).to(x.dtype), padding=kh // 2, groups=n)
-    return out.view(n, co, *out.shape[2:])
-
-
-def run_one(size: int, batch: int, dtype: str, impl: str, repeats: int, device: str) -> dict:
-    import resource
-
+def build(size: int, device: str, channel_max: int = 512):
     import torch
 
-    import styleclip.nets.stylegan2 as sg
+    from styleclip.nets.stylegan2 import Generator, GeneratorConfig
 
-    if impl == "fused":
-        sg.modulated_conv2d = fused_modulated_conv2d
     torch.manual_seed(0)
-    g = sg.Generator(sg.GeneratorConfig(size=size)).eval().requires_grad_(False).to(device)
-    w = torch.randn(batch, g.num_ws, 512, device=device)
-    ctx = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if dtype == "bf16"
-           else torch.autocast(torch.device(device).type, enabled=False))
-    times = []
-    with torch.no_grad(), ctx:
-        for i in range(repeats + 1):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            img = g.synthesis(w)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if i:  # the first run warms up (allocator, oneDNN primitive cache)
-                times.append(time.perf_counter() - t)
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"size": size, "batch": batch, "dtype": dtype, "impl": impl, "median_s": statistics.median(times),
-            "peak_gib": peak, "finite": bool(torch.isfinite(img).all())}
+    return Generator(GeneratorConfig(size=size, channel_max=channel_max)).eval().requires_grad_(False).to(device)
 
 
-def cpu_has_bf16() -> bool:
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
+def autocast(device: str, dtype: str):
+    import torch
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    if dtype == "fp32":
+        return torch.autocast(kind, enabled=False)
+    return torch.autocast(kind, dtype=torch.bfloat16 if dtype == "bf16" else torch.float16)
+
+
+def measure(size: int, batch: int, rounds: int, device: str, dtypes: list[str], channel_max: int = 512,
+            profile: bool = False) -> dict:
+    import torch
+
+    from official_stylegan2 import official_ops
+
+    g = build(size, device, channel_max)
+    w = torch.randn(batch, g.num_ws, g.config.style_dim, device=device)
+
+    def forward(dtype, official=False):
+        def run():
+            with torch.no_grad(), autocast(device, dtype), (official_ops() if official else _null()):
+                return g.synthesis(w)
+        return run
+
+    variants = {"official fp32": forward("fp32", official=True)}
+    for dt in dtypes:
+        variants[f"ours {dt}"] = forward(dt)
+    probes = {}
+    for dt in ["fp32"] + [d for d in dtypes if d != "fp32"]:
+        probes[dt] = limit_probe(device, dt)
+        variants[f"limit {dt}"] = probes[dt][0]
+    with torch.no_grad():
+        ref = forward("fp32")().float()
+        errors = {dt: float((forward(dt)().float() - ref).abs().max()) for dt in dtypes}
+        errors["official fp32"] = float((forward("fp32", True)().float() - ref).abs().max())
+    flops = count_flops(lambda: forward("fp32")())
+    times = interleaved(variants, rounds, device)
+    rows = []
+    base = times["official fp32"]
+    for name in variants:
+        if name.startswith("limit"):
+            continue
+        dt = name.split()[-1]
+        rate = [probes[dt][1] / t for t in times[f"limit {dt}"]]  # FLOP/s of the probe per round
+        floor = [flops / r for r in rate]
+        rows.append(dict(size=size, batch=batch, variant=name, median_s=median(times[name]),
+                         per_image_s=median(times[name]) / batch, speedup=ratio(base, times[name]),
+                         limit_gflops=median(rate) / 1e9, of_limit=median(f / t for f, t in zip(floor, times[name])),
+                         max_abs_err=errors.get(name, errors.get(dt, 0.0)), gflop=flops / 1e9))
+    prof = None
+    if profile:
+        prof = profile_table(forward("fp32"))
+    return {"rows": rows, "profile": prof}
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="256,1024")
-    ap.add_argument("--batches", default="1,4")
-    ap.add_argument("--repeats", type=int, default=3)
+def profile_table(run, rows: int = 18) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    run()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as p:
+        run()
+    return p.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=rows,
+                                                           max_name_column_width=28, max_shapes_column_width=52)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="1024")
+    ap.add_argument("--batches", default="1")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
                     help="include bfloat16 autocast (auto: on CUDA, or on CPUs with AVX512-BF16/AMX)")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        print(json.dumps(run_one(**json.loads(args.child))))
-        return
-    configs = [("fused", "fp32"), ("ours", "fp32")]
-    if args.bf16 == "yes" or (args.bf16 == "auto" and (args.device == "cuda" or cpu_has_bf16())):
-        configs.append(("ours", "bf16"))
-    else:
-        print("skipping bfloat16: this CPU has no AVX512-BF16/AMX, where bf16 convolutions are emulated and "
-              "many times slower (force with --bf16 yes)", file=sys.stderr)
-    rows = []
+    ap.add_argument("--channel-max", type=int, default=512, help=argparse.SUPPRESS)  # tiny test runs
+    ap.add_argument("--profile", action="store_true", help="print the per-operator profile of one forward")
+    args = ap.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtypes = ["fp32"]
+    if args.bf16 == "yes" or (args.bf16 == "auto" and (args.device.startswith("cuda") or cpu_has_bf16())):
+        dtypes.append("bf16")
+    print(f"Machine: {machine_line(args.device)}\n")
+    rows, profiles = [], []
     for size in map(int, args.sizes.split(",")):
         for batch in map(int, args.batches.split(",")):
-            for impl, dtype in configs:
-                spec = dict(size=size, batch=batch, dtype=dtype, impl=impl, repeats=args.repeats, device=args.device)
-                out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                     text=True)
-                if out.returncode != 0:
-                    print(f"failed {spec}: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-                    continue
-                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                r = rows[-1]
-                print(f"  {size:5d} b{batch} {impl:5s} {dtype}: {r['median_s']:.3f} s, peak {r['peak_gib']:.2f} GiB",
-                      file=sys.stderr, flush=True)
-    print(f"\nGenerator.synthesis on {args.device} (median of {args.repeats}; peak = max RSS of the process"
-          f"{' / CUDA max allocated' if args.device == 'cuda' else ''})\n")
-    print("| size | batch | impl | dtype | median s | s / image | peak GiB | speed-up vs fused fp32 |")
-    print("|---:|---:|---|---|---:|---:|---:|---:|")
-    base = {(r["size"], r["batch"]): r["median_s"] for r in rows if r["impl"] == "fused"}
+            out = measure(size, batch, args.rounds, args.device, dtypes, args.channel_max, args.profile)
+            rows += out["rows"]
+            if out["profile"]:
+                profiles.append((size, batch, out["profile"]))
+            for r in out["rows"]:
+                print(f"  {size} b{batch} {r['variant']}: {r['median_s']:.3f} s ({load()})", file=sys.stderr,
+                      flush=True)
+    print(f"Generator.synthesis on {args.device}, median of {args.rounds} interleaved rounds; speed-up = median "
+          f"per-round ratio to `official fp32`; limit = the 512->512 3x3 convolution's rate in the same rounds; "
+          f"of limit = (GFLOP / limit) / time; error = max |image - ours fp32| (images in about [-1, 1])\n")
+    print("| size | batch | variant | median s | s / image | speed-up vs official | GFLOP | limit GFLOP/s | "
+          "of limit | max abs error |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        ref = base.get((r["size"], r["batch"]))
-        ratio = f"{ref / r['median_s']:.2f}x" if ref else "-"
-        print(f"| {r['size']} | {r['batch']} | {r['impl']} | {r['dtype']} | {r['median_s']:.3f} | "
-              f"{r['median_s'] / r['batch']:.3f} | {r['peak_gib']:.2f} | {ratio} |")
+        print(f"| {r['size']} | {r['batch']} | {r['variant']} | {r['median_s']:.3f} | {r['per_image_s']:.3f} | "
+              f"{r['speedup']:.2f}x | {r['gflop']:.1f} | {r['limit_gflops']:.0f} | {r['of_limit']:.2f} | "
+              f"{r['max_abs_err']:.1e} |")
+    print(f"\nEnd: {load()}")
+    for size, batch, table in profiles:
+        print(f"\nProfile of one `ours fp32` forward, size {size}, batch {batch} (self CPU time per operator):\n")
+        print("```\n" + table + "\n```")
+    return rows
 
 
 if __name__ == "__main__":

@@ -95,13 +95,14 @@ def _fused_modconv(x, weight, styles, demodulate, up, k1d):
 
 @pytest.mark.parametrize("up,demod,k", [(False, True, 3), (True, True, 3), (False, False, 1)])
 @pytest.mark.parametrize("res,with_grad", [(4, False), (32, False), (32, True)])
-def test_nonfused_modconv_equals_grouped_form(up, demod, k, res, with_grad):
-    """Both evaluation strategies (input scaling; per-sample weight modulation for large images in
-    inference) equal the grouped form."""
+@pytest.mark.parametrize("n", [1, 3])
+def test_nonfused_modconv_equals_grouped_form(up, demod, k, res, with_grad, n):
+    """Both evaluation strategies (input scaling; weight modulation for a single image in inference) equal
+    the grouped form."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 16, res, res, generator=gen).requires_grad_(with_grad)
+    x = torch.randn(n, 16, res, res, generator=gen).requires_grad_(with_grad)
     weight = torch.randn(24, 16, k, k, generator=gen) / (16 * k * k) ** 0.5
-    styles = 1 + 0.3 * torch.randn(3, 16, generator=gen)
+    styles = 1 + 0.3 * torch.randn(n, 16, generator=gen)
     k1d = ops.make_kernel_1d([1, 3, 3, 1])
     ours = ops.modulated_conv2d(x, weight, styles, demodulate=demod, up=up, blur_kernel_1d=k1d)
     ref = _fused_modconv(x.detach(), weight, styles, demod, up, k1d)
@@ -117,6 +118,33 @@ def test_upfirdn2d_matches_2d_reference():
     ref = F.conv2d(F.pad(up, [2, 1, 2, 1]).view(6, 1, 13, 13), k.flip([0, 1]).view(1, 1, 4, 4)).view(2, 3, 10, 10)
     ours = ops.upfirdn2d(x, ops.make_kernel_1d([1, 3, 3, 1]), up=2, pad=(2, 1), gain=4.0)
     assert (ours - ref).abs().max() < 1e-6
+
+
+def _upfirdn2d_2d_reference(x, k1d, up, pad, gain):
+    """Zero insertion, zero padding, then a true 2-D convolution, channel by channel (the reference definition)."""
+    n, c, h, w = x.shape
+    u = torch.zeros(n, c, h * up, w * up)
+    u[:, :, ::up, ::up] = x
+    k = torch.outer(k1d, k1d) * gain
+    u = F.pad(u, [pad[0], pad[1], pad[0], pad[1]])
+    out = F.conv2d(u.reshape(n * c, 1, *u.shape[2:]), k.flip([0, 1]).view(1, 1, *k.shape))
+    return out.view(n, c, *out.shape[2:])
+
+
+@pytest.mark.parametrize("up,pad", [(1, (1, 1)), (1, (2, 1)), (1, (0, 2)), (2, (2, 1)), (2, (1, 1)), (2, (3, 0)),
+                                    (2, (0, 0))])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upfirdn2d_asymmetric_kernel_any_padding(up, pad, channels_last):
+    """An asymmetric kernel catches a missing or doubled flip; every padding case equals the definition."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, generator=gen)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    k1d = torch.tensor([1.0, 2.0, 4.0, 0.5]) / 7.5
+    ref = _upfirdn2d_2d_reference(x, k1d, up, pad, 4.0)
+    ours = ops.upfirdn2d(x, k1d, up=up, pad=pad, gain=4.0)
+    assert ours.shape == ref.shape
+    assert (ours - ref).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("size,mult", [(16, 1), (32, 2), (64, 1)])
@@ -178,3 +206,48 @@ def test_activation_checkpointing_gives_the_same_values_and_gradients(parity):
         grads.append((img.detach(), w.grad))
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-6)
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("up,act", [(False, True), (True, True), (False, False)])
+@pytest.mark.parametrize("n", [1, 2])
+def test_styled_conv_function_equals_composed_ops_values_and_gradients(up, act, n):
+    """The memory-saving autograd function (frozen weights) against autograd through the composed ops."""
+    gen = torch.Generator().manual_seed(0)
+    k = 3 if act else 1
+    x = torch.randn(n, 8, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(6, 8, k, k, generator=gen) / (8 * k * k) ** 0.5
+    styles = 1 + 0.3 * torch.randn(n, 8, generator=gen)
+    noise = 0.3 * torch.randn(1, 1, 16 if up else 8, 16 if up else 8, generator=gen) if act else None
+    bias = 0.2 * torch.randn(6, generator=gen) if act else None
+    k1d = ops.make_kernel_1d([1, 3, 3, 1])
+    results = []
+    for fused in (True, False):
+        xi, si = x.clone().requires_grad_(True), styles.clone().requires_grad_(True)
+        if fused:
+            out = ops.styled_conv2d(xi, weight, si, noise=noise, bias=bias, demodulate=act, up=up, blur_kernel_1d=k1d)
+        else:
+            out = ops.modulated_conv2d(xi, weight, si, demodulate=act, up=up, blur_kernel_1d=k1d)
+            if act:
+                out = ops.fused_leaky_relu(out + noise, bias)
+        (out * torch.linspace(-1, 2, out.numel()).view(out.shape)).sum().backward()
+        results.append((out.detach(), xi.grad, si.grad))
+    (o1, gx1, gs1), (o2, gx2, gs2) = results
+    assert torch.equal(o1, o2)
+    assert torch.allclose(gx1, gx2, atol=1e-5, rtol=1e-4)
+    assert torch.allclose(gs1, gs2, atol=1e-5, rtol=1e-4)
+
+
+def test_synthesis_gradients_match_with_trainable_weights(parity):
+    """Frozen weights take the fused autograd function, trainable ones the composed ops: same gradients."""
+    g, ref = parity
+    grads = []
+    for trainable in (False, True):
+        g.requires_grad_(trainable)
+        w = ref["w_plus"].clone().requires_grad_(True)
+        img = g.synthesis(w)
+        (img * torch.linspace(-1, 1, img.numel()).view(img.shape)).sum().backward()
+        grads.append((img.detach(), w.grad))
+    g.requires_grad_(False)
+    g.zero_grad(set_to_none=True)
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5, rtol=1e-4)

@@ -44,28 +44,26 @@ def upfirdn2d(x: torch.Tensor, kernel_1d: torch.Tensor, *, up: int = 1, pad: tup
               gain: float = 1.0) -> torch.Tensor:
     """Upsample by zero insertion, pad, filter with the separable kernel outer(k, k) * gain.
 
-    Same result as the reference upfirdn2d with a 2-D kernel that is an outer product (down=1):
-    the filter runs as two 1-D depthwise passes, which is cheaper than one 2-D pass.
+    Same result as the reference upfirdn2d with a 2-D kernel that is an outer product (down=1). It runs as one
+    depthwise convolution in channels_last layout (one pass over the activations; NCHW depthwise and 1-D passes
+    are several times slower on CPU); with up > 1 as a transposed convolution of stride `up`, which is zero
+    insertion followed by a true convolution, so no zero-filled copy is made. The result is channels_last.
     """
-    n, c, h, w = x.shape
-    if up > 1:
-        # Zero insertion without materialising a strided copy first.
-        y = x.new_zeros(n, c, h, up, w, up)
-        y[:, :, :, 0, :, 0] = x
-        x = y.view(n, c, h * up, w * up)
-    p0, p1 = pad
-    conv_pad = 0
-    if p0 == p1 and p0 >= 0:
-        conv_pad = p0  # symmetric padding goes into the convolutions (no padded copy)
-    else:
-        x = F.pad(x, [p0, p1, p0, p1])
-    # A true convolution flips the kernel; F.conv2d is a correlation.
-    k = kernel_1d.flip(0).to(dtype=x.dtype, device=x.device) * math.sqrt(gain)
-    taps = k.numel()
     c = x.shape[1]
-    x = F.conv2d(x, k.view(1, 1, 1, taps).expand(c, 1, 1, taps), padding=(0, conv_pad), groups=c)
-    x = F.conv2d(x, k.view(1, 1, taps, 1).expand(c, 1, taps, 1), padding=(conv_pad, 0), groups=c)
-    return x
+    k1 = kernel_1d.to(dtype=x.dtype, device=x.device)
+    taps = k1.numel()
+    k = torch.outer(k1, k1).mul_(gain).view(1, 1, taps, taps).expand(c, 1, taps, taps).contiguous()
+    x = x.contiguous(memory_format=torch.channels_last)
+    p0, p1 = pad
+    if up > 1:
+        # The full transposed-convolution output starts taps-1 samples before the reference's first output.
+        s0, s1 = taps - 1 - p0, taps - up - p1
+        out = F.conv_transpose2d(x, k, stride=up, groups=c, padding=s0 if s0 == s1 and s0 >= 0 else 0)
+        return out if s0 == s1 and s0 >= 0 else F.pad(out, [-s0, -s1, -s0, -s1])
+    # F.conv2d is a correlation: flip the kernel for a true convolution.
+    if p0 == p1 and p0 >= 0:
+        return F.conv2d(x, k.flip([2, 3]), padding=p0, groups=c)
+    return F.conv2d(F.pad(x, [p0, p1, p0, p1]), k.flip([2, 3]), groups=c)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool = True,
@@ -74,13 +72,13 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     """StyleGAN2 modulated convolution. weight [Co,Ci,k,k] (already scaled by its equalised-lr gain),
     styles [N,Ci]; `weight_sq` = sum over the kernel of weight^2 ([Co,Ci]) may be passed precomputed.
 
-    Two exact evaluations of the same function (real arithmetic), chosen by cost:
-    - input scaling (non-fused): scale the input by the styles, one shared convolution over the batch, scale
-      the output by the demodulation coefficients. Cheap where weights are large and images small, and the
-      only form used when gradients flow (its backward needs no weight-gradient convolution);
-    - weight modulation (inference only; for a single image, or where the image is large relative to the
-      weight): per-sample modulated weights and one plain (N=1) or grouped convolution, skipping two passes
-      over the activations. Grouped convolutions are slow on CPU for small images, so those use input scaling.
+    Two exact evaluations of the same function (real arithmetic):
+    - weight modulation (inference on a single image): modulated, demodulated weights and one plain
+      convolution, skipping two passes over the activations;
+    - input scaling (batches, and whenever gradients flow): scale the input by the styles, one shared
+      convolution over the batch, scale the output by the demodulation coefficients. Its backward needs no
+      weight-gradient convolution, and it keeps the batch in channels_last layout, where the per-sample
+      grouped convolution of the official code is about 2-3x slower on CPU.
     Upsampling (up=True): transposed convolution with stride 2, then the FIR blur (rosinality layout).
     """
     n, ci = styles.shape
@@ -91,24 +89,13 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
             weight_sq = weight.float().square().sum(dim=(2, 3))
         # sum_{i,k} (w[o,i,k] * s[n,i])^2 = (s^2) @ (sum_k w^2)^T
         dcoefs = torch.rsqrt(styles.float().square() @ weight_sq.t() + eps)  # [N, Co]
-    h, w = x.shape[-2:]
-    out_px = h * w * (4 if up else 1)
     grads = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad or weight.requires_grad)
-    if not grads and (n == 1 or 2 * co * ci * kh * kw < ci * h * w + co * out_px):
-        wn = weight.unsqueeze(0) * styles.to(weight.dtype).view(n, 1, ci, 1, 1)
+    if n == 1 and not grads:
+        factor = styles.to(weight.dtype).view(1, ci)
         if dcoefs is not None:
-            wn = wn * dcoefs.to(weight.dtype).view(n, co, 1, 1, 1)
-        wn = wn.to(x.dtype)
-        if n == 1:
-            return _conv(x, wn[0], up, blur_kernel_1d)
-        # one grouped convolution (samples as groups) writes the batch without a concatenation copy
-        xg = x.reshape(1, n * ci, h, w)
-        if up:
-            out = F.conv_transpose2d(xg, wn.transpose(1, 2).reshape(n * ci, co, kh, kw), stride=2, groups=n)
-            out = upfirdn2d(out.view(n, co, *out.shape[2:]), blur_kernel_1d, pad=(1, 1), gain=4.0)
-            return out
-        out = F.conv2d(xg, wn.reshape(n * co, ci, kh, kw), padding=kh // 2, groups=n)
-        return out.view(n, co, *out.shape[2:])
+            factor = factor * dcoefs.to(weight.dtype).view(co, 1)
+        wn = (weight * factor.view(-1, ci, 1, 1)).to(x.dtype)  # one pass over the weight
+        return _conv(x, wn, up, blur_kernel_1d)
     x = x * styles.to(x.dtype).view(n, ci, 1, 1)
     out = _conv(x, weight.to(x.dtype), up, blur_kernel_1d)
     if dcoefs is not None:
@@ -122,3 +109,100 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, up: bool, blur_kernel_1d: torch
         out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
         return upfirdn2d(out, blur_kernel_1d, pad=(1, 1), gain=4.0)
     return F.conv2d(x, weight, padding=weight.shape[-1] // 2)
+
+
+def _conv_input_grad(g: torch.Tensor, weight: torch.Tensor, up: bool, blur_kernel_1d: torch.Tensor | None,
+                     in_shape: torch.Size) -> torch.Tensor:
+    """Adjoint of `_conv` (a linear map of its input): the gradient of its input from that of its output."""
+    if up:
+        c = g.shape[1]
+        taps = blur_kernel_1d.numel()
+        k1 = blur_kernel_1d.to(dtype=g.dtype, device=g.device)
+        k = torch.outer(k1, k1).mul_(4.0).view(1, 1, taps, taps).expand(c, 1, taps, taps).flip([2, 3])
+        g = F.conv_transpose2d(g.contiguous(memory_format=torch.channels_last), k.contiguous(), padding=1, groups=c)
+        return F.conv2d(g, weight.transpose(0, 1), stride=2)
+    return torch.nn.grad.conv2d_input(in_shape, weight, g, padding=weight.shape[-1] // 2)
+
+
+class _ModulatedConvAct(torch.autograd.Function):
+    """modulated conv (input scaling) [+ noise + bias, leaky ReLU * gain], saving only its input and output.
+
+    Autograd of the composed ops keeps about four activation-sized tensors per layer (the scaled input, the
+    convolution output, the pre-activation, ...); this keeps the layer's input and output, which its neighbours
+    keep anyway, and rebuilds the rest in backward from them (the convolution output from the output through
+    the invertible leaky ReLU). Same forward values as the composed ops; for frozen weights (gradients to the
+    input and styles only), as in latent optimization.
+    """
+
+    @staticmethod
+    def forward(ctx, x, styles, dcoefs, weight, noise, bias, up, blur_kernel_1d, slope, gain):
+        n, ci = styles.shape
+        co = weight.shape[0]
+        out = _conv(x * styles.to(x.dtype).view(n, ci, 1, 1), weight.to(x.dtype), up, blur_kernel_1d)
+        if dcoefs is not None:
+            out.mul_(dcoefs.to(out.dtype).view(n, co, 1, 1))
+        saved_conv = None
+        if bias is not None:
+            if noise is not None:
+                out.add_(noise.to(out.dtype))
+            out = F.leaky_relu(out.add_(bias.to(out.dtype).view(1, -1, 1, 1)), slope, inplace=True).mul_(gain)
+        elif dcoefs is not None:
+            saved_conv = out  # (no activation: the output is the demodulated convolution itself)
+        ctx.save_for_backward(x, styles, dcoefs, weight, noise, bias, out if bias is not None else saved_conv,
+                              blur_kernel_1d)
+        ctx.up, ctx.slope, ctx.gain, ctx.in_shape = up, slope, gain, x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, styles, dcoefs, weight, noise, bias, out, blur_kernel_1d = ctx.saved_tensors
+        n, ci = styles.shape
+        co = weight.shape[0]
+        grad_d = None
+        if bias is not None:
+            factor = torch.where(out > 0, ctx.gain, ctx.gain * ctx.slope).to(out.dtype)
+            grad = grad * factor  # gradient of the pre-activation (= of the demodulated convolution)
+            if dcoefs is not None and ctx.needs_input_grad[2]:
+                conv = out / factor - bias.to(out.dtype).view(1, -1, 1, 1)
+                if noise is not None:
+                    conv = conv - noise.to(out.dtype)
+                grad_d = (grad * conv).sum((2, 3)).to(dcoefs.dtype) / dcoefs
+        elif dcoefs is not None and ctx.needs_input_grad[2]:
+            grad_d = (grad * out).sum((2, 3)).to(dcoefs.dtype) / dcoefs
+        if dcoefs is not None:
+            grad = grad * dcoefs.to(grad.dtype).view(n, co, 1, 1)
+        grad_xs = _conv_input_grad(grad, weight.to(grad.dtype), ctx.up, blur_kernel_1d, ctx.in_shape)
+        grad_s = (grad_xs * x).sum((2, 3)).to(styles.dtype) if ctx.needs_input_grad[1] else None
+        grad_x = grad_xs * styles.to(grad_xs.dtype).view(n, ci, 1, 1) if ctx.needs_input_grad[0] else None
+        return grad_x, grad_s, grad_d, None, None, None, None, None, None, None
+
+
+def styled_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, noise: torch.Tensor | None,
+                  bias: torch.Tensor | None, demodulate: bool = True, up: bool = False,
+                  blur_kernel_1d: torch.Tensor | None = None, weight_sq: torch.Tensor | None = None,
+                  clamp: float | None = None, negative_slope: float = 0.2, gain: float = SQRT2) -> torch.Tensor:
+    """modulated_conv2d, + noise (already scaled, [1 or N,1,H,W]), then fused_leaky_relu(., bias) when a bias
+    is given. With frozen weights and gradients flowing to the input or styles, it runs as one autograd
+    function that keeps 1 activation per layer instead of about 4 (same forward values)."""
+    frozen = not (weight.requires_grad or (bias is not None and bias.requires_grad)
+                  or (noise is not None and noise.requires_grad))
+    grads = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad)
+    if not (grads and frozen and clamp is None):
+        out = modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, blur_kernel_1d=blur_kernel_1d,
+                               weight_sq=weight_sq)
+        if bias is None:
+            return out
+        if noise is not None:
+            noise = noise.to(out.dtype)
+            out = out.add_(noise) if _inplace_ok(out) else out + noise
+        return fused_leaky_relu(out, bias, negative_slope, gain, clamp)
+    dcoefs = None
+    if demodulate:
+        if weight_sq is None:
+            weight_sq = weight.float().square().sum(dim=(2, 3))
+        dcoefs = torch.rsqrt(styles.float().square() @ weight_sq.t() + 1e-8)
+    if torch.is_autocast_enabled(x.device.type):  # autocast skips custom functions: cast as it would a conv
+        x = x.to(torch.get_autocast_dtype(x.device.type))
+    with torch.autocast(x.device.type, enabled=False):
+        return _ModulatedConvAct.apply(x, styles, dcoefs, weight, noise, bias, up, blur_kernel_1d,
+                                       negative_slope, gain)
