@@ -119,7 +119,7 @@ def _conv_input_grad(g: torch.Tensor, weight: torch.Tensor, up: bool, blur_kerne
         taps = blur_kernel_1d.numel()
         k1 = blur_kernel_1d.to(dtype=g.dtype, device=g.device)
         k = torch.outer(k1, k1).mul_(4.0).view(1, 1, taps, taps).expand(c, 1, taps, taps).flip([2, 3])
-        g = F.conv_transpose2d(g.contiguous(memory_format=torch.channels_last), k.contiguous(), padding=1, groups=c)
+        g = F.conv_transpose2d(g, k.contiguous(), padding=1, groups=c)
         return F.conv2d(g, weight.transpose(0, 1), stride=2)
     return torch.nn.grad.conv2d_input(in_shape, weight, g, padding=weight.shape[-1] // 2)
 

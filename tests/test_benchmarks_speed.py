@@ -1,0 +1,44 @@
+"""The speed benchmarks run end to end in their tiny CPU modes (their figures are not checked: benchmarks
+measure speed, tests only that they work and that their rows are complete)."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_benchmark_tiny_on_cpu(tmp_path):
+    out = tmp_path / "gpu.md"
+    rows = _load("gpu").main(["--tiny", "--device", "cpu", "--compile", "no", "--out", str(out)])
+    engines = {r["engine"].split(" (")[0].split(",")[0] for r in rows}
+    assert {"generator forward", "optimization at 32", "global directions edit", "mapper edit",
+            "exact relevance"} <= engines
+    assert all(r["value"] > 0 for r in rows)
+    text = out.read_text()
+    assert text.startswith("Machine: ") and "load" in text and "| exact relevance" in text
+
+
+def test_generator_benchmark_tiny_reports_limit_fraction():
+    rows = _load("generator").main(["--sizes", "16", "--channel-max", "16", "--rounds", "1", "--bf16", "no"])
+    by = {r["variant"]: r for r in rows}
+    assert set(by) == {"official fp32", "ours fp32"}
+    assert by["ours fp32"]["max_abs_err"] == 0 and by["official fp32"]["max_abs_err"] < 1e-4
+    assert 0 < by["ours fp32"]["of_limit"] and by["ours fp32"]["gflop"] > 0
+
+
+@pytest.mark.slow
+def test_optimization_benchmark_tiny():
+    rows = _load("optimization").main(["--sizes", "32", "--tiny", "--steps", "1", "--rounds", "1"])
+    assert {r["variant"] for r in rows} == {"official", "ours", "ours ckpt", "ours bf16", "ours ckpt bf16"}
+    ours = next(r for r in rows if r["variant"] == "ours ckpt")
+    assert ours["max_err"] == "0.0e+00"  # checkpointing recomputes the same values
