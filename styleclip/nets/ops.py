@@ -73,8 +73,9 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     styles [N,Ci]; `weight_sq` = sum over the kernel of weight^2 ([Co,Ci]) may be passed precomputed.
 
     Two exact evaluations of the same function (real arithmetic):
-    - weight modulation (inference on a single image): modulated, demodulated weights and one plain
-      convolution, skipping two passes over the activations;
+    - weight modulation (inference on a single image whose activations outweigh the weight, i.e. from about
+      128 px up): modulated, demodulated weights and one plain convolution, skipping two passes over the
+      activations;
     - input scaling (batches, and whenever gradients flow): scale the input by the styles, one shared
       convolution over the batch, scale the output by the demodulation coefficients. Its backward needs no
       weight-gradient convolution, and it keeps the batch in channels_last layout, where the per-sample
@@ -90,7 +91,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         # sum_{i,k} (w[o,i,k] * s[n,i])^2 = (s^2) @ (sum_k w^2)^T
         dcoefs = torch.rsqrt(styles.float().square() @ weight_sq.t() + eps)  # [N, Co]
     grads = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad or weight.requires_grad)
-    if n == 1 and not grads:
+    h, w = x.shape[-2:]
+    if n == 1 and not grads and 2 * co * ci * kh * kw < ci * h * w + co * h * w * (4 if up else 1):
         factor = styles.to(weight.dtype).view(1, ci)
         if dcoefs is not None:
             factor = factor * dcoefs.to(weight.dtype).view(co, 1)
@@ -159,18 +161,23 @@ class _ModulatedConvAct(torch.autograd.Function):
         n, ci = styles.shape
         co = weight.shape[0]
         grad_d = None
+        d = None if dcoefs is None else dcoefs.to(grad.dtype).view(n, co, 1, 1)
         if bias is not None:
-            factor = torch.where(out > 0, ctx.gain, ctx.gain * ctx.slope).to(out.dtype)
-            grad = grad * factor  # gradient of the pre-activation (= of the demodulated convolution)
+            # With z the pre-activation, out = gain * lrelu(z) and lrelu(z) = lrelu'(z) z, so the gradient of
+            # the demodulated convolution c d = z - bias - noise is g_z = gain * lrelu'(z) * grad, and
+            # sum(g_z * c d) = sum(grad * out) - bias * sum(g_z) - sum(g_z * noise): no pass rebuilds c.
+            grad_z = torch.ops.aten.leaky_relu_backward(grad, out, ctx.slope, True)  # still without the gain
             if dcoefs is not None and ctx.needs_input_grad[2]:
-                conv = out / factor - bias.to(out.dtype).view(1, -1, 1, 1)
+                cd = (grad * out).sum((2, 3)) - ctx.gain * grad_z.sum((2, 3)) * bias.to(grad.dtype)
                 if noise is not None:
-                    conv = conv - noise.to(out.dtype)
-                grad_d = (grad * conv).sum((2, 3)).to(dcoefs.dtype) / dcoefs
-        elif dcoefs is not None and ctx.needs_input_grad[2]:
-            grad_d = (grad * out).sum((2, 3)).to(dcoefs.dtype) / dcoefs
-        if dcoefs is not None:
-            grad = grad * dcoefs.to(grad.dtype).view(n, co, 1, 1)
+                    cd = cd - ctx.gain * (grad_z * noise.to(grad.dtype)).sum((2, 3))
+                grad_d = cd.to(dcoefs.dtype) / dcoefs
+            grad = grad_z * (ctx.gain if d is None else d * ctx.gain)
+        else:
+            if dcoefs is not None and ctx.needs_input_grad[2]:
+                grad_d = (grad * out).sum((2, 3)).to(dcoefs.dtype) / dcoefs
+            if d is not None:
+                grad = grad * d
         grad_xs = _conv_input_grad(grad, weight.to(grad.dtype), ctx.up, blur_kernel_1d, ctx.in_shape)
         grad_s = (grad_xs * x).sum((2, 3)).to(styles.dtype) if ctx.needs_input_grad[1] else None
         grad_x = grad_xs * styles.to(grad_xs.dtype).view(n, ci, 1, 1) if ctx.needs_input_grad[0] else None
