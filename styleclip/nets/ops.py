@@ -162,26 +162,36 @@ class _ModulatedConvAct(torch.autograd.Function):
         co = weight.shape[0]
         grad_d = None
         d = None if dcoefs is None else dcoefs.to(grad.dtype).view(n, co, 1, 1)
+        # Temporaries are updated in place and dropped early: at 1024 px each is 128 MB.
         if bias is not None:
             # With z the pre-activation, out = gain * lrelu(z) and lrelu(z) = lrelu'(z) z, so the gradient of
             # the demodulated convolution c d = z - bias - noise is g_z = gain * lrelu'(z) * grad, and
             # sum(g_z * c d) = sum(grad * out) - bias * sum(g_z) - sum(g_z * noise): no pass rebuilds c.
-            grad_z = torch.ops.aten.leaky_relu_backward(grad, out, ctx.slope, True)  # still without the gain
+            grad_c = torch.ops.aten.leaky_relu_backward(grad, out, ctx.slope, True)  # g_z / gain
             if dcoefs is not None and ctx.needs_input_grad[2]:
-                cd = (grad * out).sum((2, 3)) - ctx.gain * grad_z.sum((2, 3)) * bias.to(grad.dtype)
+                cd = _sum_hw_product(grad, out) - ctx.gain * grad_c.sum((2, 3)) * bias.to(grad.dtype)
                 if noise is not None:
-                    cd = cd - ctx.gain * (grad_z * noise.to(grad.dtype)).sum((2, 3))
+                    cd = cd - ctx.gain * _sum_hw_product(grad_c, noise.to(grad.dtype).expand_as(grad_c))
                 grad_d = cd.to(dcoefs.dtype) / dcoefs
-            grad = grad_z * (ctx.gain if d is None else d * ctx.gain)
+            grad_c.mul_(ctx.gain if d is None else d * ctx.gain)
         else:
             if dcoefs is not None and ctx.needs_input_grad[2]:
-                grad_d = (grad * out).sum((2, 3)).to(dcoefs.dtype) / dcoefs
-            if d is not None:
-                grad = grad * d
-        grad_xs = _conv_input_grad(grad, weight.to(grad.dtype), ctx.up, blur_kernel_1d, ctx.in_shape)
-        grad_s = (grad_xs * x).sum((2, 3)).to(styles.dtype) if ctx.needs_input_grad[1] else None
-        grad_x = grad_xs * styles.to(grad_xs.dtype).view(n, ci, 1, 1) if ctx.needs_input_grad[0] else None
+                grad_d = _sum_hw_product(grad, out).to(dcoefs.dtype) / dcoefs
+            grad_c = grad if d is None else grad * d
+        del grad
+        grad_xs = _conv_input_grad(grad_c, weight.to(grad_c.dtype), ctx.up, blur_kernel_1d, ctx.in_shape)
+        del grad_c
+        grad_s = _sum_hw_product(grad_xs, x).to(styles.dtype) if ctx.needs_input_grad[1] else None
+        grad_x = grad_xs.mul_(styles.to(grad_xs.dtype).view(n, ci, 1, 1)) if ctx.needs_input_grad[0] else None
         return grad_x, grad_s, grad_d, None, None, None, None, None, None, None
+
+
+def _sum_hw_product(a: torch.Tensor, b: torch.Tensor, rows: int = 64) -> torch.Tensor:
+    """sum over H, W of a * b ([N,C]), in bands of rows so the product never exists at full size."""
+    h = a.shape[2]
+    if a.numel() <= 1 << 22 or h <= rows:
+        return (a * b).sum((2, 3))
+    return sum((a[:, :, i:i + rows] * b[:, :, i:i + rows]).sum((2, 3)) for i in range(0, h, rows))
 
 
 def styled_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, noise: torch.Tensor | None,
