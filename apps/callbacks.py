@@ -7,6 +7,7 @@ turns them into a gr.Error pop-up). Progress goes to an optional `report(done, t
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import secrets
 import shutil
@@ -25,6 +26,7 @@ from styleclip import factory
 from styleclip import stylespace as ss
 from styleclip.errors import InputError, StyleClipError
 from styleclip.imaging import from_pil, save_gif, to_pil, upscale_for_viewing
+from styleclip.sources import save_latent
 from styleclip.types import Latent, Prompt
 
 Report = Callable[[int, int, str], None]
@@ -36,6 +38,25 @@ SMALL_RELEVANCE_IMAGES = 4
 DEFAULT_NEUTRAL = "a face"
 SWEEP_FRAMES = 17
 KEEP_RESULTS = 500  # result folders kept on disk (the web layer serves copies from its own cache)
+
+
+# Example prompts the page offers, per model set: each world can only show what it has (toy faces have no
+# grey hair or anger). Global examples take the model's alpha and beta unless they give their own.
+EXAMPLES = {
+    "toy-faces": {
+        "global": [["a face", t] for t in ("a face with blond hair", "a face with a beard", "a face with purple hair",
+                                           "a face with long hair", "a surprised face")],
+        "optimize": [["a face wearing glasses"], ["a face with purple hair"], ["a face with a mohawk"],
+                     ["a surprised face"]],
+    },
+    "ffhq": {  # the StyleCLIP notebooks' settings
+        "global": [["a face", "a smiling face", 4.1, 0.15], ["a face", "a face with glasses", 4.1, 0.13],
+                   ["a face", "a face with grey hair", 5.0, 0.15], ["a face with hair", "a face with curly hair", 4.0, 0.12],
+                   ["a face", "an angry face", 4.0, 0.15]],
+        "optimize": [["a person with purple hair"], ["a face with a mohawk hairstyle"], ["an old person with grey hair"],
+                     ["a surprised face"]],
+    },
+}
 
 
 class GlobalEdit(NamedTuple):
@@ -123,7 +144,10 @@ class StyleClipApp:
         self.identity = self._load_identity(clip_name)
         self.relevance_file, self.stats_file = relevance, stats
         self.mapper_folders = list(mapper_folders) if mapper_folders is not None else None
+        self._own_out_dir = out_dir is None
         self.out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="styleclip-app-"))
+        if self._own_out_dir:
+            atexit.register(self.close)
         self.detector = detector
         self._lock = threading.Lock()
         self._global = None
@@ -136,6 +160,11 @@ class StyleClipApp:
             except StyleClipError as e:
                 self.notices.append(f"global directions unavailable: {e}")
 
+    def close(self) -> None:
+        """Remove the result folder when the app made it (also run at interpreter exit)."""
+        if self._own_out_dir:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+
     # ---- models -------------------------------------------------------------------------------------
     def optimize_defaults(self):
         """The optimization settings the page starts with: the model set's tuned ones over the paper's."""
@@ -147,6 +176,15 @@ class StyleClipApp:
         """(alpha, beta) the page starts with."""
         tuned = factory.edit_defaults(self.model, "global")
         return float(tuned.get("strength", 4.1)), float(tuned.get("beta", 0.15))
+
+    def examples(self, engine: str) -> list[list]:
+        """Example rows for the page: global [neutral, target, alpha, beta], optimize [prompt]; the toy world's
+        prompts on toy-faces, FFHQ's otherwise, with the model's alpha and beta where a row gives none."""
+        rows = EXAMPLES.get(self.model, EXAMPLES["ffhq"])[engine]
+        if engine != "global":
+            return [list(r) for r in rows]
+        alpha, beta = self.global_defaults()
+        return [list(r) + [alpha, beta][len(r) - 2:] for r in rows]
 
     @property
     def size(self) -> int:
@@ -186,16 +224,21 @@ class StyleClipApp:
             g = self.generator
             progress = (lambda d, t: report(d, t, "channel relevance")) if report else None
             try:
-                if self.relevance_file is None and self.stats_file is None and g.config.size <= SMALL_GENERATOR:
+                rel_found = self.relevance_file is not None or ss.shipped_relevance(g, self.clip) is not None or \
+                    any(ss.relevance_cache_path(g, self.clip, m).is_file() for m in ("exact", "fast"))
+                if rel_found or self.stats_file is not None or g.config.size > SMALL_GENERATOR:
+                    # the CLI's lookup: the files given, else the shipped or cached statistics and relevance
+                    self._global = GlobalDirectionsEditor.from_files(
+                        g, self.clip, relevance=self.relevance_file, stats=self.stats_file, compute_missing=False,
+                        progress=progress)
+                else:  # nothing shipped or cached for this small generator (debug): a quick estimate, said so
                     stats = ss.load_or_compute_stats(g, n=SMALL_STATS_SAMPLES)
                     rel = ss.load_or_compute_relevance(g, self.clip, stats, n_images=SMALL_RELEVANCE_IMAGES,
                                                        progress=progress)
                     config = GlobalDirectionsConfig(stats=stats, relevance=rel)
                     self._global = GlobalDirectionsEditor(g, self.clip, config=config)
-                else:
-                    self._global = GlobalDirectionsEditor.from_files(
-                        g, self.clip, relevance=self.relevance_file, stats=self.stats_file, compute_missing=False,
-                        progress=progress)
+                    self.notices.append(f"global directions use a quick {SMALL_RELEVANCE_IMAGES}-image channel "
+                                        "relevance (none is shipped or cached for this generator)")
             except StyleClipError as e:
                 self._global_error = " ".join(str(e).split())
                 raise
@@ -376,9 +419,16 @@ class StyleClipApp:
                              "mapper file into the weights folder, then press Refresh")
         if choice not in self._mapper_paths:
             self.mapper_choices()
-        if choice not in self._mapper_paths:
-            raise InputError(f"unknown mapper {choice!r}; choose one of: {', '.join(self._mapper_paths) or 'none'}")
-        path = self._mapper_paths[choice]
+        if choice in self._mapper_paths:
+            path = self._mapper_paths[choice]
+        else:  # a name typed or sent through the API ('mohawk'): the CLI's lookup for this generator
+            from styleclip.editors.mapper import find_mapper
+
+            try:
+                path = find_mapper(choice, self.mapper_folders, self.generator)
+            except StyleClipError as e:
+                raise InputError(f"unknown mapper {choice!r}: {' '.join(str(e).split())}; choose one of: "
+                                 f"{', '.join(self._mapper_paths) or 'none'}") from None
         key = str(path)
         with self._lock:
             if key not in self._mappers:
@@ -459,7 +509,7 @@ class StyleClipApp:
         image_file = folder / f"{session.label}_{engine}.png"
         to_pil(img[0]).save(image_file)
         latent_file = folder / f"{session.label}_{engine}_latent.pt"
-        torch.save(latent, latent_file)  # W+ [1,num_ws,D], or for global edits the list of styles [1,C_i]
+        save_latent(latent, latent_file)  # W+ [1,num_ws,D], or for global edits S space (as the CLI writes)
         return EditOutput(self.view(session.source), self.view(img[0]), info, image_file, latent_file, session,
                           list(frames), metrics)
 

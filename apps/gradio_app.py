@@ -18,16 +18,6 @@ else:  # run as a script: python apps/gradio_app.py
 CONCURRENCY = 2  # events served at once; long jobs (optimization, inversion) share one further slot
 QUEUE_SIZE = 32
 
-GLOBAL_EXAMPLES = [
-    ["a face", "a smiling face", 4.1, 0.15],
-    ["a face", "a face with glasses", 4.1, 0.13],
-    ["a face", "a face with grey hair", 5.0, 0.15],
-    ["a face with hair", "a face with curly hair", 4.0, 0.12],
-    ["a face", "an angry face", 4.0, 0.15],
-]
-OPTIMIZE_EXAMPLES = [["a person with purple hair"], ["a face with a mohawk hairstyle"],
-                     ["an old person with grey hair"], ["a surprised face"]]
-
 CSS = """
 .gradio-container {max-width: 1280px !important; margin: auto;}
 #title h1 {margin-bottom: 0.2em;}
@@ -55,6 +45,7 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
     opt = app.optimize_defaults()
     steps_default = opt.steps if app.size >= 256 or opt.steps != 300 else 40
     alpha_default, beta_default = app.global_defaults()
+    global_examples, optimize_examples = app.examples("global"), app.examples("optimize")
     invert_default = 500 if app.size >= 256 else 100
 
     with gr.Blocks(title="StyleCLIP · text-driven face editing", delete_cache=(3600, 3600)) as demo:
@@ -93,11 +84,13 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                     with gr.Tab("Global directions", elem_id="tab-global"):
                         with gr.Row():
                             neutral = gr.Textbox("a face", label="Neutral text", elem_id="neutral")
-                            target = gr.Textbox(label="Target text", placeholder="a smiling face", elem_id="target")
+                            target = gr.Textbox(global_examples[0][1], label="Target text", elem_id="target",
+                                                placeholder="type the change, e.g. " + global_examples[1][1])
                         with gr.Row():
                             alpha = gr.Slider(-10, 10, alpha_default, step=0.1, label="α strength", elem_id="alpha",
                                               info="how far to move; negative moves away from the target")
-                            beta = gr.Slider(0.05, 0.3, beta_default, step=0.01, label="β threshold", elem_id="beta",
+                            beta = gr.Slider(0.05, max(0.5, 2 * beta_default), beta_default, step=0.01,
+                                             label="β threshold", elem_id="beta",
                                              info="higher: fewer channels, a more disentangled edit")
                         with gr.Row():
                             global_button = gr.Button("Edit", variant="primary", elem_id="global-edit")
@@ -105,11 +98,12 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                             clear_button = gr.Button("Clear stack")
                             sweep_button = gr.Button("Alpha-sweep GIF")
                         stack_info = gr.Markdown(app.describe_stack(None))
-                        gr.Examples(GLOBAL_EXAMPLES, inputs=[neutral, target, alpha, beta], label="Examples")
+                        gr.Examples(global_examples, inputs=[neutral, target, alpha, beta], label="Examples")
                     with gr.Tab("Latent mapper", elem_id="tab-mapper"):
                         choices = app.mapper_choices()
                         with gr.Row():
                             mapper = gr.Dropdown(choices, value=choices[0] if choices else None, scale=4,
+                                                 allow_custom_value=True,  # API callers may name one: 'mohawk'
                                                  label="Mapper (trained here or official)")
                             refresh_button = gr.Button("Refresh", scale=1)
                         strength = gr.Slider(-2, 3, 1.0, step=0.1, label="Strength (1 = as trained)")
@@ -118,8 +112,8 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                                     "`./mappers`), or put official mapper files (e.g. `mohawk.pt`) in the "
                                     "weights folder; then press Refresh.")
                     with gr.Tab("Optimization", elem_id="tab-optimize"):
-                        prompt = gr.Textbox(label="Prompt", placeholder="a person with purple hair",
-                                            elem_id="prompt")
+                        prompt = gr.Textbox(label="Prompt", placeholder="type the change, e.g. "
+                                            + optimize_examples[0][0], elem_id="prompt")
                         steps = gr.Slider(1, 1000, steps_default, step=1, label="Steps")
                         with gr.Accordion("Loss weights and learning rate", open=False):
                             lr = gr.Slider(0.001, 0.5, opt.lr, step=0.001, label="Learning rate")
@@ -130,7 +124,7 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                         optimize_button = gr.Button("Optimize", variant="primary", elem_id="optimize")
                         frames = gr.Gallery(label="Intermediate frames", columns=9, height=150, format="png",
                                             elem_classes="result")
-                        gr.Examples(OPTIMIZE_EXAMPLES, inputs=[prompt], label="Examples")
+                        gr.Examples(optimize_examples, inputs=[prompt], label="Examples")
         gr.Markdown("### 3 · Result")
         with gr.Row(equal_height=True):
             before = gr.Image(label="Before", type="pil", format="png", interactive=False, height=300,
@@ -205,19 +199,27 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                 out = app.optimize(session, prompt, steps, lr, l2_lambda, id_lambda, report=_reporter(progress))
                 return (*show_edit(out), out.frames)
 
+        result_outputs = [before, after, sweep, result_info, image_file, latent_file, frames]
+
+        def clear_result():  # a new source: the previous result no longer belongs to it
+            return None, None, None, "", None, None, []
+
+        hidden = dict(api_visibility="private", show_progress="hidden")
         heavy = dict(concurrency_id="heavy", concurrency_limit=1)
         on_source = dict(show_progress_on=[source_image])  # spinners and error badges on one panel only
         on_after = dict(show_progress_on=[after])
         demo.load(face_from_seed, [seed, truncation], source_outputs, api_name="initial_face", api_visibility="private",
                   **on_source)
-        new_button.click(new_face, [truncation], [seed, *source_outputs], api_name="new_face", **on_source)
-        seed_button.click(face_from_seed, [seed, truncation], source_outputs, api_name="face_from_seed", **on_source)
+        new_button.click(new_face, [truncation], [seed, *source_outputs], api_name="new_face", **on_source).then(
+            clear_result, None, result_outputs, **hidden)
+        seed_button.click(face_from_seed, [seed, truncation], source_outputs, api_name="face_from_seed",
+                          **on_source).then(clear_result, None, result_outputs, **hidden)
         seed.submit(face_from_seed, [seed, truncation], source_outputs, api_name="seed_submit",
-                    api_visibility="private", **on_source)
+                    api_visibility="private", **on_source).then(clear_result, None, result_outputs, **hidden)
         photo.change(show_photo, [photo], [preview], api_name="photo_preview", api_visibility="private",
                      show_progress="hidden")
         upload_button.click(upload_photo, [photo, invert_steps], [*source_outputs, aligned], api_name="upload_photo",
-                            **heavy, **on_source)
+                            **heavy, **on_source).then(clear_result, None, result_outputs, **hidden)
         global_inputs = [session, neutral, target, alpha, beta]
         global_button.click(global_edit, global_inputs, edit_outputs, api_name="global_edit", **on_after)
         target.submit(global_edit, global_inputs, edit_outputs, api_name="target_submit", api_visibility="private",
@@ -245,8 +247,16 @@ def serve(model: str = "debug", *, host: str = "127.0.0.1", port: int = 7860, sh
     for notice in app.notices:
         print(f"notice: {notice}")
     demo = build_demo(app)
+    # quiet: gradio's own hint says "set share=True in launch()"; this app's switch is --share
     demo.launch(server_name=host, server_port=port, share=share, theme=gr.themes.Soft(), css=CSS,
-                prevent_thread_lock=not block, footer_links=["api", "gradio"])
+                prevent_thread_lock=True, footer_links=["api", "gradio"], quiet=True)
+    print(f"Running on {demo.local_url}" + (f" and {demo.share_url}" if getattr(demo, "share_url", None) else
+                                           " (styleclip serve --share: also a temporary public link)"), flush=True)
+    if block:
+        try:
+            demo.block_thread()
+        finally:
+            app.close()
     return demo
 
 

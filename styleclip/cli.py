@@ -13,6 +13,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 MODEL_HELP = ("Model set: 'ffhq' (real FFHQ weights, downloaded), 'toy-faces' (embedded cartoon faces, offline; the "
               "default when FFHQ cannot be had), 'debug' (tiny random).")
+# Square brackets in help texts are eaten by rich markup: defaults that depend on something go in show_default.
 
 
 def friendly(fn):
@@ -100,39 +101,95 @@ def convert(
     typer.echo(f"wrote {dst} (size {config.size}, style_dim {config.style_dim}, n_mlp {config.n_mlp})")
 
 
-def _sources(generator, seed, seeds, latent, latents, truncation, image=None, face_index=None, invert_steps=500):
+def _sources(generator, seed, seeds, latent, latents, truncation, image=None, face_index=None, invert_steps=500,
+             model=None):
     """The Latent to edit, and for a photo also its aligned crop (shown beside the edit)."""
     from .sources import latents_from_dir, latents_from_seeds, load_latent_file, parse_seeds
 
-    given = [x is not None for x in (seeds, latent, latents, image)]
-    if sum(given) > 1:
-        raise ValueError("give only one source: --seed/--seeds, --latent, --latents or --image")
+    given = [name for name, v in (("--seed", seed), ("--seeds", seeds), ("--latent", latent),
+                                  ("--latents", latents), ("--image", image)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give only one source, not {' and '.join(given)}: --seed, --seeds, --latent, --latents "
+                         "or --image")
     if image is not None:
-        return _invert_for_edit(generator, image, face_index, invert_steps)
+        return _invert_for_edit(generator, image, face_index, invert_steps, model)
     if latent is not None:
         return load_latent_file(latent, generator), None
     if latents is not None:
         return latents_from_dir(latents, generator), None
-    return latents_from_seeds(generator, parse_seeds(seeds) if seeds is not None else [seed], truncation), None
+    return latents_from_seeds(generator, parse_seeds(seeds) if seeds is not None else [seed or 0], truncation), None
 
 
-def _invert_for_edit(generator, image: Path, face_index, steps: int):
+def _photo_warning(model: Optional[str]) -> None:
+    from .factory import TOY
+
+    if model in ("toy-faces", TOY, "debug"):
+        typer.echo(f"warning: --model {model} is not a photo model ({'64-px cartoon faces' if model != 'debug' else 'random weights'}): "
+                   "a real photo cannot be reconstructed by it, so the inversion and any edit of it will not "
+                   "look like the person; use --model ffhq for photos", err=True)
+
+
+class _StepBar:
+    """A stderr progress bar for `progress(done, total)` callbacks whose total is known up front (no 0/1 start,
+    and an ETA from the steps actually taken, not from the set-up before the first)."""
+
+    def __init__(self, label: str, total: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=max(1, total), desc=label, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def __call__(self, done: int, total: int, postfix: Optional[dict] = None):
+        if total != self.bar.total:
+            self.bar.total = total
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        self.bar.close()
+
+
+def _invert_for_edit(generator, image: Path, face_index, steps: int, model=None):
     from .imaging import from_pil
     from .inversion import InversionConfig, default_encoder, invert_photo
     from .types import Latent
 
+    _photo_warning(model)
     enc = default_encoder(generator, None, device=generator.w_avg.device)
-    with typer.progressbar(length=1 if enc is not None else steps, label="inverting the photo",
-                           file=sys.stderr) as bar:
-        done = [0]
-
-        def progress(k, total):
-            bar.update(k - done[0])
-            done[0] = k
-
+    bar = _StepBar("inverting the photo", 1 if enc is not None else steps)
+    try:
         w_plus, aligned, _ = invert_photo(image, generator, face_index=face_index,
-                                          config=InversionConfig(steps=steps), encoder=enc, progress=progress)
+                                          config=InversionConfig(steps=steps), encoder=enc, progress=bar)
+    finally:
+        bar.close()
     return Latent(w_plus, labels=(image.stem,)), from_pil(aligned, generator.config.size)
+
+
+# Options that only one engine uses (the CLI refuses them with another engine rather than ignore them).
+ENGINE_OPTIONS = {
+    "optimize": ("--steps", "--lr", "--l2-lambda", "--id-lambda", "--mode", "--space", "--bf16",
+                 "--checkpoint-min-res", "--gif"),
+    "global": ("--neutral", "--beta", "--relevance"),
+    "mapper": ("--mapper",),
+}
+
+
+def _check_engine_options(engine: str, given: dict) -> None:
+    """`given`: option name -> whether the user set it. Options of another engine are an error."""
+    for other, names in ENGINE_OPTIONS.items():
+        stray = [n for n in names if given.get(n)]
+        if other != engine and engine in ENGINE_OPTIONS and stray:
+            raise ValueError(f"{', '.join(stray)} {'is an option' if len(stray) == 1 else 'are options'} of "
+                             f"--engine {other}; --engine {engine} does not use {'it' if len(stray) == 1 else 'them'}")
+
+
+def _tuned_help(engine: str, key: str, paper) -> str:
+    """'300, toy-faces 50': the default of an edit option, and the model sets' own where one is tuned."""
+    from .factory import MODEL_EDIT_DEFAULTS
+
+    tuned = [f"{model} {v[engine][key]:g}" for model, v in MODEL_EDIT_DEFAULTS.items()
+             if v.get(engine, {}).get(key, paper) != paper]
+    return ", ".join([f"{paper:g}"] + tuned)
 
 
 @app.command()
@@ -140,114 +197,158 @@ def _invert_for_edit(generator, image: Path, face_index, steps: int):
 def edit(
     prompt: str = typer.Option(..., "--prompt", "-p", help="Target text, e.g. 'mohawk'."),
     engine: str = typer.Option("optimize", help="optimize | mapper | global"),
-    seed: int = typer.Option(0, help="Source: one seed (z -> truncation -> W+)."),
+    seed: Optional[int] = typer.Option(None, help="Source: one seed (z -> truncation -> W+).", show_default="0"),
     seeds: Optional[str] = typer.Option(None, help="Source: several seeds, e.g. '0-7' or '1,5,9'."),
-    latent: Optional[Path] = typer.Option(None, help="Source: a saved W+ latent (.pt / .npy)."),
+    latent: Optional[Path] = typer.Option(None, help="Source: a saved latent (.pt / .npy): W+, or S space as "
+                                          "written by global or --space styles edits."),
     latents: Optional[Path] = typer.Option(None, help="Source: a folder of latents."),
     image: Optional[Path] = typer.Option(None, help="Source: a photo (the face is aligned and inverted; cached)."),
-    face_index: Optional[int] = typer.Option(None, help="--image: which face (see `styleclip faces`)."),
+    face_index: Optional[int] = typer.Option(None, help="--image: which face (see `styleclip faces`).",
+                                             show_default="the largest"),
     invert_steps: int = typer.Option(500, help="--image: inversion steps when no e4e encoder is present."),
     truncation: float = typer.Option(0.7, help="Truncation psi for seeds."),
-    steps: Optional[int] = typer.Option(None, help="optimize: Adam steps [default: 300; the model's own, if tuned]."),
-    lr: Optional[float] = typer.Option(None, help="optimize: learning rate [default: 0.1; or the model's]."),
-    l2_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the L2 distance to the source "
-                                              "latent [default: 0.008; or the model's]."),
+    steps: Optional[int] = typer.Option(None, help="optimize: Adam steps.",
+                                        show_default=_tuned_help("optimize", "steps", 300)),
+    lr: Optional[float] = typer.Option(None, help="optimize: learning rate.",
+                                       show_default=_tuned_help("optimize", "lr", 0.1)),
+    l2_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the L2 distance to the source latent.",
+                                              show_default=_tuned_help("optimize", "l2_lambda", 0.008)),
     id_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the identity loss (needs an "
-                                              "identity net) [default: 0.005; or the model's]."),
-    mode: str = typer.Option("edit", help="optimize: 'edit' or 'free_generation' (from the mean latent)."),
-    space: str = typer.Option("wplus", help="optimize: 'wplus' or 'styles' (S space, non-toRGB)."),
-    bf16: bool = typer.Option(False, help="bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
+                                              "identity net).", show_default=_tuned_help("optimize", "id_lambda",
+                                                                                         0.005)),
+    mode: Optional[str] = typer.Option(None, help="optimize: 'edit' or 'free_generation' (from the mean latent).",
+                                       show_default="edit"),
+    space: Optional[str] = typer.Option(None, help="optimize: 'wplus' or 'styles' (S space, non-toRGB).",
+                                        show_default="wplus"),
+    bf16: bool = typer.Option(False, help="optimize: bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
     checkpoint_min_res: Optional[int] = typer.Option(None, help="optimize: recompute the blocks of this "
                                                      "resolution and above in the backward pass (less memory, "
-                                                     "e.g. 512 at 1024 px)."),
+                                                     "e.g. 512 at 1024 px).", show_default="off"),
     strength: Optional[float] = typer.Option(None, "--strength", "--alpha", help="Edit strength: alpha for "
-                                             "global (default 4.1), residual scale for mapper (default 1), CLIP-term "
-                                             "weight for optimize (default 1)."),
-    neutral: str = typer.Option("a face", help="global: the neutral text the direction starts from."),
+                                             "global, residual scale for mapper (1), CLIP-term weight for "
+                                             "optimize (1).", show_default="global " + _tuned_help(
+                                                 "global", "strength", 4.1) + "; mapper and optimize 1"),
+    neutral: Optional[str] = typer.Option(None, help="global: the neutral text the direction starts from.",
+                                          show_default="a face"),
     beta: Optional[float] = typer.Option(None, help="global: disentanglement threshold (channels with "
-                                         "|relevance| < beta are left alone); 0 picks it automatically "
-                                         "[default: 0.15; or the model's]."),
+                                         "|relevance| < beta are left alone); 0 picks it automatically.",
+                                         show_default=_tuned_help("global", "beta", 0.15)),
     relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="global: channel relevance .npy "
-                                                  "(ours or the official fs3.npy)."),
-    mapper: Optional[str] = typer.Option(None, help="mapper: a mapper file or name (default: found by --prompt)."),
+                                                  "(ours or the official fs3.npy).",
+                                                  show_default="the shipped or cached one"),
+    mapper: Optional[str] = typer.Option(None, help="mapper: a mapper file or name.",
+                                         show_default="the mapper trained for --prompt on this generator"),
     batch_size: int = typer.Option(4, help="Sources edited together."),
     out: Path = typer.Option(Path("outputs"), help="Output folder."),
     gif: bool = typer.Option(False, help="optimize: also write an animation of the optimization."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP, show_default="ffhq, or toy-faces offline"),
     checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
     """Edit faces toward a text prompt; writes the edit, a before/after pair and the edited latent."""
-    import torch
-    from tqdm import tqdm
-
     from . import factory
     from .imaging import grid, save_gif, to_pil, upscale_for_viewing
-    from .types import Latent, Prompt
+    from .sources import save_latent
+    from .types import Prompt
 
+    _check_engine_options(engine, {
+        "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
+        "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
+        "--bf16": bf16, "--checkpoint-min-res": checkpoint_min_res is not None, "--gif": gif,
+        "--neutral": neutral is not None, "--beta": beta is not None, "--relevance": relevance_file is not None,
+        "--mapper": mapper is not None})
     model = _model(model, checkpoint)
     tuned = factory.edit_defaults(model if checkpoint is None else None, engine)
     steps, lr, l2_lambda, id_lambda, beta, strength = (
         tuned.get(k, d) if v is None else v for k, v, d in (
             ("steps", steps, 300), ("lr", lr, 0.1), ("l2_lambda", l2_lambda, 0.008), ("id_lambda", id_lambda, 0.005),
             ("beta", beta, 0.15), ("strength", strength, {"global": 4.1}.get(engine, 1.0))))
-    text = Prompt(prompt, neutral=neutral, strength=strength)
+    text = Prompt(prompt, neutral=neutral or "a face", strength=strength)
     g = _generator(model, checkpoint, device)
-    source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps)
+    source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps, model)
     dev = g.w_avg.device
     clip = factory.load_clip(_clip_name(None, model, checkpoint, g), device=dev)
     not_faces = _not_faces_notice(g, checkpoint) if id_lambda > 0 and engine == "optimize" else None
     if not_faces:
         typer.echo(not_faces, err=True)
-    identity = _identity(model, dev) if id_lambda > 0 and engine == "optimize" and not not_faces else None
+    # the identity net: the loss of optimize; on the small built-in models also a figure for every engine
+    wants_identity = (engine == "optimize" and id_lambda > 0 and not not_faces) or \
+        (checkpoint is None and model in (factory.TOY, "debug"))
+    identity = _identity(model, dev) if wants_identity else None
     options = {}
     if engine == "optimize":
-        options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode, space=space,
-                       bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,
+        options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode or "edit",
+                       space=space or "wplus", bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,
                        checkpoint_min_res=checkpoint_min_res)
     elif engine == "global":
         options = dict(beta=beta or None, relevance=relevance_file)
     elif engine == "mapper":
         options = dict(mapper=mapper or prompt)
     editor = factory.create_editor(engine, g, clip, identity, **options)
+    judge = _toy_judge(model if checkpoint is None else None, dev)
     out.mkdir(parents=True, exist_ok=True)
     n = source.batch_size
-    batches = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-    for lo, hi in batches:
-        part = Latent(source.w_plus[lo:hi], labels=source.labels[lo:hi])
+    written, spaces = [], set()
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        part = source.rows(lo, hi)
         desc = f"{engine} {part.labels[0]}" + (f"..{part.labels[-1]}" if hi - lo > 1 else "")
-        with tqdm(total=1, desc=desc, unit="step", leave=True) as bar:
+        bar = _StepBar(desc, steps if engine == "optimize" else 1)
+        try:
             def progress(done, total, bar=bar):
-                bar.total = total
-                bar.n = done
                 losses = getattr(editor, "last_losses", None)
-                if losses:
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()}, refresh=False)
-                bar.refresh()
+                bar(done, total, {k: f"{v:.4f}" for k, v in losses.items()} if losses else None)
 
             result = editor.edit(part, text, progress=progress)
+        finally:
+            bar.close()
+        unrelated = judge(result.source_image, result.image, prompt) if judge and result.source_image is not None \
+            else None
         for j, label in enumerate(part.labels):
-            to_pil(result.image[j]).save(out / f"{label}_edited.png")
+            files = [out / f"{label}_edited.png", out / f"{label}_before_after.png", out / f"{label}_latent.pt"]
+            to_pil(result.image[j]).save(files[0])
             panels = [result.source_image[j], result.image[j]]
             if photo is not None:  # original / reconstruction / edit
                 panels.insert(0, photo[0].to(panels[0].device))
-            pair = grid(panels)
-            upscale_for_viewing(pair).save(out / f"{label}_before_after.png")
-            lat = result.latent[j:j + 1] if isinstance(result.latent, torch.Tensor) else \
-                [s[j:j + 1] for s in result.latent]
-            torch.save(lat.cpu() if isinstance(lat, torch.Tensor) else [s.cpu() for s in lat],
-                       out / f"{label}_latent.pt")
+            upscale_for_viewing(grid(panels)).save(files[1])
+            lat = result.latent[j:j + 1] if hasattr(result.latent, "shape") else [s[j:j + 1] for s in result.latent]
+            spaces.add(save_latent(lat, files[2]))
             if gif and result.frames:
-                frames = [upscale_for_viewing(to_pil(f[j])) for f in result.frames]
-                save_gif(frames, out / f"{label}.gif")
+                files.append(save_gif([upscale_for_viewing(to_pil(f[j])) for f in result.frames], out / f"{label}.gif"))
+            written.append(files)
             m = result.metrics
             line = f"{label}: CLIP similarity {m['clip_before'][j]:.3f} -> {m['clip_after'][j]:.3f}"
             if "identity_similarity" in m:
                 line += f", identity similarity {m['identity_similarity'][j]:.3f}"
+            if unrelated is not None:
+                kept, total, changed = unrelated[j]
+                line += f", unrelated attributes kept {kept}/{total}" + (f" ({'; '.join(changed)})" if changed else "")
             if "channels_kept" in m:
                 line += f" ({m['channels_kept']} channels, beta {m['beta']:.2f}, alpha {m['alpha']:g})"
             typer.echo(line)
-    typer.echo(f"wrote {n} edit(s) to {out}/")
+    if judge is not None:
+        from .toy.evaluate import IDENTITY_COMPARES, IDENTITY_IGNORES
+
+        typer.echo(f"(toy-faces: identity similarity compares {IDENTITY_COMPARES} and ignores {IDENTITY_IGNORES} "
+                   "by design; unrelated attributes are read by the evaluation classifier)")
+    first = source.labels[0]
+    kinds = ", ".join(p.name.replace(first, "<label>" if n > 1 else first, 1) for p in written[0])
+    which = f" for <label> = {', '.join(source.labels[:4])}{', ...' if n > 4 else ''}" if n > 1 else ""
+    typer.echo(f"wrote {n} edit(s) to {out}/: {kinds}{which} (latent in {' and '.join(sorted(spaces))} space)")
+
+
+def _toy_judge(model: Optional[str], device):
+    """On toy-faces: `judge(src_img, edit_img, prompt)` -> per edit (unrelated kept, compared, changes), read by
+    the evaluation classifier; None for other models."""
+    from .factory import TOY
+
+    if model not in ("toy-faces", TOY):
+        return None
+    from .toy.evaluate import unrelated_changes
+    from .toy.train import load_toy_classifier
+
+    classifier = load_toy_classifier().to(device)
+    return lambda src, img, prompt: unrelated_changes(classifier, src, img, prompt)
 
 
 def _identity(model: Optional[str], device):
@@ -308,27 +409,33 @@ def invert(
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
     """Align a face of a photo and invert it into W+ (e4e encoder if available, else optimization)."""
-    from .inversion import InversionConfig, default_encoder, invert_photo, save_inversion
+    from .inversion import InversionConfig, default_encoder, save_inversion
 
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
+    _photo_warning(model)
     enc = default_encoder(g, encoder, device=g.w_avg.device)
     method = "e4e encoder" if enc is not None else f"optimization, {steps} steps"
-    typer.echo(f"inverting {photo} ({method})", err=True)
     if enc is None and g.w_avg.device.type == "cpu" and g.config.size >= 512:
         typer.echo("note: optimizing a 1024-px generator on a CPU takes tens of seconds per step; "
                    "use --encoder e4e_ffhq_encode.pt or a GPU", err=True)
-    with typer.progressbar(length=1 if enc is not None else steps, label="inverting", file=sys.stderr) as bar:
-        done = [0]
+    from .faces import align_photo
+    from .inversion import cached_inversion_path, invert_aligned
 
-        def progress(k, total):
-            bar.update(k - done[0])
-            done[0] = k
-
-        w_plus, aligned, recon = invert_photo(photo, g, face_index=face_index, config=InversionConfig(steps=steps),
-                                              encoder=enc, progress=progress, use_cache=not no_cache)
-    paths = save_inversion(out, w_plus, aligned, recon)
-    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())} (W+ {list(w_plus.shape)})")
+    config = InversionConfig(steps=steps)
+    aligned = align_photo(photo, size=g.config.size, face_index=face_index).image
+    cached = not no_cache and cached_inversion_path(aligned, g, config=config, encoder=enc).is_file()
+    typer.echo(f"{photo}: " + ("found in the inversion cache (an earlier run; --no-cache to invert again)"
+                               if cached else f"inverting ({method})"), err=True)
+    bar = _StepBar("inverting", 1 if enc is not None else steps) if not cached else None
+    try:
+        result = invert_aligned(aligned, g, config=config, encoder=enc, progress=bar, use_cache=not no_cache)
+    finally:
+        if bar is not None:
+            bar.close()
+    paths = save_inversion(out, result.w_plus, aligned, result.reconstruction)
+    how = "from the cache" if result.cached else method
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())} (W+ {list(result.w_plus.shape)}; {how})")
 
 
 # ---- styleclip weights ... ------------------------------------------------------------------------------------
@@ -396,10 +503,27 @@ def weights_verify(names: Optional[list[str]] = typer.Argument(None, help="Only 
 
 @weights_app.command("path")
 @friendly
-def weights_path(name: str = typer.Argument(..., help="Weight name (see `weights list`).")):
-    """Print where weight NAME is (exit 1 if it is not present)."""
+def weights_path(name: str = typer.Argument(..., help="Weight name (see `weights list`) or a model set (ffhq).")):
+    """Print where weight NAME is, or for a model set where each of its weights is (exit 1 if one is absent)."""
     from . import pretrained
 
+    if name in pretrained.MODEL_SETS and name not in pretrained.REGISTRY:
+        ms = pretrained.MODEL_SETS[name]
+        weights = [w for w in (ms.generator, ms.clip, ms.identity) if w in pretrained.REGISTRY]
+        if not weights:
+            typer.echo(f"{name}: built in (no weight files; {ms.description})")
+            return
+        missing = []
+        for w in weights:
+            path = pretrained.find(w)
+            typer.echo(f"{w}  {path if path is not None else 'not present'}")
+            if path is None:
+                missing.append(w)
+        if missing:
+            raise pretrained.WeightsMissingError(
+                f"{len(missing)} weight(s) of model set {name!r} not present: {', '.join(missing)}; run "
+                f"`styleclip weights download {name}`")
+        return
     typer.echo(str(pretrained.resolve(name)))
 
 
@@ -684,8 +808,12 @@ def prepare(
 def sweep(
     prompt: str = typer.Option(..., help="Target text, e.g. 'a smiling face'."),
     neutral: str = typer.Option("a face", help="Neutral text."),
-    alphas: str = typer.Option("-5,0,5", help="Comma-separated strengths (columns)."),
-    betas: str = typer.Option("0.1,0.15,0.2", help="Comma-separated thresholds (rows)."),
+    alphas: Optional[str] = typer.Option(None, help="Comma-separated strengths (columns).",
+                                         show_default="-a,0,a around the model's alpha (" +
+                                         _tuned_help("global", "strength", 4.1) + ")"),
+    betas: Optional[str] = typer.Option(None, help="Comma-separated thresholds (rows).",
+                                        show_default="2/3, 1 and 4/3 of the model's beta (" +
+                                        _tuned_help("global", "beta", 0.15) + ")"),
     seed: int = typer.Option(0, help="Seed of the sampled face."),
     truncation: float = typer.Option(0.7, help="Truncation psi of the sampled face."),
     out: Path = typer.Option(Path("sweep.png"), help="Output grid image."),
@@ -708,8 +836,14 @@ def sweep(
     from .imaging import grid, save_gif, to_pil, upscale_for_viewing
     from .types import Prompt
 
-    alpha_list, beta_list = _floats(alphas, "--alphas"), _floats(betas, "--betas")
+    from .factory import edit_defaults
+    from .imaging import label_grid
+
     model = _model(model, checkpoint)
+    tuned = edit_defaults(model if checkpoint is None else None, "global")
+    a, b = tuned.get("strength", 4.1), tuned.get("beta", 0.15)
+    alpha_list = _floats(alphas, "--alphas") if alphas is not None else [-a, 0.0, a]
+    beta_list = _floats(betas, "--betas") if betas is not None else [round(b * 2 / 3, 3), b, round(b * 4 / 3, 3)]
     g = _generator(model, checkpoint, device)
     enc = load_clip(_clip_name(clip, model, checkpoint, g), device=g.w_avg.device)
     st = _stats_for(g, stats, stats_samples)
@@ -730,8 +864,10 @@ def sweep(
             batch = [torch.cat([s + a * d.unsqueeze(0) for a in alpha_list]) for s, d in zip(styles, ds)]
             tiles += list(g.synthesis_from_styles(batch).cpu())
     out.parent.mkdir(parents=True, exist_ok=True)
-    upscale_for_viewing(grid(tiles, ncols=len(alpha_list)), 256 * len(alpha_list)).save(out)
-    typer.echo(f"wrote {out} (rows beta {beta_list}, columns alpha {alpha_list})")
+    image = upscale_for_viewing(grid(tiles, ncols=len(alpha_list)), 128 * len(alpha_list))
+    label_grid(image, [f"alpha {x:g}" for x in alpha_list], [f"beta {x:g}" for x in beta_list]).save(out)
+    typer.echo(f"wrote {out} (rows beta {', '.join(f'{x:g}' for x in beta_list)}; columns alpha "
+               f"{', '.join(f'{x:g}' for x in alpha_list)})")
     if gif:
         ds, _, _ = editor.direction(Prompt(prompt, neutral=neutral), beta_list[0])
         frames = []
@@ -751,8 +887,8 @@ def serve(
     port: int = typer.Option(7860, help="Port."),
     share: bool = typer.Option(False, "--share", help="Also open a temporary public gradio.live link."),
     model: Optional[str] = typer.Option(None, help="Model set: 'ffhq' (real weights), 'toy-faces' (embedded, "
-                                        "offline; the default when FFHQ cannot be had), 'debug' (tiny random), "
-                                        "or a generator checkpoint path."),
+                                        "offline), 'debug' (tiny random), or a generator checkpoint path.",
+                                        show_default="ffhq, or toy-faces when FFHQ cannot be had"),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
     relevance: Optional[Path] = typer.Option(None, help="Global directions: channel relevance fs3.npy."),
     stats: Optional[Path] = typer.Option(None, help="Global directions: style statistics file."),
@@ -787,15 +923,17 @@ def toy_train(
     model: str = typer.Argument(..., help="clip, classifier, identity or generator."),
     steps: Optional[int] = typer.Option(None, help="Stop at this total step count."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of this run."),
-    out: Optional[Path] = typer.Option(None, help="Run folder (checkpoint, log, exported weights) "
-                                                  "[default: toy-runs/<model>]."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (checkpoint, log, exported weights).",
+                                     show_default="toy-runs/<model>"),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt."),
     init_from: Optional[Path] = typer.Option(None, help="Start from exported weights in this folder "
                                                         "(<model>.safetensors) with a fresh optimizer."),
     start_step: int = typer.Option(0, help="With --init-from: the step those weights were exported at."),
     seed: int = typer.Option(0, help="Seed of the initial weights and of the batch stream."),
-    batch_size: Optional[int] = typer.Option(None, help="Batch size [default: the recipe's; the run's with --resume]."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate [default: the recipe's; the run's with --resume]."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size.",
+                                            show_default="the recipe's; the run's with --resume"),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate.",
+                                      show_default="the recipe's; the run's with --resume"),
     ckpt_every: int = typer.Option(100, help="Checkpoint every N steps."),
     eval_every: int = typer.Option(0, help="Evaluate every N steps (0: only at the end)."),
     threads: int = typer.Option(2, help="torch CPU threads."),
@@ -831,8 +969,8 @@ def toy_train(
 @friendly
 def toy_eval(
     model: str = typer.Argument(..., help="clip, classifier, identity or generator."),
-    weights: Optional[Path] = typer.Option(None, help="Folder with <model>.safetensors and <model>.json "
-                                                      "[default: the packaged styleclip/assets/toy_faces]."),
+    weights: Optional[Path] = typer.Option(None, help="Folder with <model>.safetensors and <model>.json.",
+                                          show_default="the packaged styleclip/assets/toy_faces"),
     n: int = typer.Option(512, help="Held-out evaluation images / pairs."),
 ):
     """Evaluation figures of exported toy weights, as JSON."""

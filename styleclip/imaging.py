@@ -63,3 +63,22 @@ def upscale_for_viewing(image: Image.Image, min_size: int = 256) -> Image.Image:
     if factor == 1:
         return image
     return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+
+
+def label_grid(image: Image.Image, col_labels: Sequence[str], row_labels: Sequence[str], *,
+               margin: int = 18) -> Image.Image:
+    """A grid image (equal tiles, as from `grid`) with a label above each column and left of each row."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    draw0 = ImageDraw.Draw(image)
+    left = max([int(draw0.textlength(t, font=font)) for t in row_labels] + [0]) + 8
+    out = Image.new("RGB", (image.width + left, image.height + margin), "white")
+    out.paste(image, (left, margin))
+    draw = ImageDraw.Draw(out)
+    cw, rh = image.width / max(1, len(col_labels)), image.height / max(1, len(row_labels))
+    for i, t in enumerate(col_labels):
+        draw.text((left + (i + 0.5) * cw - draw.textlength(t, font=font) / 2, 3), t, fill="black", font=font)
+    for i, t in enumerate(row_labels):
+        draw.text((4, margin + (i + 0.5) * rh - 5), t, fill="black", font=font)
+    return out

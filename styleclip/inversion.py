@@ -236,17 +236,24 @@ def cache_path(key: str) -> Path:
     return pretrained.cache_dir() / "inversions" / f"{key}.pt"
 
 
-def invert_aligned(aligned: Image.Image, generator, *, config: InversionConfig = InversionConfig(),
-                   encoder=None, identity=None, progress: ProgressFn | None = None,
-                   use_cache: bool = True) -> InversionResult:
-    """W+ of an aligned face crop: e4e when an encoder is given, else the projector; cached on disk."""
+def cached_inversion_path(aligned: Image.Image, generator, *, config: InversionConfig = InversionConfig(),
+                          encoder=None, identity=None) -> Path:
+    """Where `invert_aligned` caches this inversion (it exists when an earlier run did the same one)."""
     if encoder is not None:
         settings = {"method": "e4e", "encoder": fingerprint_file_or_module(encoder)}
     else:
         settings = {"method": "optimization", "config": dataclasses.asdict(config),
                     "identity": fingerprint(identity) if isinstance(identity, torch.nn.Module)
                     else type(identity).__name__ if identity is not None else None}
-    path = cache_path(cache_key(aligned, generator, settings)) if use_cache else None
+    return cache_path(cache_key(aligned, generator, settings))
+
+
+def invert_aligned(aligned: Image.Image, generator, *, config: InversionConfig = InversionConfig(),
+                   encoder=None, identity=None, progress: ProgressFn | None = None,
+                   use_cache: bool = True) -> InversionResult:
+    """W+ of an aligned face crop: e4e when an encoder is given, else the projector; cached on disk."""
+    path = cached_inversion_path(aligned, generator, config=config, encoder=encoder, identity=identity) \
+        if use_cache else None
     if path is not None and path.is_file():
         try:
             entry = torch.load(path, map_location="cpu", weights_only=True)

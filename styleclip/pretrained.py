@@ -207,7 +207,12 @@ def get_spec(name: str) -> WeightSpec:
     except KeyError:
         import difflib
 
-        close = difflib.get_close_matches(name, list(REGISTRY) + list(MODEL_SETS), n=3)
+        if name in MODEL_SETS:
+            ms = MODEL_SETS[name]
+            weights = [w for w in (ms.generator, ms.clip, ms.identity) if w in REGISTRY]
+            raise WeightsMissingError(f"{name!r} is a model set, not one weight" + (
+                f" (its weights: {', '.join(weights)})" if weights else " (built in, no weight files)")) from None
+        close = [c for c in difflib.get_close_matches(name, list(REGISTRY) + list(MODEL_SETS), n=3) if c != name]
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise WeightsMissingError(f"unknown weight name {name!r}; {hint}"
                                   f"`styleclip weights list` shows the known names") from None

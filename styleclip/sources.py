@@ -1,4 +1,9 @@
-"""Where edits start from: seeds, saved latents (.pt / .npy), folders of latents."""
+"""Where edits start from: seeds, saved latents (.pt / .npy), folders of latents; and how edited latents are saved.
+
+Latent files: a W+ latent is a plain tensor [N,num_ws,D] (or [num_ws,D], or W [D] / [N,D]); an S-space latent
+(what global directions and `--space styles` edits produce) is a dict {"space": "S", "styles": [one [N,C_i]
+tensor per style layer]}. Both are read with `torch.load(weights_only=True)`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +48,50 @@ def latents_from_seeds(generator, seeds: list[int], truncation: float = 0.7) -> 
     return Latent(generator.broadcast(w), labels=tuple(f"seed{s}" for s in seeds))
 
 
+def save_latent(latent: Latent | torch.Tensor | list, path: str | Path) -> str:
+    """Write an edited latent (W+ tensor, S-space list of styles, or a Latent) as described in the module
+    docstring; returns the space written ('W+' or 'S')."""
+    if isinstance(latent, Latent):
+        latent = latent.w_plus if latent.styles is None else list(latent.styles)
+    if isinstance(latent, torch.Tensor):
+        torch.save(latent.detach().cpu(), path)
+        return "W+"
+    torch.save({"space": "S", "styles": [s.detach().cpu() for s in latent]}, path)
+    return "S"
+
+
+def latent_label(path: Path) -> str:
+    """The label of a latent file: its stem without the `_latent` that `styleclip edit` appends."""
+    stem = path.stem
+    return stem[:-len("_latent")] if stem.endswith("_latent") and len(stem) > len("_latent") else stem
+
+
+def _styles_latent(path: Path, styles, generator) -> Latent:
+    layers = generator.layers
+    if not isinstance(styles, (list, tuple)) or len(styles) != len(layers) or \
+            not all(isinstance(s, torch.Tensor) for s in styles):
+        raise InputError(f"S-space latent {path} must hold {len(layers)} style tensors (one per style layer of "
+                         f"this generator), got {len(styles) if isinstance(styles, (list, tuple)) else type(styles).__name__}")
+    styles = [s.float().reshape(1, -1) if s.ndim == 1 else s.float() for s in styles]
+    bad = [i for i, (s, layer) in enumerate(zip(styles, layers)) if s.ndim != 2 or s.shape[1] != layer.channels]
+    if bad:
+        i = bad[0]
+        raise InputError(f"S-space latent {path}: style layer {i} has shape {list(styles[i].shape)}, this generator "
+                         f"needs [N,{layers[i].channels}] (a latent of another generator?)")
+    if not all(torch.isfinite(s).all() for s in styles):
+        raise InputError(f"latent {path} contains NaN or infinite values")
+    n = styles[0].shape[0]
+    if any(s.shape[0] != n for s in styles):
+        raise InputError(f"S-space latent {path}: the style layers hold different numbers of faces")
+    label = latent_label(path)
+    labels = (label,) if n == 1 else tuple(f"{label}_{i}" for i in range(n))
+    dev = generator.w_avg.device
+    return Latent(None, labels=labels, styles=tuple(s.contiguous().to(dev) for s in styles))
+
+
 def load_latent_file(path: str | Path, generator) -> Latent:
-    """A saved latent -> Latent [N,num_ws,D]. Accepts [num_ws,D], [N,num_ws,D] and W vectors [D] / [N,D]."""
+    """A saved latent -> Latent: W+ [N,num_ws,D] (also [num_ws,D] and W vectors [D] / [N,D]) or an S-space
+    file {"space": "S", "styles": [...]} (also a bare list of style tensors, as older versions saved)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"latent file {path} does not exist")
@@ -55,10 +102,14 @@ def load_latent_file(path: str | Path, generator) -> Latent:
             t = torch.from_numpy(np.load(path, allow_pickle=False))
         else:
             t = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(t, dict):  # {"w_plus": ...} / {"latent": ...} as some tools save
+            if isinstance(t, dict) and "styles" in t:
+                t = list(t["styles"]) if isinstance(t["styles"], (list, tuple)) else t["styles"]
+            elif isinstance(t, dict):  # {"w_plus": ...} / {"latent": ...} as some tools save
                 t = next((t[k] for k in ("w_plus", "latent", "latents", "w") if k in t), None)
     except Exception as e:  # any unreadable file is the user's input problem, reported in one line
         raise InputError(f"cannot read latent file {path}: {' '.join(str(e).split())[:200]}") from None
+    if isinstance(t, (list, tuple)):
+        return _styles_latent(path, t, generator)
     if not isinstance(t, torch.Tensor):
         raise InputError(f"latent file {path} holds no tensor")
     t = t.float()
@@ -75,7 +126,8 @@ def load_latent_file(path: str | Path, generator) -> Latent:
     if not torch.isfinite(t).all():
         raise InputError(f"latent {path} contains NaN or infinite values")
     n = t.shape[0]
-    labels = (path.stem,) if n == 1 else tuple(f"{path.stem}_{i}" for i in range(n))
+    label = latent_label(path)
+    labels = (label,) if n == 1 else tuple(f"{label}_{i}" for i in range(n))
     return Latent(t.contiguous().to(generator.w_avg.device), labels=labels)
 
 
@@ -86,4 +138,12 @@ def latents_from_dir(folder: str | Path, generator) -> Latent:
     if not files:
         raise InputError(f"no latent files ({', '.join(LATENT_SUFFIXES)}) in {folder}")
     parts = [load_latent_file(f, generator) for f in files]
-    return Latent(torch.cat([p.w_plus for p in parts]), labels=sum((p.labels for p in parts), ()))
+    labels = sum((p.labels for p in parts), ())
+    spaces = {p.space for p in parts}
+    if spaces == {"S"}:
+        return Latent(None, labels, styles=tuple(torch.cat(layer) for layer in zip(*(p.styles for p in parts))))
+    if len(spaces) > 1:
+        s_files = [f.name for f, p in zip(files, parts) if p.space == "S"]
+        raise InputError(f"{folder} mixes W+ and S-space latents ({', '.join(s_files[:3])} are S): edit them "
+                         "from separate folders")
+    return Latent(torch.cat([p.w_plus for p in parts]), labels=labels)

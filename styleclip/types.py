@@ -12,12 +12,25 @@ ProgressFn = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Latent:
-    """A source to edit: w_plus [N,num_ws,D] (N >= 1), with an optional label per row (seed, file name)."""
+    """A source to edit, in W+ (`w_plus` [N,num_ws,D]) or in S (`styles`: one [N,C_i] tensor per style layer,
+    e.g. the result of a global edit; `w_plus` is then None), with an optional label per row."""
 
-    w_plus: torch.Tensor
+    w_plus: Optional[torch.Tensor]
     labels: tuple[str, ...] = ()
+    styles: Optional[tuple[torch.Tensor, ...]] = None
 
     def __post_init__(self):
+        if self.styles is not None:
+            if self.w_plus is not None:
+                raise ValueError("a latent is either W+ (w_plus) or S (styles), not both")
+            styles = tuple(self.styles)
+            if not styles or any(not isinstance(s, torch.Tensor) or s.ndim != 2 or s.shape[0] != styles[0].shape[0]
+                                 for s in styles):
+                raise ValueError("S-space styles must be one [N,C] tensor per style layer, all with the same N")
+            if not all(torch.isfinite(s).all() for s in styles):
+                raise ValueError("the latent contains NaN or infinite values")
+            object.__setattr__(self, "styles", styles)
+            return
         if not isinstance(self.w_plus, torch.Tensor) or self.w_plus.ndim != 3:
             shape = list(self.w_plus.shape) if isinstance(self.w_plus, torch.Tensor) else type(self.w_plus).__name__
             raise ValueError(f"a latent must be w_plus with shape [N,num_ws,dim], got {shape}")
@@ -25,8 +38,19 @@ class Latent:
             raise ValueError("the latent contains NaN or infinite values")
 
     @property
+    def space(self) -> str:
+        """'W+' or 'S'."""
+        return "S" if self.styles is not None else "W+"
+
+    @property
     def batch_size(self) -> int:
-        return self.w_plus.shape[0]
+        return self.styles[0].shape[0] if self.styles is not None else self.w_plus.shape[0]
+
+    def rows(self, lo: int, hi: int) -> "Latent":
+        """Sources lo..hi-1 (same space)."""
+        if self.styles is not None:
+            return Latent(None, self.labels[lo:hi], styles=tuple(s[lo:hi] for s in self.styles))
+        return Latent(self.w_plus[lo:hi], self.labels[lo:hi])
 
 
 @dataclass(frozen=True)

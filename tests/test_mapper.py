@@ -359,7 +359,7 @@ def test_find_mapper_by_prompt_and_official_names(trained_file, tmp_path, monkey
     with pytest.raises(InputError) as e:
         find_mapper("a wizard hat", [folder])
     msg = str(e.value)
-    assert "mohawk" in msg and "a_photo_of_a_cat (trained)" in msg and "\n" not in msg
+    assert "mohawk (official)" in msg and "a photo of a cat (trained)" in msg and "\n" not in msg
     with pytest.raises(WeightsMissingError, match="mohawk"):
         find_mapper("mohawk", [folder])
     # an official file put in the weights dir is found by name

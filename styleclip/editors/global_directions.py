@@ -114,8 +114,10 @@ class GlobalDirectionsEditor:
             raise StyleClipError("no prompt given")
         g = self.generator
         report(progress, 0, 1)
-        w_plus = latent.w_plus.to(g.w_avg.device)
-        styles = g.styles(w_plus)
+        if latent.styles is not None:  # an S-space latent (e.g. a previous global edit): edits chain
+            styles = [x.to(g.w_avg.device, torch.float32) for x in latent.styles]
+        else:
+            styles = g.styles(latent.w_plus.to(g.w_avg.device))
         total, info = self.combined_direction(prompts)
         edited = ss.apply_direction(styles, total, 1.0)
         img = g.synthesis_from_styles(edited)

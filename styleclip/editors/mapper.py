@@ -230,12 +230,21 @@ def find_mapper(name: str | Path, folders=None, generator=None) -> Path:
     trained = trained_mappers(folders, generator)
     if key in trained:
         return trained[key]
-    if key in OFFICIAL_MAPPERS:
+    short = [k for k in trained if f"_{key}_" in f"_{k}_"]  # 'mohawk' -> 'a_face_with_a_mohawk'
+    if len(short) == 1:
+        return trained[short[0]]
+    if len(short) > 1:
+        raise InputError(f"{str(name)!r} matches several trained mappers ({', '.join(sorted(short))}); "
+                         "give the full prompt or the file")
+    official_fits = generator is None or (generator.num_ws == 18 and generator.config.style_dim == 512)
+    if key in OFFICIAL_MAPPERS and official_fits:
         return _resolve_official(key)
     if p.suffix in (".pt", ".safetensors") or len(p.parts) > 1:
         raise InputError(f"mapper file {p} does not exist")
-    avail = sorted(OFFICIAL_MAPPERS) + [f"{k} (trained)" for k in sorted(trained)]
-    raise InputError(f"no mapper for {str(name)!r}; available: {', '.join(avail)} "
+    avail = ([f"{k} (official)" for k in sorted(OFFICIAL_MAPPERS)] if official_fits else []) + \
+        [f"{k.replace('_', ' ')} (trained)" for k in sorted(trained)]
+    why = "" if official_fits else " (the official mappers are for FFHQ 1024, not this generator)"
+    raise InputError(f"no mapper for {str(name)!r}{why}; available: {', '.join(avail) or 'none'} "
                      "(or pass a mapper file, or train one with styleclip train-mapper)")
 
 
@@ -335,12 +344,16 @@ class MapperEditor:
     @torch.no_grad()
     def edit(self, latent: Latent, prompt: Prompt | None = None, *, progress: ProgressFn | None = None) -> EditResult:
         g, cfg = self.generator, self.config
+        if latent.styles is not None:
+            raise InputError("a mapper edits W+ latents; this latent is in S space (a global or --space styles "
+                             "edit); edit it with --engine global or optimize --space styles")
         w_all = latent.w_plus
         if w_all.shape[1:] != (g.num_ws, g.config.style_dim):
             raise InputError(f"latent must be [N,{g.num_ws},{g.config.style_dim}], got {list(w_all.shape)}")
         strength = prompt.strength if prompt is not None else 1.0
         text = prompt.target if prompt is not None else self.prompt
-        if prompt is not None and self.prompt and normalize_name(prompt.target) != normalize_name(self.prompt):
+        if prompt is not None and self.prompt and \
+                f"_{normalize_name(prompt.target)}_" not in f"_{normalize_name(self.prompt)}_":
             warnings.warn(f"this mapper was trained for {self.prompt!r}, not {prompt.target!r}; "
                           "metrics use the given prompt", stacklevel=2)
         n = w_all.shape[0]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
 from ..losses import clip_loss, identity_loss, latent_l2
 from ..types import EditResult, Latent, ProgressFn, Prompt
 from .base import register_engine, report
@@ -67,7 +68,15 @@ class OptimizationEditor:
     def edit(self, latent: Latent, prompt: Prompt, *, progress: ProgressFn | None = None) -> EditResult:
         cfg, g = self.config, self.generator
         device = g.w_avg.device
-        w_source = latent.w_plus.to(device, torch.float32)
+        s_given = None
+        if latent.styles is not None:  # an S-space latent: only S-space optimization can start from it
+            if cfg.space != "styles" or cfg.mode != "edit":
+                raise InputError("this latent is in S space (a global or --space styles edit): optimize it with "
+                                 "--space styles, or start from a W+ latent")
+            s_given = [x.to(device, torch.float32) for x in latent.styles]
+            w_source = g.broadcast(g.w_avg.unsqueeze(0)).expand(latent.batch_size, -1, -1)  # unused but for shape
+        else:
+            w_source = latent.w_plus.to(device, torch.float32)
         if w_source.shape[1:] != (g.num_ws, g.config.style_dim):
             raise ValueError(f"latent has shape {list(w_source.shape)}, expected [N,{g.num_ws},"
                              f"{g.config.style_dim}] for this generator")
@@ -77,13 +86,13 @@ class OptimizationEditor:
         use_id = self.identity is not None and cfg.id_lambda > 0 and cfg.mode == "edit"
 
         with torch.no_grad(), self._autocast():
-            img_source = g.synthesis(w_source).float()
+            img_source = (g.synthesis(w_source) if s_given is None else g.synthesis_from_styles(s_given)).float()
             clip_before = self.clip.similarity(img_source, text)[:, 0]
             id_source = self.identity.embed(img_source) if self.identity is not None else None
 
         if cfg.space == "styles":
             with torch.no_grad():
-                s_source = g.styles(w_source)
+                s_source = g.styles(w_source) if s_given is None else s_given
             variables = [s.clone().requires_grad_(layer.kind == "conv") for s, layer in zip(s_source, g.layers)]
             pairs = [(v, s) for v, s in zip(variables, s_source) if v.requires_grad]  # toRGB styles stay fixed
             params = [v for v, _ in pairs]

@@ -155,3 +155,43 @@ def concat_scores(parts: Sequence[Mapping[str, list]]) -> dict[str, list]:
         return {}
     keys = [k for k in parts[0] if all(k in p for p in parts)]
     return {k: [x for p in parts for x in p[k]] for k in keys}
+
+
+IDENTITY_IGNORES = "hair, glasses, beard, expression and background"
+IDENTITY_COMPARES = "face shape, skin tone, eyes, nose and mouth"
+
+
+def attributes_named(prompt: str) -> set[str]:
+    """The attributes a free-text prompt names ('mohawk' -> hair_style; 'blond hair, glasses' -> hair_colour,
+    glasses): those with a value word in the text (a word stem for 'smiling' / 'surprised')."""
+    text = prompt.lower()
+    named = set()
+    for attr, values in ATTRIBUTE_VALUES.items():
+        words = ["beard"] if attr == "beard" else [str(v) for v in values if v not in ("none", "neutral")]
+        if any(w in text or (w.endswith("ing") and w[:-3] in text) or (w.endswith("ed") and w[:-1] in text)
+               for w in words):
+            named.add(attr)
+    return named
+
+
+@torch.no_grad()
+def unrelated_changes(classifier, src_img: torch.Tensor, edit_img: torch.Tensor, prompt: str
+                      ) -> list[tuple[int, int, list[str]]]:
+    """Per edit: (unrelated attributes kept, unrelated attributes compared, 'attr: before -> after' for each
+    unrelated one that changed), read by the evaluation classifier. Unrelated = not named by the prompt
+    (`attributes_named`); hair colour is left out when either image is bald."""
+    named = attributes_named(prompt)
+    src = _rows(classifier.predict(src_img))
+    edit = _rows(classifier.predict(edit_img.to(src_img)))
+    out = []
+    for s, e in zip(src, edit):
+        attrs = [a for a in ATTRIBUTE_VALUES if a not in named]
+        if "bald" in (s["hair_style"], e["hair_style"]):
+            attrs = [a for a in attrs if a != "hair_colour"]
+        changed = [f"{a.replace('_', ' ')} {_value(s[a])} -> {_value(e[a])}" for a in attrs if s[a] != e[a]]
+        out.append((len(attrs) - len(changed), len(attrs), changed))
+    return out
+
+
+def _value(v) -> str:
+    return ("yes" if v else "no") if isinstance(v, bool) else str(v)
