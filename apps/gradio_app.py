@@ -65,7 +65,7 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                             truncation = gr.Slider(0, 1, 0.7, step=0.05, label="Truncation ψ")
                         with gr.Row():
                             new_button = gr.Button("New random face", elem_id="new-face")
-                            seed_button = gr.Button("Show this seed")
+                            seed_button = gr.Button("Show this seed", elem_id="show-seed")
                     with gr.Tab("Upload photo"):
                         # a File input, so that any unsupported file reaches a readable error message
                         photo = gr.File(label="Photo with a face", file_types=["image"], type="filepath",
@@ -253,6 +253,11 @@ def serve(model: str = "debug", *, host: str = "127.0.0.1", port: int = 7860, sh
     print(f"Running on {demo.local_url}" + (f" and {demo.share_url}" if getattr(demo, "share_url", None) else
                                            " (styleclip serve --share: also a temporary public link)"), flush=True)
     if block:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # `kill` too, not only Ctrl-C, cleans up
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             demo.block_thread()
         finally:

@@ -288,7 +288,8 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return {"cpu": cpu, "cores": os.cpu_count(), "load": load, "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
 
@@ -318,7 +319,8 @@ def write_report(results: dict, out: Path, plots: Path) -> None:
          f"Model set `{a['model']}`, {a['seeds']} sources (seeds {a['first_seed']}..{a['first_seed'] + a['seeds'] - 1}, "
          f"truncation {a['truncation']}), {len(results['prompts'])} prompts, batches of {a['batch_size']}. "
          "Regenerate with:", "", "```", results["command"], "```", "",
-         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+         f"Machine: {m['cpu']}, {m['cores']} cores (load average at the start {m.get('load', 'n/a')}: the "
+         f"machine may be shared), torch {m['torch']} ({m['torch_threads']} threads), "
          f"Python {m['python']}, {m['date']}; generator {results['generator']}; total {results['total_seconds']:.0f} s.",
          "", "Success: the evaluation classifier (never used in a loss) reads every target value on the edit, "
          "counted over the sources that did not already show it (n). Identity kept: identity cosine at or above "

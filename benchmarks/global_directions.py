@@ -163,7 +163,11 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    from benchmarks.edit_quality import machine
+
+    m = machine()
+    print(f"machine: {m['cpu']}, {m['cores']} cores, load average {m['load']}; torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}; {m['date']}")
     clip = random_clip()
     if args.part in ("small", "all"):
         ag = agreement(args.agreement_images, model=args.agreement_model)

@@ -101,7 +101,7 @@ def convert(
     typer.echo(f"wrote {dst} (size {config.size}, style_dim {config.style_dim}, n_mlp {config.n_mlp})")
 
 
-def _sources(generator, seed, seeds, latent, latents, truncation, image=None, face_index=None, invert_steps=500,
+def _sources(generator, seed, seeds, latent, latents, truncation, image=None, face_index=None, invert_steps=None,
              model=None):
     """The Latent to edit, and for a photo also its aligned crop (shown beside the edit)."""
     from .sources import latents_from_dir, latents_from_seeds, load_latent_file, parse_seeds
@@ -111,8 +111,10 @@ def _sources(generator, seed, seeds, latent, latents, truncation, image=None, fa
     if len(given) > 1:
         raise ValueError(f"give only one source, not {' and '.join(given)}: --seed, --seeds, --latent, --latents "
                          "or --image")
+    if image is None and (face_index is not None or invert_steps is not None):
+        raise ValueError("--face-index and --invert-steps are options of an --image source")
     if image is not None:
-        return _invert_for_edit(generator, image, face_index, invert_steps, model)
+        return _invert_for_edit(generator, image, face_index, invert_steps or 500, model)
     if latent is not None:
         return load_latent_file(latent, generator), None
     if latents is not None:
@@ -205,7 +207,8 @@ def edit(
     image: Optional[Path] = typer.Option(None, help="Source: a photo (the face is aligned and inverted; cached)."),
     face_index: Optional[int] = typer.Option(None, help="--image: which face (see `styleclip faces`).",
                                              show_default="the largest"),
-    invert_steps: int = typer.Option(500, help="--image: inversion steps when no e4e encoder is present."),
+    invert_steps: Optional[int] = typer.Option(None, help="--image: inversion steps when no e4e encoder is present.",
+                                               show_default="500"),
     truncation: float = typer.Option(0.7, help="Truncation psi for seeds."),
     steps: Optional[int] = typer.Option(None, help="optimize: Adam steps.",
                                         show_default=_tuned_help("optimize", "steps", 300)),

@@ -64,8 +64,9 @@ def test_global_edit_is_the_engine_s_edit(app):
     engine = app.global_editor()
     ref = engine.edit(Latent(src.w_plus), Prompt("a smiling face", neutral="a face", strength=4.0))
     assert np.array_equal(_png(out.image_file), _pixels(ref.image))
-    styles = torch.load(out.latent_file, weights_only=True)
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(styles, ref.latent))
+    saved = torch.load(out.latent_file, weights_only=True)  # S space, as the CLI writes it (--latent reads it)
+    assert saved["space"] == "S"
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(saved["styles"], ref.latent))
     assert out.metrics["channels"] == [ref.metrics["channels_kept"]] and out.metrics["channels"][0] > 0
     assert "a smiling face" in out.info and f"{out.metrics['channels'][0]} of" in out.info
     assert out.after.size == out.before.size == (VIEW_SIZE, VIEW_SIZE)
@@ -250,7 +251,7 @@ def test_gradio_client_flows(served, tmp_path):
     before, after, info, image_file, latent_file = client.predict("a face", "a smiling face", 4.0, 0.15,
                                                                   api_name="/global_edit")
     assert "channels" in info and Image.open(image_file).size == (32, 32)
-    styles = torch.load(latent_file, weights_only=True)
+    styles = torch.load(latent_file, weights_only=True)["styles"]
     assert [s.shape[1] for s in styles] == [layer.channels for layer in demo_app(demo).generator.layers]
     assert not np.array_equal(_png(before), _png(after))
 
@@ -268,6 +269,7 @@ def test_gradio_client_flows(served, tmp_path):
     choices = client.predict(api_name="/refresh_mappers")
     assert "mohawk" in str(choices)
     assert "mohawk" in client.predict("mohawk (trained)", 1.5, api_name="/mapper_edit")[2]
+    assert "mohawk" in client.predict("mohawk", 1.0, api_name="/mapper_edit")[2]  # a bare name, as the CLI takes
 
     with pytest.raises(Exception, match="target text is empty"):
         client.predict("a face", " ", 4.0, 0.15, api_name="/global_edit")

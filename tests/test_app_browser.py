@@ -139,6 +139,12 @@ def test_edit_in_the_browser(server, browser, tmp_path):
         response = page.request.get(link.get_attribute("href"))
         assert response.ok and len(response.body()) > 100
 
+    # a new source clears the previous result (it belonged to the old face)
+    page.locator("#seed input").first.fill("5")
+    page.locator("#show-seed").click()
+    page.wait_for_function("() => !document.querySelector('#after img')")
+    assert not page.locator("#result-info").inner_text().strip()
+
     # bad input: an empty prompt shows an error message instead of an edit
     page.locator("#target textarea, #target input").first.fill("")
     page.locator("#global-edit").click()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from styleclip import factory
-from styleclip.toy.evaluate import score_edits, summarize
+from styleclip.toy.evaluate import pick_sources, score_edits, summarize
 from styleclip.toy.train import load_toy_classifier
 from styleclip.types import Latent, Prompt
 
@@ -17,13 +17,7 @@ def toy():
 
 def sources(g, classifier, target, n=6, psi=0.7, with_hair=False):
     """W+ of the first seeds whose sample does not already show the target (and has hair, if asked)."""
-    z = torch.randn(64, g.config.style_dim, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        w = g.mapping_plus(z, truncation_psi=psi)
-        read = classifier.predict(g.synthesis(w))
-    keep = [i for i in range(len(z)) if any(read[a][i] != v for a, v in target.items())
-            and not (with_hair and read["hair_style"][i] == "bald")][:n]
-    return w[keep]
+    return pick_sources(g, classifier, target, n, psi=psi, with_hair=with_hair)
 
 
 def check(result, w, toy, target, *, success, kept, unrelated=0.6):
@@ -43,8 +37,7 @@ def test_optimization_gives_glasses(toy):
     w = sources(g, classifier, target, n=12)
     editor = factory.create_editor("optimize", g, clip, identity, **factory.edit_defaults("toy-faces", "optimize"))
     result = editor.edit(Latent(w), Prompt("a face wearing glasses"))
-    # measured on these 12 (toy defaults): success 10/12, identity kept 1.00, unrelated kept 0.61. Mohawk and
-    # blond hair by optimization: 1/12 and 4/12 (docs/toy-faces.md)
+    # the figures on these 12 sources: benchmarks/toy_edits.py -> docs/toy-faces.md
     check(result, w, toy, target, success=0.5, kept=0.75, unrelated=0.5)
 
 
@@ -54,9 +47,7 @@ def test_global_direction_gives_blond_hair(toy):
     w = sources(g, classifier, target, n=12, with_hair=True)
     editor = factory.create_editor("global", g, clip, identity, beta=0.3, compute_missing=False)
     result = editor.edit(Latent(w), Prompt("a face with blond hair", neutral="a face", strength=3.0))
-    # measured on these 12 sources (alpha 3, beta 0.3, 90 channels): success 11/12, identity kept 1.00,
-    # unrelated kept 0.90. Mohawk: at most 5/12 (alpha 4.1-6, beta 0.3); glasses 0/12 (the toy CLIP's text
-    # direction for glasses lies along eye-region identity channels): docs/toy-faces.md
+    # the figures on these 12 sources, and for mohawk and glasses: benchmarks/toy_edits.py -> docs/toy-faces.md
     check(result, w, toy, target, success=0.5, kept=0.75, unrelated=0.75)
 
 
@@ -66,6 +57,5 @@ def test_shipped_mapper_gives_a_mohawk(toy):
     w = sources(g, classifier, target, n=12)
     editor = factory.create_editor("mapper", g, clip, identity, mapper="a face with a mohawk")
     result = editor.edit(Latent(w), Prompt("a face with a mohawk"))
-    # shipped 3,000-step mapper, measured on these 12: success 8/12, identity kept 9/12, unrelated kept 0.70.
-    # The shipped glasses and blond-hair mappers: glasses 9/12 but identity kept 7/12, blond hair 4/12 (docs/toy-faces.md)
+    # the figures of the three shipped mappers on these sources: benchmarks/toy_edits.py -> docs/toy-faces.md
     check(result, w, toy, target, success=0.5, kept=2 / 3, unrelated=0.5)

@@ -195,3 +195,16 @@ def unrelated_changes(classifier, src_img: torch.Tensor, edit_img: torch.Tensor,
 
 def _value(v) -> str:
     return ("yes" if v else "no") if isinstance(v, bool) else str(v)
+
+
+@torch.no_grad()
+def pick_sources(generator, classifier, target: Mapping[str, object], n: int = 12, *, psi: float = 0.7,
+                 with_hair: bool = False, seed: int = 0, pool: int = 64) -> torch.Tensor:
+    """W+ [n,num_ws,D] of the first of `pool` z (seeded) whose sample the classifier does not already read with
+    the target (and, with `with_hair`, not bald): the sources of the per-engine tests and toy_edits benchmark."""
+    z = torch.randn(pool, generator.config.style_dim, generator=torch.Generator().manual_seed(seed))
+    w = generator.mapping_plus(z.to(generator.w_avg.device), truncation_psi=psi)
+    read = classifier.predict(generator.synthesis(w))
+    keep = [i for i in range(pool) if any(read[a][i] != v for a, v in target.items())
+            and not (with_hair and read["hair_style"][i] == "bald")][:n]
+    return w[keep]
