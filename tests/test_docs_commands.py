@@ -198,6 +198,7 @@ def _fixtures(folder: Path) -> None:
     from styleclip.factory import load_generator
     from styleclip.sources import latents_from_seeds
 
+    (folder / "styleclip").symlink_to(ROOT / "styleclip")  # the docs' paths are a source checkout's (assets)
     Image.fromarray(data.astronaut()).save(folder / "photo.jpg")
     g = load_generator("toy-faces")
     torch.save(latents_from_seeds(g, list(range(12))).w_plus.cpu(), folder / "train_faces.pt")
