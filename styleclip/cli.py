@@ -758,7 +758,7 @@ def prepare(
     images: int = typer.Option(100, help="Sampled images per channel for the relevance (official: 100)."),
     stats_samples: int = typer.Option(100_000, help="Samples for the style statistics."),
     faces: Optional[bool] = typer.Option(None, "--faces/--not-faces", help="Whether the generator makes faces "
-                                         "(identity loss on or off) [default: detected in 8 samples]."),
+                                         "(identity loss on or off).", show_default="detected in 8 samples"),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
     """Bring your own generator: style statistics + channel relevance (sharded under `torchrun

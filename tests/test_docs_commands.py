@@ -11,7 +11,9 @@ Not every command is run exactly as written (the tables below, each with its rea
 - OVERRIDES: commands that are hours long as written (training) run with a step count of a few steps;
 - NEEDS_NETWORK: commands whose point is the network or the FFHQ files; offline they must fail with exit 1
   and a single `error:` line, which is checked;
-- SERVERS: `serve` runs until the page answers on a free port, then is stopped.
+- SERVERS: `serve` runs until the page answers on a free port, then is stopped;
+- `torchrun ... -m styleclip ...` lines run as written when they are local (one node, <= 2 processes: gloo on
+  the CPU); the multi-GPU and multi-node ones are skipped.
 The default suite runs FAST (commands that take a few seconds as written); the rest are marked slow.
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SUBCOMMANDS = {"generate", "edit", "convert", "faces", "invert", "weights", "train-mapper", "relevance", "sweep",
-               "serve", "toy"}
+               "serve", "toy", "prepare"}
 
 # doc command (as extracted) -> (arguments actually run, why)
 OVERRIDES: dict[str, tuple[str, str]] = {
@@ -76,7 +78,8 @@ OVERRIDES: dict[str, tuple[str, str]] = {
 }
 
 # the network (or FFHQ's files) is their point: offline, one `error:` line and exit 1
-NEEDS_NETWORK = {"styleclip weights download ffhq", "styleclip weights path ffhq"}
+NEEDS_NETWORK = {"styleclip weights download ffhq", "styleclip weights path ffhq",
+                 "styleclip prepare --checkpoint generator.safetensors --out prepared --fast"}  # FFHQ's CLIP
 
 # cheap as written (a few seconds each): the default suite runs these
 FAST = {
@@ -107,7 +110,7 @@ def _spans(text: str):
                 i += 1
                 cmd = cmd[:-1] + " " + lines[i].strip()
             cmd = re.sub(r"^\$\s+", "", cmd)
-            if re.match(r"^(python -m )?styleclip ", cmd):
+            if re.match(r"^(python -m )?styleclip ", cmd) or re.match(r"^torchrun .*-m styleclip ", cmd):
                 out.append((start + 1, cmd))
         i += 1
     # inline spans (outside fences), which may wrap over a line break
@@ -129,6 +132,12 @@ def doc_commands() -> list[tuple[str, str]]:
                 seen.add(cmd)
                 out.append((f"{doc.relative_to(ROOT)}:{line}", cmd))
     return out
+
+
+def _torchrun_local(cmd: str) -> bool:
+    """A torchrun line this machine can run: one node, at most 2 processes (CPU, gloo)."""
+    m = re.search(r"--nproc-per-node[ =](\d+)", cmd)
+    return "--nnodes" not in cmd and m is not None and int(m.group(1)) <= 2
 
 
 def _strip_comment(cmd: str) -> str:
@@ -207,8 +216,14 @@ def _fixtures(folder: Path) -> None:
 
 
 def run_doc_command(cmd: str, cwd: Path, cache: Path) -> tuple[int, str]:
-    args = _args(cmd)
     env = _env(cache)
+    if cmd.startswith("torchrun "):
+        if not _torchrun_local(cmd):
+            pytest.skip("needs several GPUs or nodes (docs/distributed.md); the local torchrun lines run")
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", *shlex.split(cmd)[1:]], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=900)
+        return r.returncode, r.stdout + r.stderr
+    args = _args(cmd)
     if args[0] == "serve" and "--help" not in args:
         rc, why = _serve(args, cwd, env)
         return rc, why + "\n" + getattr(_serve, "last_output", "")
@@ -244,7 +259,7 @@ def test_commands_found_and_tables_current():
     for table in (OVERRIDES, NEEDS_NETWORK, FAST):
         stale = [c for c in table if c not in cmds]
         assert not stale, f"no longer in the docs: {stale}"
-    bad = [c for c in cmds if shlex.split(c)[1] not in SUBCOMMANDS]
+    bad = [c for c in cmds if not c.startswith("torchrun ") and shlex.split(c)[1] not in SUBCOMMANDS]
     assert not bad, f"the docs name commands that do not exist: {bad}"
 
 
