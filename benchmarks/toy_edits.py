@@ -5,7 +5,8 @@ that do not already show the target), judged by the evaluation classifier and th
     python benchmarks/toy_edits.py [--doc docs/toy-faces.md] [--threads 2]
 
 Rewrites the block between `<!-- toy-edits:begin -->` and `<!-- toy-edits:end -->` of the doc (machine,
-command, table); the figures are deterministic (fixed seeds), the timings are not. docs/benchmarks.md (by
+command, table). Fixed seeds: the global and mapper figures repeat exactly; optimization's can move by a
+source when the floating-point order of the synthesis changes (a new kernel), the timings always move. docs/benchmarks.md (by
 benchmarks/edit_quality.py) measures the same engines on other sources (seeds 0-7, every prompt), so its
 counts differ from these.
 """
