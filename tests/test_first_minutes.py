@@ -233,3 +233,22 @@ def test_ci_runs_the_readme_setup_lines():
     lines = r.stdout.splitlines()
     assert "--index-url https://download.pytorch.org/whl/cpu" in lines[0]
     assert '-e ".[test,app]"' in lines[1] and "chromium" in lines[2] and 'pytest -q -m "not slow"' in lines[3]
+
+
+# ---- finding 7: invert warns on toy-faces and says when it reads the cache ---------------------------------
+@pytest.mark.slow  # ~10 s (face detection + toy model); the docs-commands test runs invert too
+def test_invert_warns_on_toy_faces_and_reports_the_cache(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(data.astronaut()).resize((256, 256)).save(photo)  # small: face detection in a fraction
+    args = ["invert", str(photo), "--model", "toy-faces", "--steps", "2", "--out", str(tmp_path / "inv")]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "not a photo model" in first.output and "inverting (optimization, 2 steps)" in first.output
+    assert "(W+ [1, 10, 128]; optimization, 2 steps)" in first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "found in the inversion cache" in again.output and "; from the cache)" in again.output
+    assert "inverting:" not in again.output  # no progress bar for work not done
