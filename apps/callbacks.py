@@ -483,6 +483,55 @@ class StyleClipApp:
         frames = [self.view(f[0]) for f in result.frames]
         return self._output("optimize", session, result.image, result.latent.cpu(), info, metrics, frames)
 
+    # ---- any prompt / reference image ----------------------------------------------------------------------
+    ANY_PROMPT_ENGINES = ("universal mapper", "global", "optimize")
+
+    def any_prompt_edit(self, session, prompt, image_path=None, engine="universal mapper", strength=1.0,
+                        auto=False, *, report: Optional[Report] = None) -> EditOutput:
+        """An edit toward a text and/or a reference image (its CLIP embedding is the target) with the
+        universal mapper, global directions or optimization; `auto` picks the strength per face."""
+        from styleclip.image_directions import load_reference_image
+
+        session = self._ensure(session)
+        if engine not in self.ANY_PROMPT_ENGINES:
+            raise InputError(f"engine must be one of {', '.join(self.ANY_PROMPT_ENGINES)}, got {engine!r}")
+        text = " ".join(str(prompt or "").split())
+        ref = load_reference_image(image_path, self.size) if image_path else None
+        if not text and ref is None:
+            raise InputError("say what to edit toward: type a prompt or upload a reference image")
+        strength = _number(strength, "strength", 0, 20)
+        if engine == "global":
+            strength *= self.global_defaults()[0]  # the slider is a multiple of the model's alpha
+        target = Prompt(text, strength=strength, image=ref)
+        options: dict = {}
+        if auto and engine != "optimize":
+            options = dict(auto=True, auto_strength=factory.auto_strength_config(self.model, self.identity))
+        if engine == "universal mapper":
+            editor = factory.create_editor("mapper", self.generator, self.clip, self.identity, mapper="universal",
+                                           **options)
+        elif engine == "global":
+            alpha, beta = self.global_defaults()
+            g = self.global_editor()
+            editor = factory.create_editor("global", self.generator, self.clip, self.identity, beta=beta,
+                                           stats=g.stats, relevance=g.relevance, **options)
+        else:
+            editor = factory.create_editor("optimize", self.generator, self.clip, self.identity,
+                                           **dataclasses.asdict(self.optimize_defaults()))
+        progress = (lambda d, t: report(d, t, engine)) if report else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = editor.edit(Latent(session.w_plus.to(self.device)), target, progress=progress)
+        metrics = _first(result.metrics)
+        if "identity_similarity" in metrics:
+            metrics["identity"] = metrics.pop("identity_similarity")
+        chosen = metrics.get("alpha", metrics.get("strength", strength))
+        info = f"**{engine.capitalize()}** toward {'the reference image' if ref is not None else ''}" \
+               f"{' and ' if ref is not None and text else ''}{f'“{text}”' if text else ''}, strength {chosen:g}" \
+               + (" (auto: CLIP gain " + ("reached" if metrics.get("gain_reached") else "not reached") + ")"
+                  if "gain_reached" in metrics else "") + ". " + _clip_line(metrics)
+        latent = result.latent.cpu() if isinstance(result.latent, torch.Tensor) else [s.cpu() for s in result.latent]
+        return self._output(engine.split()[0], session, result.image, latent, info, metrics)
+
     # ---- shared output -------------------------------------------------------------------------------------
     def _clip_metrics(self, session: Session, img: torch.Tensor, target: str) -> tuple[Session, dict]:
         with torch.no_grad():

@@ -125,6 +125,18 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                         frames = gr.Gallery(label="Intermediate frames", columns=9, height=150, format="png",
                                             elem_classes="result")
                         gr.Examples(optimize_examples, inputs=[prompt], label="Examples")
+                    with gr.Tab("Any prompt / reference image", elem_id="tab-any"):
+                        any_prompt = gr.Textbox(label="Prompt (optional with a reference image)",
+                                                placeholder="a face with a mohawk", elem_id="any-prompt")
+                        any_image = gr.Image(label="Reference image (its CLIP embedding is the target)",
+                                             type="filepath", height=160, elem_id="any-image")
+                        with gr.Row():
+                            any_engine = gr.Radio(list(app.ANY_PROMPT_ENGINES), value="universal mapper",
+                                                  label="Engine")
+                            any_strength = gr.Slider(0, 4, 1.0, step=0.25, label="Strength (x the engine's "
+                                                     f"default; global: x alpha {alpha_default:g})")
+                            any_auto = gr.Checkbox(False, label="Auto strength (per face, identity kept)")
+                        any_button = gr.Button("Edit", variant="primary", elem_id="any-edit")
         gr.Markdown("### 3 · Result")
         with gr.Row(equal_height=True):
             before = gr.Image(label="Before", type="pil", format="png", interactive=False, height=300,
@@ -205,6 +217,11 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
             return None, None, None, "", None, None, []
 
         hidden = dict(api_visibility="private", show_progress="hidden")
+        def any_prompt_edit(session, prompt, image, engine, strength, auto, progress=gr.Progress()):
+            with user_errors():
+                return show_edit(app.any_prompt_edit(session, prompt, image, engine, strength, auto,
+                                                     report=_reporter(progress)))
+
         heavy = dict(concurrency_id="heavy", concurrency_limit=1)
         on_source = dict(show_progress_on=[source_image])  # spinners and error badges on one panel only
         on_after = dict(show_progress_on=[after])
@@ -235,6 +252,8 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
         mapper_button.click(mapper_edit, [session, mapper, strength], edit_outputs, api_name="mapper_edit", **on_after)
         optimize_button.click(optimize, [session, prompt, steps, lr, l2_lambda, id_lambda], [*edit_outputs, frames],
                               api_name="optimize", **heavy, **on_after)
+        any_button.click(any_prompt_edit, [session, any_prompt, any_image, any_engine, any_strength, any_auto],
+                         edit_outputs, api_name="any_prompt_edit", **heavy, **on_after)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 

@@ -43,7 +43,9 @@ from styleclip.sources import latents_from_seeds  # noqa: E402
 from styleclip.toy import evaluate as E  # noqa: E402
 from styleclip.types import Latent, Prompt  # noqa: E402
 
-ENGINES = ("optimize", "global", "mapper")
+ENGINES = ("optimize", "global", "global-auto", "mapper", "universal", "universal-auto")
+# the universal mapper is trained without any text, so every benchmark prompt is held out of its training
+HELD_OUT_ALL = ("universal", "universal-auto")
 NEUTRAL = "a face"
 
 
@@ -266,6 +268,29 @@ def bench_mapper(b: Bench, prompts: dict) -> tuple[list[dict], dict]:
         rows.append({"prompt": prompt, "target": target, "sec_per_edit": sec, "train_seconds": train_s,
                      "train_steps": steps, "mapper": origin, "scores": b.score(prompt, target, b.source_img, img)})
     return rows, {}
+
+
+def bench_with_editor(b: Bench, prompts: dict, editor, strength: float = 1.0) -> list[dict]:
+    """Rows of an engine built once for every prompt (global auto alpha, the universal mapper)."""
+    rows, t0 = [], time.perf_counter()
+    for k, (prompt, target) in enumerate(prompts.items(), 1):
+        bs, imgs, extra = b.args.batch_size, [], []
+        t1 = time.perf_counter()
+        for i in range(0, len(b.source.w_plus), bs):
+            res = editor.edit(Latent(b.source.w_plus[i:i + bs]), Prompt(prompt, neutral=NEUTRAL, strength=strength))
+            imgs.append(res.image.detach())
+            chosen = res.metrics.get("alpha", res.metrics.get("strength"))
+            extra += chosen if isinstance(chosen, list) else [chosen] * res.image.shape[0]
+        sec = (time.perf_counter() - t1) / len(b.source.w_plus)
+        rows.append({"prompt": prompt, "target": target, "sec_per_edit": sec, "strengths": extra,
+                     "scores": b.score(prompt, target, b.source_img, torch.cat(imgs))})
+        log(f"  {editor.name}: {prompt!r} {sec:.3f} s/edit ({k}/{len(prompts)}, {eta(t0, k, len(prompts))})")
+    return rows
+
+
+def auto_config(b: Bench):
+    return factory.auto_strength_config(b.model, b.identity, **({} if b.model == "toy-faces" or b.threshold is None
+                                                                 else {"identity_threshold": b.threshold}))
 
 
 # ---- report -------------------------------------------------------------------------------------------
@@ -532,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "benchmark's source seeds).")
     g.add_argument("--mapper-latents", type=int, default=1000)
     g.add_argument("--train-mappers", action="store_true", help="Train even where a trained mapper is found.")
+    p.add_argument("--universal", default="universal", help="The universal mapper file (default: the one found "
+                   "for this generator).")
     return p
 
 
@@ -588,6 +615,24 @@ def main(argv=None) -> dict:
                     pooled.append({"beta": beta, "alpha": alpha, "summary": s,
                                    "channels_kept": sum(p["channels_kept"] for p in pts) / max(len(pts), 1)})
                 r["grid"] = pooled
+            elif eng == "global-auto":
+                editor, rel_kind = global_editor(b, args.beta)
+                editor = factory.create_editor("global", b.g, b.clip, b.identity, beta=args.beta, stats=editor.stats,
+                                               relevance=editor.relevance, auto=True, auto_strength=auto_config(b))
+                r["rows"] = bench_with_editor(b, prompts, editor, args.alpha)
+                r["settings"] = (f"alpha {args.alpha:g} x {', '.join(f'{c:g}' for c in editor.config.auto_strength.candidates)}"
+                                 f" per face, beta {args.beta:g}")
+            elif eng in ("universal", "universal-auto"):
+                auto = eng == "universal-auto"
+                editor = factory.create_editor("mapper", b.g, b.clip, b.identity, mapper=args.universal,
+                                               batch_size=args.batch_size,
+                                               **(dict(auto=True, auto_strength=auto_config(b)) if auto else {}))
+                r["rows"] = bench_with_editor(b, prompts, editor)
+                step = editor.info.get("step")
+                secs = editor.info.get("train_seconds")
+                r["settings"] = ("strength per face (auto)" if auto else "strength 1") + \
+                    f"; one network for all prompts, none seen in training"
+                r["setup"] = f"training {secs:.0f} s once ({step} steps, text-free)" if secs else ""
             else:
                 r["rows"], _ = bench_mapper(b, prompts)
                 tr = [row.get("train_seconds") for row in r["rows"]]

@@ -197,8 +197,12 @@ def _tuned_help(engine: str, key: str, paper) -> str:
 @app.command()
 @friendly
 def edit(
-    prompt: str = typer.Option(..., "--prompt", "-p", help="Target text, e.g. 'mohawk'."),
-    engine: str = typer.Option("optimize", help="optimize | mapper | global"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Target text, e.g. 'mohawk'."),
+    target_image: Optional[Path] = typer.Option(None, "--target-image", help="Target: a reference image whose "
+                                                "CLIP embedding is the target (e.g. a face with the hair you "
+                                                "want); instead of or besides --prompt."),
+    engine: Optional[str] = typer.Option(None, help="optimize | mapper | global (mapper: --mapper universal for "
+                                         "any prompt) [default: optimize; toy-faces: the universal mapper]"),
     seed: Optional[int] = typer.Option(None, help="Source: one seed (z -> truncation -> W+).", show_default="0"),
     seeds: Optional[str] = typer.Option(None, help="Source: several seeds, e.g. '0-7' or '1,5,9'."),
     latent: Optional[Path] = typer.Option(None, help="Source: a saved latent (.pt / .npy): W+, or S space as "
@@ -239,8 +243,15 @@ def edit(
     relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="global: channel relevance .npy "
                                                   "(ours or the official fs3.npy).",
                                                   show_default="the shipped or cached one"),
-    mapper: Optional[str] = typer.Option(None, help="mapper: a mapper file or name.",
+    mapper: Optional[str] = typer.Option(None, help="mapper: a mapper file or name ('universal': the "
+                                         "text-conditioned mapper, any prompt or image).",
                                          show_default="the mapper trained for --prompt on this generator"),
+    auto_strength: bool = typer.Option(False, "--auto-strength", help="global / mapper: pick the strength per "
+                                       "face (the smallest multiple of --strength reaching the CLIP gain while "
+                                       "the identity net still says same person); reported per face."),
+    direction: Optional[str] = typer.Option(None, help="optimize / global: 'text' (the paper's CLIP text "
+                                            "target) or 'image' (the prompt's image-side CLIP direction, from "
+                                            "ranking generated faces) [default: text; or the model's]."),
     batch_size: int = typer.Option(4, help="Sources edited together."),
     out: Path = typer.Option(Path("outputs"), help="Output folder."),
     gif: bool = typer.Option(False, help="optimize: also write an animation of the optimization."),
@@ -254,39 +265,67 @@ def edit(
     from .sources import save_latent
     from .types import Prompt
 
+    if prompt is None and target_image is None:
+        raise ValueError("say what to edit toward: --prompt 'mohawk' or --target-image face.png")
+    model = _model(model, checkpoint)
+    if engine is None:
+        engine = factory.default_engine(model if checkpoint is None else None)
+    if engine == "universal":  # the same as --engine mapper --mapper universal
+        engine, mapper = "mapper", mapper or "universal"
+    if engine == "mapper" and mapper is None and target_image is not None:
+        mapper = "universal"  # a per-prompt mapper knows one text; an image target needs the universal one
+    universal = engine == "mapper" and factory.is_universal_mapper(mapper)
     _check_engine_options(engine, {
         "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
         "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
         "--bf16": bf16, "--checkpoint-min-res": checkpoint_min_res is not None, "--gif": gif,
         "--neutral": neutral is not None, "--beta": beta is not None, "--relevance": relevance_file is not None,
-        "--mapper": mapper is not None})
-    model = _model(model, checkpoint)
-    tuned = factory.edit_defaults(model if checkpoint is None else None, engine)
+        "--mapper": mapper is not None and not universal})
+    tuned = factory.edit_defaults(model if checkpoint is None else None, "universal" if universal else engine)
     steps, lr, l2_lambda, id_lambda, beta, strength = (
         tuned.get(k, d) if v is None else v for k, v, d in (
             ("steps", steps, 300), ("lr", lr, 0.1), ("l2_lambda", l2_lambda, 0.008), ("id_lambda", id_lambda, 0.005),
             ("beta", beta, 0.15), ("strength", strength, {"global": 4.1}.get(engine, 1.0))))
-    text = Prompt(prompt, neutral=neutral or "a face", strength=strength)
+    direction = direction or tuned.get("direction", "text")
+    if direction not in ("text", "image"):
+        raise ValueError(f"--direction must be 'text' or 'image', got {direction!r}")
     g = _generator(model, checkpoint, device)
+    ref = None
+    if target_image is not None:
+        from .image_directions import load_reference_image
+
+        ref = load_reference_image(target_image, g.config.size)
+    text = Prompt(prompt or "", neutral=neutral or "a face", strength=strength, image=ref)
     source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps, model)
     dev = g.w_avg.device
     clip = factory.load_clip(_clip_name(None, model, checkpoint, g), device=dev)
     not_faces = _not_faces_notice(g, checkpoint) if id_lambda > 0 and engine == "optimize" else None
     if not_faces:
         typer.echo(not_faces, err=True)
-    # the identity net: the loss of optimize; on the small built-in models also a figure for every engine
-    wants_identity = (engine == "optimize" and id_lambda > 0 and not not_faces) or \
+    # the identity net: the loss of optimize, the budget of auto strength and the universal mapper's figure; on
+    # the small built-in models also a figure for every engine
+    wants_identity = (engine == "optimize" and id_lambda > 0 and not not_faces) or auto_strength or universal or \
         (checkpoint is None and model in (factory.TOY, "debug"))
     identity = _identity(model, dev) if wants_identity else None
     options = {}
+    auto = {}
+    if auto_strength:
+        if engine == "optimize":
+            raise ValueError("--auto-strength is for --engine global or mapper (optimize has --id-lambda)")
+        auto = dict(auto=True, auto_strength=factory.auto_strength_config(model, identity))
     if engine == "optimize":
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode or "edit",
                        space=space or "wplus", bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,
-                       checkpoint_min_res=checkpoint_min_res)
+                       checkpoint_min_res=checkpoint_min_res, direction=direction)
     elif engine == "global":
-        options = dict(beta=beta or None, relevance=relevance_file)
+        options = dict(beta=beta or None, relevance=relevance_file, direction=direction, **auto)
+    elif universal:
+        options = dict(mapper=mapper, **auto)
     elif engine == "mapper":
-        options = dict(mapper=mapper or prompt)
+        if target_image is not None:
+            raise ValueError("a per-prompt mapper edits toward the text it was trained for; use --mapper "
+                             "universal for a --target-image")
+        options = dict(mapper=mapper or prompt, **auto)
     editor = factory.create_editor(engine, g, clip, identity, **options)
     judge = _toy_judge(model if checkpoint is None else None, dev)
     out.mkdir(parents=True, exist_ok=True)
@@ -327,7 +366,12 @@ def edit(
                 kept, total, changed = unrelated[j]
                 line += f", unrelated attributes kept {kept}/{total}" + (f" ({'; '.join(changed)})" if changed else "")
             if "channels_kept" in m:
-                line += f" ({m['channels_kept']} channels, beta {m['beta']:.2f}, alpha {m['alpha']:g})"
+                a = m["alpha"][j] if isinstance(m["alpha"], list) else m["alpha"]
+                line += f" ({m['channels_kept']} channels, beta {m['beta']:.2f}, alpha {a:g})"
+            elif "strength" in m:
+                line += f" (strength {m['strength'][j]:g})"
+            if "gain_reached" in m:
+                line += ", CLIP gain " + ("reached" if m["gain_reached"][j] else "not reached")
             typer.echo(line)
     if judge is not None:
         from .toy.evaluate import IDENTITY_COMPARES, IDENTITY_IGNORES
@@ -534,7 +578,13 @@ def weights_path(name: str = typer.Argument(..., help="Weight name (see `weights
 @app.command("train-mapper")
 @friendly
 def train_mapper_command(
-    prompt: str = typer.Option(..., help="What the mapper edits toward, e.g. 'mohawk'."),
+    prompt: Optional[str] = typer.Option(None, help="What the mapper edits toward, e.g. 'mohawk' (not with "
+                                         "--universal)."),
+    universal: bool = typer.Option(False, "--universal", help="Train the text-conditioned mapper for any prompt "
+                                   "(no text needed: trained on CLIP image-embedding differences of pairs of "
+                                   "generated faces)."),
+    minutes: Optional[float] = typer.Option(None, help="--universal: stop after this many minutes of this run "
+                                            "(resume later with --resume)."),
     latents: Optional[Path] = typer.Option(None, help="Training latents: .pt tensor [N,num_ws,512] (e.g. "
                                                       "e4e-inverted faces). Default: sampled from the generator."),
     val_latents: Optional[Path] = typer.Option(None, help="Validation latents (.pt). Default: held out from "
@@ -562,11 +612,20 @@ def train_mapper_command(
     checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
-    """Train a latent mapper for one prompt (StyleCLIP method 2). Under `torchrun --nproc-per-node N`: data
+    """Train a latent mapper for one prompt (StyleCLIP method 2), or with --universal one for any prompt. Under `torchrun --nproc-per-node N`: data
     parallel (DistributedDataParallel) over N processes, effective batch N x --batch-size (docs/distributed.md)."""
     from tqdm import tqdm
 
     from . import factory
+
+    if universal:
+        if prompt is not None:
+            raise ValueError("--universal trains one mapper for every prompt: leave out --prompt")
+        return _train_universal(steps if steps != 50_000 else None, batch_size if batch_size != 2 else None,
+                                num_latents if num_latents != 5000 else None, id_lambda if id_lambda != 0.1 else None, save_interval, seed,
+                                out, resume, minutes, model, checkpoint, device)
+    if prompt is None:
+        raise ValueError("say what the mapper edits toward: --prompt 'mohawk' (or --universal)")
     from .editors.mapper import normalize_name
     from .errors import StyleClipError
     from .editors.mapper_training import MapperTrainConfig, load_latents, train_mapper
@@ -625,6 +684,44 @@ def train_mapper_command(
     typer.echo(f"wrote {result.best_path} (best validation loss {best}); run folder {out} "
                f"(step {result.step}; continue with --resume --out {out})")
 
+
+
+def _train_universal(steps, batch_size, num_latents, id_lambda, save_interval, seed, out, resume, minutes, model,
+                     checkpoint, device):
+    from tqdm import tqdm
+
+    from .editors.universal_mapper_training import UniversalTrainConfig, train_universal_mapper
+
+    defaults = UniversalTrainConfig()
+    config = UniversalTrainConfig(steps=steps or defaults.steps, batch_size=batch_size or defaults.batch_size,
+                                  num_latents=num_latents or defaults.num_latents,
+                                  id_lambda=defaults.id_lambda if id_lambda is None else id_lambda,
+                                  save_interval=min(save_interval, defaults.save_interval), seed=seed)
+    model = _model(model, checkpoint)
+    g = _generator(model, checkpoint, device)
+    dev = g.w_avg.device
+    from . import factory
+
+    clip = factory.load_clip(model if checkpoint is None else None, device=dev)
+    identity = _identity(model, dev) if config.id_lambda > 0 else None
+    out = out or Path("mappers") / "universal"
+    bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True)
+
+    def progress(done, total):
+        bar.n = done
+        bar.refresh()
+
+    def log(step, record):
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items()}, refresh=False)
+
+    try:
+        trainer = train_universal_mapper(g, clip, identity, config=config, out_dir=out, resume=resume,
+                                         progress=progress, log=log,
+                                         max_seconds=minutes * 60 if minutes is not None else None)
+    finally:
+        bar.close()
+    typer.echo(f"wrote {out / 'universal.safetensors'} (step {trainer.step}); continue with --universal --resume "
+               f"--out {out}; use it with --engine mapper --mapper {out / 'universal.safetensors'}")
 
 
 # ---- global directions: channel relevance and alpha/beta sweeps -------------------------------------

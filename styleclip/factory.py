@@ -171,22 +171,55 @@ MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
 }
 
 
+# The engine `styleclip edit` uses when none is named: on toy-faces the universal mapper edits best
+# (docs/benchmarks.md); elsewhere optimization, as the paper's first method.
+MODEL_DEFAULT_ENGINE: dict[str, str] = {TOY: "universal"}
+
+
+def default_engine(model: str | None) -> str:
+    return MODEL_DEFAULT_ENGINE.get(str(model), "optimize")
+
+
 def edit_defaults(model: str | None, engine: str) -> dict:
     """Settings tuned for this model set and engine (empty: the engine's own defaults apply)."""
     return dict(MODEL_EDIT_DEFAULTS.get(str(model), {}).get(engine, {}))
 
 
+def auto_strength_config(model: str | None, identity=None, **overrides):
+    """AutoStrengthConfig for a model set: its identity net's verification threshold where measured (toy)."""
+    from .editors.auto_strength import AutoStrengthConfig
+
+    if str(model) == TOY and "identity_threshold" not in overrides:
+        from .toy.evaluate import identity_threshold
+
+        overrides["identity_threshold"] = identity_threshold()
+    return AutoStrengthConfig(**overrides)
+
+
 ENGINE_MODULES = {"optimize": "styleclip.editors.optimization", "global": "styleclip.editors.global_directions",
-                  "mapper": "styleclip.editors.mapper"}
+                  "mapper": "styleclip.editors.mapper", "universal": "styleclip.editors.universal_mapper"}
+
+
+def is_universal_mapper(mapper) -> bool:
+    """True for 'universal' or a universal mapper file (`--engine mapper --mapper universal`)."""
+    if str(mapper) == "universal":
+        return True
+    from .editors.universal_mapper import is_universal_file
+
+    return isinstance(mapper, (str, Path)) and Path(mapper).is_file() and is_universal_file(mapper)
 
 
 def create_editor(kind: str, generator, clip, identity=None, **config):
     """An engine by name with its Config built from keyword overrides.
 
     'optimize': OptimizationConfig fields. 'global': GlobalDirectionsConfig fields (relevance / stats may be
-    paths; missing ones are loaded from or computed into the cache). 'mapper': `mapper=` a file or name."""
+    paths; missing ones are loaded from or computed into the cache). 'mapper': `mapper=` a file or name;
+    `mapper="universal"` (or a universal mapper file) gives the universal mapper ('universal':
+    UniversalMapperConfig fields)."""
     import importlib
 
+    if kind == "mapper" and is_universal_mapper(config.get("mapper")):
+        kind = "universal"
     if kind not in ENGINE_MODULES:
         raise StyleClipError(f"unknown engine {kind!r}; choose one of: {', '.join(sorted(ENGINE_MODULES))}")
     importlib.import_module(ENGINE_MODULES[kind])  # registers the engine
@@ -197,6 +230,8 @@ def create_editor(kind: str, generator, clip, identity=None, **config):
         return cls.from_files(generator, clip, identity=identity, **config)
     if kind == "mapper":
         return cls.from_file(config.pop("mapper"), generator, clip, identity, **config)
+    if kind == "universal":
+        return cls(generator, clip, identity, config=cls.config_class(**config))
     return cls(generator, clip, identity, config=cls.config_class(**config))
 
 

@@ -55,16 +55,31 @@ class Latent:
 
 @dataclass(frozen=True)
 class Prompt:
-    """What to edit toward. `strength`: alpha for global directions, residual scale for the mapper,
-    and for optimization a multiplier of the CLIP term."""
+    """What to edit toward: a text `target`, or a reference `image` [1,3,H,W] in [-1,1] whose CLIP image
+    embedding is the target (text then only labels it). `strength`: alpha for global directions, residual
+    scale for the mapper, and for optimization a multiplier of the CLIP term."""
 
-    target: str
+    target: str = ""
     neutral: str = "a face"
     strength: float = 1.0
+    image: Optional[torch.Tensor] = field(default=None, compare=False)
 
     def __post_init__(self):
+        if self.image is not None:
+            if not isinstance(self.image, torch.Tensor) or self.image.ndim != 4 or self.image.shape[:2] != (1, 3):
+                shape = list(self.image.shape) if isinstance(self.image, torch.Tensor) else type(self.image).__name__
+                raise ValueError(f"a target image must be a tensor [1,3,H,W] in [-1,1], got {shape}")
+            if not isinstance(self.target, str):
+                raise ValueError("the prompt text must be a string")
+            return
         if not isinstance(self.target, str) or not self.target.strip():
-            raise ValueError("the prompt is empty: say what to edit toward, e.g. --prompt 'mohawk'")
+            raise ValueError("the prompt is empty: say what to edit toward, e.g. --prompt 'mohawk' "
+                             "(or give --target-image)")
+
+    @property
+    def label(self) -> str:
+        """The text, or 'target image' for an image prompt without one."""
+        return self.target.strip() or "target image"
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ def test_no_session_starts_from_seed_zero(app):
 
 # ---- the web layer ---------------------------------------------------------------------------------------
 ENDPOINTS = {"/new_face", "/face_from_seed", "/upload_photo", "/global_edit", "/stack_edit", "/clear_stack",
-             "/alpha_sweep", "/refresh_mappers", "/mapper_edit", "/optimize"}
+             "/alpha_sweep", "/refresh_mappers", "/mapper_edit", "/optimize", "/any_prompt_edit"}
 
 
 def _free_port() -> int:

@@ -1,5 +1,5 @@
 """Each engine edits toy faces toward the text, judged by the independent evaluation classifier: the target
-attribute appears in most samples while the person (identity net) and the unrelated attributes stay."""
+attribute appears in most samples (>= 8 of 12) while the person (identity net) and the unrelated attributes stay."""
 import pytest
 import torch
 
@@ -38,7 +38,7 @@ def test_optimization_gives_glasses(toy):
     editor = factory.create_editor("optimize", g, clip, identity, **factory.edit_defaults("toy-faces", "optimize"))
     result = editor.edit(Latent(w), Prompt("a face wearing glasses"))
     # the figures on these 12 sources: benchmarks/toy_edits.py -> docs/toy-faces.md
-    check(result, w, toy, target, success=0.5, kept=0.75, unrelated=0.5)
+    check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.5)
 
 
 def test_global_direction_gives_blond_hair(toy):
@@ -48,7 +48,7 @@ def test_global_direction_gives_blond_hair(toy):
     editor = factory.create_editor("global", g, clip, identity, beta=0.3, compute_missing=False)
     result = editor.edit(Latent(w), Prompt("a face with blond hair", neutral="a face", strength=3.0))
     # the figures on these 12 sources, and for mohawk and glasses: benchmarks/toy_edits.py -> docs/toy-faces.md
-    check(result, w, toy, target, success=0.5, kept=0.75, unrelated=0.75)
+    check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.75)
 
 
 def test_shipped_mapper_gives_a_mohawk(toy):
@@ -58,4 +58,15 @@ def test_shipped_mapper_gives_a_mohawk(toy):
     editor = factory.create_editor("mapper", g, clip, identity, mapper="a face with a mohawk")
     result = editor.edit(Latent(w), Prompt("a face with a mohawk"))
     # the figures of the three shipped mappers on these sources: benchmarks/toy_edits.py -> docs/toy-faces.md
-    check(result, w, toy, target, success=0.5, kept=2 / 3, unrelated=0.5)
+    check(result, w, toy, target, success=8 / 12, kept=2 / 3, unrelated=0.5)
+
+
+def test_universal_mapper_gives_a_mohawk(toy):
+    """The shipped universal mapper never saw this (or any) prompt in training; it follows the prompt's
+    image-side CLIP direction."""
+    g, clip, identity, classifier = toy
+    target = {"hair_style": "mohawk"}
+    w = sources(g, classifier, target, n=12)
+    editor = factory.create_editor("mapper", g, clip, identity, mapper="universal")
+    result = editor.edit(Latent(w), Prompt("a face with a mohawk"))
+    check(result, w, toy, target, success=8 / 12, kept=2 / 3, unrelated=0.5)

@@ -7,9 +7,11 @@ from typing import Sequence
 
 import torch
 
+from .. import image_directions as idir
 from .. import stylespace as ss
 from ..errors import StyleClipError
 from ..types import EditResult, Latent, ProgressFn, Prompt
+from .auto_strength import AutoStrengthConfig, pick_strengths
 from .base import register_engine, report
 
 NOTEBOOK_ALPHA = 4.1  # Colab notebooks / cog demo default strength (SPEC 3.6)
@@ -31,6 +33,14 @@ class GlobalDirectionsConfig:
     compute_missing: bool | None = None  # None: compute only when the generator is small (<= 64 px)
     templates: tuple[str, ...] | None = None  # None: the 79 ImageNet templates
     with_source: bool = True  # also synthesise the unedited image (for clip_before)
+    direction: str = "text"  # "text": the paper's delta_t; "image": the prompt's image-side direction
+    auto: bool = False  # pick alpha per face (auto_strength: multiples of the prompt's alpha)
+    auto_strength: AutoStrengthConfig = field(default_factory=AutoStrengthConfig)
+    gain_fraction: float = 0.6  # auto: target gain = this x how far matching faces lie from others along delta_t
+
+    def __post_init__(self):
+        if self.direction not in ("text", "image"):
+            raise ValueError(f"direction must be 'text' or 'image', got {self.direction!r}")
 
 
 @register_engine("global")
@@ -68,31 +78,48 @@ class GlobalDirectionsEditor:
 
     # ---- directions -------------------------------------------------------------------------------
     def text_direction(self, neutral: str, target: str) -> torch.Tensor:
+        """delta_t [E]: the paper's text direction, or with direction='image' the prompt's image-side one."""
+        if self.config.direction == "image":
+            return idir.image_direction(self.generator, self.clip, target, neutral)
         return ss.text_direction(self.clip, neutral, target, self.config.templates)
 
-    def direction(self, prompt: Prompt, beta: float | None = ...) -> tuple[list[torch.Tensor], int, float]:
-        """(delta_s per layer, channels kept, beta used) for a prompt; cached per (neutral, target, beta)."""
+    def direction(self, prompt: Prompt, beta: float | None = ..., *, delta_t: torch.Tensor | None = None
+                  ) -> tuple[list[torch.Tensor], int, float]:
+        """(delta_s per layer, channels kept, beta used) for a prompt; cached per (neutral, target, beta).
+        An image prompt needs its `delta_t` (see `reference_direction`)."""
         beta = self.config.beta if beta is ... else beta
         key = (prompt.neutral, prompt.target, beta)
-        if key not in self._directions:
-            dt = self.text_direction(prompt.neutral, prompt.target)
+        if delta_t is not None or key not in self._directions:
+            dt = delta_t if delta_t is not None else self.text_direction(prompt.neutral, prompt.target)
             b = ss.auto_beta(self.relevance, dt, k=self.config.auto_beta_k) if beta is None else beta
             ds, kept = ss.delta_s(self.generator, self.relevance, self.stats, dt, b)
+            if delta_t is not None:
+                return ds, kept, b
             self._directions[key] = (ds, kept, b)
         return self._directions[key]
+
+    def reference_direction(self, prompt: Prompt, source_img: torch.Tensor) -> torch.Tensor:
+        """delta_t of an image prompt: unit(e(reference) - mean e(sources))."""
+        ref = idir.reference_embedding(self.clip, prompt.image)[0]
+        return torch.nn.functional.normalize(ref - self.clip.encode_image(source_img).float().mean(0), dim=0)
 
     def alpha(self, prompt: Prompt) -> float:
         return float(prompt.strength if self.config.alpha is None else self.config.alpha)
 
-    def combined_direction(self, prompts: Sequence[Prompt]) -> tuple[list[torch.Tensor], dict]:
-        """sum_j alpha_j * delta_s_j (each prompt with its own alpha) and per-prompt info."""
+    def combined_direction(self, prompts: Sequence[Prompt], source_img: torch.Tensor | None = None
+                           ) -> tuple[list[torch.Tensor], dict]:
+        """sum_j alpha_j * delta_s_j (each prompt with its own alpha) and per-prompt info; image prompts need
+        the source images."""
         total = None
         info = []
         for p in prompts:
-            ds, kept, beta = self.direction(p)
+            if p.image is not None and source_img is None:
+                raise StyleClipError("an image prompt needs the source images to take its direction from")
+            dt = self.reference_direction(p, source_img) if p.image is not None else None
+            ds, kept, beta = self.direction(p, delta_t=dt)
             a = self.alpha(p)
             total = [a * d for d in ds] if total is None else [t + a * d for t, d in zip(total, ds)]
-            info.append({"target": p.target, "neutral": p.neutral, "alpha": a, "beta": beta,
+            info.append({"target": p.label, "neutral": p.neutral, "alpha": a, "beta": beta,
                          "channels_kept": kept})
         return total, {"prompts": info}
 
@@ -100,7 +127,8 @@ class GlobalDirectionsEditor:
     @torch.no_grad()
     def edit_styles(self, styles: list[torch.Tensor], prompts: Prompt | Sequence[Prompt]) -> list[torch.Tensor]:
         prompts = [prompts] if isinstance(prompts, Prompt) else list(prompts)
-        total, _ = self.combined_direction(prompts)
+        source = self.generator.synthesis_from_styles(styles) if any(p.image is not None for p in prompts) else None
+        total, _ = self.combined_direction(prompts, source)
         return ss.apply_direction(styles, total, 1.0)
 
     def edit(self, latent: Latent, prompt: Prompt, *, progress: ProgressFn | None = None) -> EditResult:
@@ -118,25 +146,61 @@ class GlobalDirectionsEditor:
             styles = [x.to(g.w_avg.device, torch.float32) for x in latent.styles]
         else:
             styles = g.styles(latent.w_plus.to(g.w_avg.device))
-        total, info = self.combined_direction(prompts)
-        edited = ss.apply_direction(styles, total, 1.0)
-        img = g.synthesis_from_styles(edited)
         # separately, not batched with the edit: alpha = 0 then reproduces synthesis(w_plus) bit for bit
-        source = g.synthesis_from_styles(styles) if self.config.with_source else None
+        need_source = self.config.with_source or self.config.auto or any(p.image is not None for p in prompts)
+        source = g.synthesis_from_styles(styles) if need_source else None
+        total, info = self.combined_direction(prompts, source)
         metrics = {"channels_kept": [p["channels_kept"] for p in info["prompts"]],
                    "beta": [p["beta"] for p in info["prompts"]], "alpha": [p["alpha"] for p in info["prompts"]]}
         if len(prompts) == 1:
             metrics = {k: v[0] for k, v in metrics.items()}
-        text = self.clip.encode_text([p.target for p in prompts]).mean(0, keepdim=True)
-        text = torch.nn.functional.normalize(text, dim=-1)
+        if self.config.auto:
+            if len(prompts) != 1:
+                raise StyleClipError("auto strength works on one prompt at a time")
+            edited, img, auto_info = self._auto_edit(prompts[0], styles, source)
+            metrics.update(alpha=auto_info["strength"], gain_reached=auto_info["gain_reached"])
+        else:
+            edited = ss.apply_direction(styles, total, 1.0)
+            img = g.synthesis_from_styles(edited)
+        targets = [idir.reference_embedding(self.clip, p.image) if p.image is not None
+                   else self.clip.encode_text([p.target]) for p in prompts]
+        text = torch.nn.functional.normalize(torch.cat(targets).float().mean(0, keepdim=True), dim=-1)
         metrics["clip_after"] = self.clip.similarity(img, text)[:, 0].tolist()
         if source is not None:
             metrics["clip_before"] = self.clip.similarity(source, text)[:, 0].tolist()
             if self.identity is not None:
                 metrics["identity_similarity"] = (self.identity.embed(img) * self.identity.embed(source)
                                                   ).sum(-1).tolist()
+        if not self.config.with_source:
+            source = None
         report(progress, 1, 1)
         return EditResult(image=img, latent=edited, engine=self.name, metrics=metrics, source_image=source)
+
+    def _auto_edit(self, prompt: Prompt, styles: list[torch.Tensor], source: torch.Tensor):
+        """(edited styles, img, info) with alpha picked per face (`auto_strength`); the target gain is
+        gain_fraction x the separation along delta_t of the bank faces that match the prompt from the rest
+        (for an image prompt: of the reference from the sources)."""
+        if prompt.image is not None:
+            dt = self.reference_direction(prompt, source)
+            ref = idir.reference_embedding(self.clip, prompt.image)[0]
+            gain = (ref - self.clip.encode_image(source).float()) @ dt
+        else:
+            dt = self.text_direction(prompt.neutral, prompt.target)
+            _, raw = idir.prompt_direction(self.clip, idir.face_bank(self.generator, self.clip), prompt.target,
+                                           prompt.neutral)
+            gain = float(raw @ dt)
+        ds, _, _ = self.direction(prompt, delta_t=dt if prompt.image is not None else None)
+
+        def shifted(alphas):
+            return [s + alphas.view(-1, 1).to(s) * d for s, d in zip(styles, ds)]
+
+        def render(alphas):
+            return self.generator.synthesis_from_styles(shifted(alphas))
+
+        alphas, img, info = pick_strengths(render, clip=self.clip, identity=self.identity, source_img=source,
+                                           direction=dt, target_gain=gain * self.config.gain_fraction,
+                                           config=self.config.auto_strength, base=self.alpha(prompt))
+        return shifted(alphas), img, info
 
 
 def _cached_relevance(g, clip, stats, method: str, compute: bool, progress):

@@ -14,7 +14,7 @@ import json
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..errors import CheckpointError, InputError, WeightsMissingError, one_line,
 from ..losses import clip_loss
 from ..nets.mapper import LEVELS, MODULE_NAMES, LevelsMapper
 from ..types import EditResult, Latent, ProgressFn, Prompt
+from .auto_strength import AutoStrengthConfig, pick_strengths
 from .base import register_engine, report
 
 FORMAT_TAG = "styleclip-mapper"
@@ -290,6 +291,9 @@ class MapperConfig:
     batch_size: int = 4
     noise_mode: str = "const"
     metrics: bool = True  # render the source too and report CLIP / identity similarity
+    auto: bool = False  # pick the strength per face (auto_strength), judged along the prompt's image direction
+    auto_strength: AutoStrengthConfig = field(default_factory=AutoStrengthConfig)
+    gain_fraction: float = 0.6  # auto: target gain = this x how far matching faces lie from others
 
 
 @register_engine("mapper")
@@ -356,13 +360,28 @@ class MapperEditor:
                 f"_{normalize_name(prompt.target)}_" not in f"_{normalize_name(self.prompt)}_":
             warnings.warn(f"this mapper was trained for {self.prompt!r}, not {prompt.target!r}; "
                           "metrics use the given prompt", stacklevel=2)
+        if prompt is not None and prompt.image is not None:
+            raise InputError("a per-prompt mapper edits toward the text it was trained for; use the universal "
+                             "mapper for a target image")
         n = w_all.shape[0]
-        imgs, srcs, w_hats, before, after, ident = [], [], [], [], [], []
+        imgs, srcs, w_hats, before, after, ident, chosen, reached = [], [], [], [], [], [], [], []
         text_emb = self.clip.encode_text(text) if (cfg.metrics and self.clip is not None and text) else None
+        auto = self._auto_target(text) if cfg.auto else None
         for i in range(0, n, max(1, cfg.batch_size)):
             w = w_all[i:i + cfg.batch_size].to(g.w_avg.device, torch.float32)
-            w_hat = self.edit_latent(w, strength)
-            img = g.synthesis(w_hat, noise_mode=cfg.noise_mode)
+            if auto is not None:
+                residual = self.config.residual_scale * self.mapper(w)
+                src = g.synthesis(w, noise_mode=cfg.noise_mode)
+                s, img, info = pick_strengths(
+                    lambda s: g.synthesis(w + s.view(-1, 1, 1) * residual, noise_mode=cfg.noise_mode),
+                    clip=self.clip, identity=self.identity, source_img=src, direction=auto[0],
+                    target_gain=auto[1], config=cfg.auto_strength, base=strength)
+                w_hat = w + s.view(-1, 1, 1) * residual
+                chosen += s.tolist()
+                reached += info["gain_reached"]
+            else:
+                w_hat = self.edit_latent(w, strength)
+                img = g.synthesis(w_hat, noise_mode=cfg.noise_mode)
             imgs.append(img)
             w_hats.append(w_hat)
             if cfg.metrics:
@@ -375,6 +394,8 @@ class MapperEditor:
                     ident += (self.identity.embed(img) * self.identity.embed(src)).sum(-1).tolist()
             report(progress, min(i + cfg.batch_size, n), n)
         metrics: dict = {"residual_scale": cfg.residual_scale * strength}
+        if chosen:
+            metrics.update(strength=chosen, gain_reached=reached)
         if before:
             metrics.update(clip_before=before, clip_after=after)
         if ident:
@@ -383,6 +404,14 @@ class MapperEditor:
                           source_image=torch.cat(srcs) if srcs else None)
 
 
+    def _auto_target(self, text: str | None) -> tuple[torch.Tensor, float]:
+        """(unit image-side direction, target gain) of the mapper's prompt for auto strength."""
+        from .. import image_directions as idir
+
+        if self.clip is None or not text:
+            raise InputError("auto strength needs a CLIP model and a prompt")
+        d, raw = idir.prompt_direction(self.clip, idir.face_bank(self.generator, self.clip), text)
+        return d, float(raw @ d) * self.config.gain_fraction
 
 
 __all__ = ["MapperEditor", "MapperConfig", "MapperFile", "load_mapper", "save_mapper", "find_mapper",

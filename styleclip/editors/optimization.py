@@ -12,7 +12,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
+from .. import image_directions as idir
 from ..errors import InputError
 from ..losses import clip_loss, identity_loss, latent_l2
 from ..types import EditResult, Latent, ProgressFn, Prompt
@@ -32,12 +34,16 @@ class OptimizationConfig:
     frame_every: int = 0  # keep an image every k steps (0: none)
     bf16: bool = False  # bfloat16 autocast for generator and CLIP forward/backward
     checkpoint_min_res: int | None = None  # recompute blocks >= this resolution in backward (less memory)
+    direction: str = "text"  # "text": CLIP target t (the paper); "image": unit(e(source) + the prompt's
+    # image-side shift: how the mean embedding of generated faces that match it differs from the others)
 
     def __post_init__(self):
         if self.mode not in ("edit", "free_generation"):
             raise ValueError(f"mode must be 'edit' or 'free_generation', got {self.mode!r}")
         if self.space not in ("wplus", "styles"):
             raise ValueError(f"space must be 'wplus' or 'styles', got {self.space!r}")
+        if self.direction not in ("text", "image"):
+            raise ValueError(f"direction must be 'text' or 'image', got {self.direction!r}")
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
 
@@ -82,12 +88,12 @@ class OptimizationEditor:
                              f"{g.config.style_dim}] for this generator")
         if cfg.mode == "free_generation":
             w_source = g.broadcast(g.w_avg.unsqueeze(0)).expand(w_source.shape[0], -1, -1).clone()
-        text = self.clip.encode_text([prompt.target])
         use_id = self.identity is not None and cfg.id_lambda > 0 and cfg.mode == "edit"
 
         with torch.no_grad(), self._autocast():
             img_source = (g.synthesis(w_source) if s_given is None else g.synthesis_from_styles(s_given)).float()
-            clip_before = self.clip.similarity(img_source, text)[:, 0]
+            text = self.target_embedding(prompt, img_source)
+            clip_before = (self.clip.encode_image(img_source) * text).sum(-1)
             id_source = self.identity.embed(img_source) if self.identity is not None else None
 
         if cfg.space == "styles":
@@ -143,7 +149,8 @@ class OptimizationEditor:
 
         with torch.no_grad(), self._autocast():
             img = render().float()
-            metrics = {"clip_before": clip_before.tolist(), "clip_after": self.clip.similarity(img, text)[:, 0].tolist()}
+            metrics = {"clip_before": clip_before.tolist(),
+                       "clip_after": (self.clip.encode_image(img) * text).sum(-1).tolist()}
             if id_source is not None:
                 metrics["identity_similarity"] = (self.identity.embed(img) * id_source).sum(-1).tolist()
         metrics["final_losses"] = dict(self.last_losses)
@@ -152,6 +159,18 @@ class OptimizationEditor:
         edited = [v.detach() for v in variables] if cfg.space == "styles" else w.detach()
         return EditResult(image=img, latent=edited, engine=self.name, metrics=metrics, source_image=img_source,
                           frames=tuple(frames))
+
+    @torch.no_grad()
+    def target_embedding(self, prompt: Prompt, img_source: torch.Tensor) -> torch.Tensor:
+        """Unit CLIP target [1,E] or [N,E]: the reference image's embedding, the text's, or (direction
+        'image') each source's embedding shifted along the prompt's image-side direction."""
+        if prompt.image is not None:
+            return idir.reference_embedding(self.clip, prompt.image)
+        if self.config.direction == "image" and self.config.mode == "edit":
+            _, shift = idir.prompt_direction(self.clip, idir.face_bank(self.generator, self.clip), prompt.target,
+                                             prompt.neutral)
+            return F.normalize(self.clip.encode_image(img_source).float() + shift, dim=-1)
+        return self.clip.encode_text([prompt.target])
 
     def _autocast(self):
         if not self.config.bf16:

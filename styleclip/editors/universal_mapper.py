@@ -1,0 +1,220 @@
+"""The universal mapper engine: one trained network edits toward any text or reference image.
+
+w_hat = w + residual_scale * strength * M(w, d), where d is a unit CLIP image-space direction: for a text
+prompt the prompt's image direction (`image_directions.image_direction`, the space the mapper was trained
+in), for a reference image unit(e(reference) - e(source)) per face. Files: `.safetensors` with the
+UniversalMapper state dict and JSON metadata (format "styleclip-universal-mapper": architecture, the
+generator and CLIP it was trained for, training settings).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .. import image_directions as idir
+from ..errors import CheckpointError, InputError, one_line
+from ..nets.universal_mapper import UniversalMapper
+from ..types import EditResult, Latent, ProgressFn, Prompt
+from .auto_strength import AutoStrengthConfig, pick_strengths
+from .base import register_engine, report
+from .mapper import TOY_MAPPERS, default_mapper_dirs, generator_fingerprint
+
+FORMAT_TAG = "styleclip-universal-mapper"
+DEFAULT_NAME = "universal"
+
+
+def save_universal_mapper(mapper: UniversalMapper, path: str | Path, *, info: dict | None = None,
+                          half: bool = False) -> Path:
+    """Write a universal mapper file atomically; `half` stores fp16 weights (the shipped file)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    info = {**(info or {}), "architecture": mapper.architecture()}
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in mapper.state_dict().items()}
+    tmp = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(tmp), metadata={"format": FORMAT_TAG, "info": json.dumps(info)})
+    tmp.replace(path)
+    return path
+
+
+def is_universal_file(path: str | Path) -> bool:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format") == FORMAT_TAG
+    except Exception:  # anything unreadable is simply not one
+        return False
+
+
+def load_universal_mapper(path: str | Path) -> tuple[UniversalMapper, dict]:
+    """(mapper in eval mode, info) from a universal mapper file; strict keys; one-line CheckpointError."""
+    from ..convert import load_safetensors_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such universal mapper file")
+    state, meta = load_safetensors_file(path)
+    if meta.get("format") != FORMAT_TAG:
+        raise CheckpointError(f"{path}: not a universal mapper file (format {meta.get('format')!r})")
+    try:
+        info = json.loads(meta["info"])
+        arch = info["architecture"]
+        mapper = UniversalMapper(int(arch["num_ws"]), int(arch["style_dim"]), int(arch["clip_dim"]),
+                                 hidden=int(arch["hidden"]), n_layers=int(arch["n_layers"]), split=arch["split"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: broken universal mapper metadata ({one_line(e)})") from None
+    try:
+        mapper.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the recorded architecture ({one_line(e)})") from None
+    return mapper.eval(), info
+
+
+def find_universal_mapper(name: str | Path = DEFAULT_NAME, generator=None) -> Path:
+    """A universal mapper file: a path, a run folder, or 'universal' (the newest one found for `generator`
+    under ./mappers, <cache>/mappers and the shipped toy mappers)."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    if p.is_dir() and (p / "universal.safetensors").is_file():
+        return p / "universal.safetensors"
+    if str(name) != DEFAULT_NAME:
+        raise InputError(f"universal mapper {name} does not exist")
+    fingerprint = generator_fingerprint(generator) if generator is not None else None
+    found = []
+    for folder in default_mapper_dirs():
+        if not folder.is_dir():
+            continue
+        for f in folder.rglob("*.safetensors"):
+            if not is_universal_file(f):
+                continue
+            info = _peek(f)
+            fp = (info.get("generator") or {}).get("fingerprint")
+            if fingerprint and fp and fp != fingerprint:
+                continue
+            found.append((folder == TOY_MAPPERS, -f.stat().st_mtime, f))
+    if not found:
+        raise InputError("no universal mapper found for this generator; train one with "
+                         "`styleclip train-mapper --universal` (it lands in mappers/universal)")
+    return sorted(found)[0][2]  # trained ones before the shipped one, newest first
+
+
+def _peek(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("info", "{}"))
+
+
+@dataclass(frozen=True)
+class UniversalMapperConfig:
+    """mapper: a UniversalMapper, or a file / 'universal'. auto: pick the strength per face
+    (`auto_strength`). The target gain for auto strength is `gain_fraction` of the separation along d of
+    the bank faces that match the prompt from the rest (text), or of (e(reference) - e(source)) . d."""
+
+    mapper: Any = DEFAULT_NAME
+    residual_scale: float | None = None  # None: the file's
+    batch_size: int = 8
+    auto: bool = False
+    auto_strength: AutoStrengthConfig = field(default_factory=AutoStrengthConfig)
+    gain_fraction: float = 0.6
+
+
+@register_engine("universal")
+class UniversalMapperEditor:
+    """Applies the universal mapper conditioned on the prompt's CLIP image-space direction."""
+
+    name = "universal"
+    config_class = UniversalMapperConfig
+
+    def __init__(self, generator, clip, identity=None, *, config: UniversalMapperConfig = UniversalMapperConfig()):
+        self.generator, self.clip, self.identity, self.config = generator, clip, identity, config
+        m, self.info = config.mapper, {}
+        if isinstance(m, (str, Path)):
+            m, self.info = load_universal_mapper(find_universal_mapper(m, generator))
+        if not isinstance(m, UniversalMapper):
+            raise TypeError(f"config.mapper must be a UniversalMapper or a path, got {type(m).__name__}")
+        if m.num_ws != generator.num_ws or m.style_dim != generator.config.style_dim:
+            raise InputError(f"the universal mapper is for W+ [{m.num_ws},{m.style_dim}] but the generator has "
+                             f"[{generator.num_ws},{generator.config.style_dim}]")
+        fp = (self.info.get("generator") or {}).get("fingerprint")
+        if fp and fp != generator_fingerprint(generator):
+            warnings.warn("this universal mapper was trained for a different generator; edits may be meaningless",
+                          stacklevel=2)
+        self.mapper = m.to(generator.w_avg.device).eval().requires_grad_(False)
+        scale = config.residual_scale if config.residual_scale is not None else self.info.get("residual_scale", 1.0)
+        self.residual_scale = float(scale)
+
+    def directions(self, prompt: Prompt, src_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(unit directions [N,E], target embedding [1,E] or [N,E] for the metrics, target gain [N])."""
+        n = src_img.shape[0]
+        e_src = self.clip.encode_image(src_img).float()
+        if prompt.image is not None:
+            ref = idir.reference_embedding(self.clip, prompt.image)
+            diff = ref - e_src
+            d = F.normalize(diff, dim=-1)
+            return d, ref, (diff * d).sum(-1) * self.config.gain_fraction
+        d, raw = idir.prompt_direction(self.clip, idir.face_bank(self.generator, self.clip), prompt.target,
+                                       prompt.neutral)
+        gain = float(raw @ d) * self.config.gain_fraction
+        text = self.clip.encode_text([prompt.target]).float()
+        return d.expand(n, -1), text, torch.full((n,), gain, device=e_src.device)
+
+    @torch.no_grad()
+    def edit(self, latent: Latent, prompt: Prompt, *, progress: ProgressFn | None = None) -> EditResult:
+        g, cfg = self.generator, self.config
+        w_all = latent.w_plus
+        if w_all.shape[1:] != (g.num_ws, g.config.style_dim):
+            raise InputError(f"latent must be [N,{g.num_ws},{g.config.style_dim}], got {list(w_all.shape)}")
+        n = w_all.shape[0]
+        imgs, srcs, w_hats, before, after, ident, strengths, reached = [], [], [], [], [], [], [], []
+        for i in range(0, n, cfg.batch_size):
+            w = w_all[i:i + cfg.batch_size].to(g.w_avg.device, torch.float32)
+            src = g.synthesis(w)
+            d, target, goal = self.directions(prompt, src)
+            residual = self.residual_scale * self.mapper(w, d)
+
+            def render(s, w=w, residual=residual):
+                return g.synthesis(w + s.view(-1, 1, 1) * residual)
+
+            if cfg.auto:
+                s, img, info = pick_strengths(render, clip=self.clip, identity=self.identity, source_img=src,
+                                              direction=d, target_gain=goal, config=cfg.auto_strength,
+                                              base=prompt.strength)
+                reached += info["gain_reached"]
+            else:
+                s = torch.full((w.shape[0],), float(prompt.strength), device=w.device)
+                img = render(s)
+            strengths += s.tolist()
+            w_hats.append(w + s.view(-1, 1, 1) * residual)
+            imgs.append(img)
+            srcs.append(src)
+            before += self._similarity(src, target)
+            after += self._similarity(img, target)
+            if self.identity is not None:
+                ident += (self.identity.embed(img) * self.identity.embed(src)).sum(-1).tolist()
+            report(progress, min(i + cfg.batch_size, n), n)
+        metrics: dict = {"strength": strengths, "clip_before": before, "clip_after": after}
+        if reached:
+            metrics["gain_reached"] = reached
+        if ident:
+            metrics["identity_similarity"] = ident
+        return EditResult(image=torch.cat(imgs), latent=torch.cat(w_hats), engine=self.name, metrics=metrics,
+                          source_image=torch.cat(srcs))
+
+    def _similarity(self, img: torch.Tensor, target: torch.Tensor) -> list[float]:
+        e = self.clip.encode_image(img).float()
+        return (e * target.to(e)).sum(-1).tolist()
+
+
+__all__ = ["UniversalMapperEditor", "UniversalMapperConfig", "save_universal_mapper", "load_universal_mapper",
+           "find_universal_mapper", "is_universal_file"]
