@@ -75,6 +75,9 @@ OVERRIDES: dict[str, tuple[str, str]] = {
     '--anneal --out toy-runs/clip':
         ("toy train clip --init-from styleclip/assets/toy_faces --start-step 4650 --lr 2e-4 --steps 4651 "
          "--batch-size 8 --anneal --eval-size 16 --out toy-runs/clip3", "N is the user's choice: one step"),
+    "styleclip train-mapper --universal --model toy-faces --minutes 20 --out mappers/universal":
+        ("train-mapper --universal --model toy-faces --steps 2 --batch-size 2 --num-latents 8 --out mappers/universal",
+         "20 minutes"),
 }
 
 # the network (or FFHQ's files) is their point: offline, one `error:` line and exit 1
