@@ -267,20 +267,22 @@ def edit(
 
     if prompt is None and target_image is None:
         raise ValueError("say what to edit toward: --prompt 'mohawk' or --target-image face.png")
+    given = {
+        "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
+        "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
+        "--bf16": bf16, "--checkpoint-min-res": checkpoint_min_res is not None, "--gif": gif,
+        "--neutral": neutral is not None, "--beta": beta is not None, "--relevance": relevance_file is not None,
+        "--mapper": mapper is not None}
     model = _model(model, checkpoint)
-    if engine is None:
-        engine = factory.default_engine(model if checkpoint is None else None)
+    if engine is None:  # the model set's default engine; optimize (the usual default) when its options are given
+        engine = "optimize" if any(given[n] for n in ENGINE_OPTIONS["optimize"]) else \
+            factory.default_engine(model if checkpoint is None else None)
     if engine == "universal":  # the same as --engine mapper --mapper universal
         engine, mapper = "mapper", mapper or "universal"
     if engine == "mapper" and mapper is None and target_image is not None:
         mapper = "universal"  # a per-prompt mapper knows one text; an image target needs the universal one
     universal = engine == "mapper" and factory.is_universal_mapper(mapper)
-    _check_engine_options(engine, {
-        "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
-        "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
-        "--bf16": bf16, "--checkpoint-min-res": checkpoint_min_res is not None, "--gif": gif,
-        "--neutral": neutral is not None, "--beta": beta is not None, "--relevance": relevance_file is not None,
-        "--mapper": mapper is not None and not universal})
+    _check_engine_options(engine, {**given, "--mapper": mapper is not None and not universal})
     tuned = factory.edit_defaults(model if checkpoint is None else None, "universal" if universal else engine)
     steps, lr, l2_lambda, id_lambda, beta, strength = (
         tuned.get(k, d) if v is None else v for k, v, d in (
