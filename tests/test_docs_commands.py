@@ -68,7 +68,8 @@ OVERRIDES: dict[str, tuple[str, str]] = {
         ("toy train generator --tiny --steps 2 --anneal --eval-every 2500 --eval-size 16 --out toy-runs/gen",
          "79 minutes"),
     "styleclip toy eval generator --weights toy-runs/gen --n 1000":
-        ("toy eval generator --weights toy-runs/gen --n 16", "evaluates the tiny run above (1,000 samples: minutes)"),
+        ("toy eval generator --n 16", "the shipped generator on 16 samples (1,000: minutes); the --tiny run above "
+         "is 16 px, which the 64-px evaluation does not take"),
     "styleclip toy stylespace --images 20":
         ("toy stylespace --help", "writes into the package's shipped assets and takes an hour: only --help"),
     'styleclip toy train clip --init-from styleclip/assets/toy_faces --start-step 4650 --lr 2e-4 --steps N '
@@ -152,7 +153,7 @@ def _args(cmd: str) -> list[str]:
     if cmd in OVERRIDES:
         return shlex.split(OVERRIDES[cmd][0])
     args = shlex.split(cmd)[1:]
-    if len(args) == 1:
+    if len(args) == 1 or (args[0] == "toy" and args[1:] in (["train"], ["eval"])):
         return args + ["--help"]  # a mention of a command in a sentence
     return ["toy-faces" if a == "ffhq" and i > 0 and args[i - 1] == "--model" else a for i, a in enumerate(args)]
 
