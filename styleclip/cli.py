@@ -101,25 +101,25 @@ def convert(
     typer.echo(f"wrote {dst} (size {config.size}, style_dim {config.style_dim}, n_mlp {config.n_mlp})")
 
 
-def _sources(generator, seed, seeds, latent, latents, truncation, image=None, face_index=None, invert_steps=None,
-             model=None):
-    """The Latent to edit, and for a photo also its aligned crop (shown beside the edit)."""
-    from .sources import latents_from_dir, latents_from_seeds, load_latent_file, parse_seeds
-
+def _check_sources(seed, seeds, latent, latents, image, face, invert_steps) -> None:
     given = [name for name, v in (("--seed", seed), ("--seeds", seeds), ("--latent", latent),
                                   ("--latents", latents), ("--image", image)) if v is not None]
     if len(given) > 1:
         raise ValueError(f"give only one source, not {' and '.join(given)}: --seed, --seeds, --latent, --latents "
                          "or --image")
-    if image is None and (face_index is not None or invert_steps is not None):
+    if image is None and (face is not None or invert_steps is not None):
         raise ValueError("--face-index and --invert-steps are options of an --image source")
-    if image is not None:
-        return _invert_for_edit(generator, image, face_index, invert_steps or 500, model)
+
+
+def _sources(generator, seed, seeds, latent, latents, truncation):
+    """The Latent to edit (photos take another path: `_edit_photo`)."""
+    from .sources import latents_from_dir, latents_from_seeds, load_latent_file, parse_seeds
+
     if latent is not None:
-        return load_latent_file(latent, generator), None
+        return load_latent_file(latent, generator)
     if latents is not None:
-        return latents_from_dir(latents, generator), None
-    return latents_from_seeds(generator, parse_seeds(seeds) if seeds is not None else [seed or 0], truncation), None
+        return latents_from_dir(latents, generator)
+    return latents_from_seeds(generator, parse_seeds(seeds) if seeds is not None else [seed or 0], truncation)
 
 
 def _photo_warning(model: Optional[str]) -> None:
@@ -151,20 +151,48 @@ class _StepBar:
         self.bar.close()
 
 
-def _invert_for_edit(generator, image: Path, face_index, steps: int, model=None):
-    from .imaging import from_pil
-    from .inversion import InversionConfig, default_encoder, invert_photo
-    from .types import Latent
+def _invert_options(model, g, identity, *, steps, pti_steps, target_psnr, target_identity, use_cache=True):
+    """invert_face's keyword arguments for this model set (its tuned projector / PTI settings)."""
+    from . import factory, pti
+    from .fidelity import FidelityTarget
+    from .inversion import InversionConfig, default_encoder
+
+    proj = {**factory.edit_defaults(model, "projector"), **({"steps": steps} if steps is not None else {})}
+    tune = {**factory.edit_defaults(model, "pti"), **({"steps": pti_steps} if pti_steps is not None else {})}
+    return dict(encoder=default_encoder(g, None, device=g.w_avg.device), identity=identity,
+                projector=InversionConfig(**proj), pti=pti.PTIConfig(**tune),
+                target=FidelityTarget(psnr=target_psnr, identity=target_identity), use_cache=use_cache)
+
+
+def _edit_photo(image: Path, g, editor, text, *, face, invert, invert_options, out: Path, crop_only: bool,
+                model=None):
+    """Invert and edit the chosen faces of a photo, paste the edits back, save everything with the figures."""
+    from .faces import load_image
+    from .photo_edit import edit_photo, find_faces, parse_face, save_photo_edit
 
     _photo_warning(model)
-    enc = default_encoder(generator, None, device=generator.w_avg.device)
-    bar = _StepBar("inverting the photo", 1 if enc is not None else steps)
+    photo = load_image(image)
+    aligned = find_faces(photo, size=g.config.size, face=parse_face(face), source=str(image))
+    bar = _StepBar(f"inverting ({invert})", 1)
+
+    def on_face(k, inv):
+        for f in inv.tried:
+            typer.echo(f"{image.name} face {k}: {f.line()}" + ("  <- used" if f is inv.fidelity else ""))
+
     try:
-        w_plus, aligned, _ = invert_photo(image, generator, face_index=face_index,
-                                          config=InversionConfig(steps=steps), encoder=enc, progress=bar)
+        result = edit_photo(photo, aligned, g, editor, text, invert=invert, invert_options=invert_options,
+                            on_face=on_face, progress=bar)
     finally:
         bar.close()
-    return Latent(w_plus, labels=(image.stem,)), from_pil(aligned, generator.config.size)
+    paths = save_photo_edit(out, image.stem, result, crop_only=crop_only)
+    for k, f in enumerate(result.faces):
+        m = f.result.metrics
+        line = f"{image.stem} face {k}: CLIP similarity {m['clip_before'][0]:.3f} -> {m['clip_after'][0]:.3f}"
+        if "identity_similarity" in m:
+            line += f", identity similarity {m['identity_similarity'][0]:.3f}"
+        typer.echo(line)
+    what = "the edited aligned crop" if crop_only else f"the whole photo ({len(result.faces)} face(s) edited)"
+    typer.echo(f"wrote {paths[f'{image.stem}_edited.png']} ({what}) and {len(paths) - 1} more file(s) to {out}/")
 
 
 # Options that only one engine uses (the CLI refuses them with another engine rather than ignore them).
@@ -209,10 +237,18 @@ def edit(
                                           "written by global or --space styles edits."),
     latents: Optional[Path] = typer.Option(None, help="Source: a folder of latents."),
     image: Optional[Path] = typer.Option(None, help="Source: a photo (the face is aligned and inverted; cached)."),
-    face_index: Optional[int] = typer.Option(None, help="--image: which face (see `styleclip faces`).",
-                                             show_default="the largest"),
-    invert_steps: Optional[int] = typer.Option(None, help="--image: inversion steps when no e4e encoder is present.",
-                                               show_default="500"),
+    face: Optional[str] = typer.Option(None, "--face", "--face-index", help="--image: which face (an index, "
+                                       "see `styleclip faces`), or 'all' to edit every face.",
+                                       show_default="the largest"),
+    invert: str = typer.Option("auto", help="--image: auto (the cheapest of e4e / projector / pti reaching "
+                               "--target-psnr and --target-identity), e4e, projector or pti."),
+    invert_steps: Optional[int] = typer.Option(None, help="--image: projector steps [default: 500; or the model's]."),
+    pti_steps: Optional[int] = typer.Option(None, help="--image: pivotal-tuning steps [default: 350; or the model's]."),
+    target_psnr: float = typer.Option(27.0, help="--invert auto: reconstruction PSNR (dB) to reach."),
+    target_identity: float = typer.Option(0.9, help="--invert auto: identity similarity of the reconstruction to "
+                                          "reach (where the model set has an identity net)."),
+    crop_only: bool = typer.Option(False, "--crop-only", help="--image: write the edited aligned crop as "
+                                   "<name>_edited.png instead of the whole photo."),
     truncation: float = typer.Option(0.7, help="Truncation psi for seeds."),
     steps: Optional[int] = typer.Option(None, help="optimize: Adam steps.",
                                         show_default=_tuned_help("optimize", "steps", 300)),
@@ -298,7 +334,7 @@ def edit(
 
         ref = load_reference_image(target_image, g.config.size)
     text = Prompt(prompt or "", neutral=neutral or "a face", strength=strength, image=ref)
-    source, photo = _sources(g, seed, seeds, latent, latents, truncation, image, face_index, invert_steps, model)
+    _check_sources(seed, seeds, latent, latents, image, face, invert_steps)
     dev = g.w_avg.device
     clip = factory.load_clip(_clip_name(None, model, checkpoint, g), device=dev)
     not_faces = _not_faces_notice(g, checkpoint) if id_lambda > 0 and engine == "optimize" else None
@@ -308,7 +344,7 @@ def edit(
     # the small built-in models also a figure for every engine
     wants_identity = (engine == "optimize" and id_lambda > 0 and not not_faces) or auto_strength or universal or \
         (checkpoint is None and model in (factory.TOY, "debug"))
-    identity = _identity(model, dev) if wants_identity else None
+    identity = _identity(model, dev) if wants_identity or image is not None else None  # photos: fidelity figures
     options = {}
     auto = {}
     if auto_strength:
@@ -328,8 +364,15 @@ def edit(
             raise ValueError("a per-prompt mapper edits toward the text it was trained for; use --mapper "
                              "universal for a --target-image")
         options = dict(mapper=mapper or prompt, **auto)
-    editor = factory.create_editor(engine, g, clip, identity, **options)
+    editor = factory.create_editor(engine, g, clip, identity if wants_identity else None, **options)
+    if image is not None:
+        opts = _invert_options(model if checkpoint is None else None, g, identity, steps=invert_steps,
+                               pti_steps=pti_steps, target_psnr=target_psnr, target_identity=target_identity)
+        _edit_photo(image, g, editor, text, face=face, invert=invert, invert_options=opts, out=out,
+                    crop_only=crop_only, model=model)
+        return
     judge = _toy_judge(model if checkpoint is None else None, dev)
+    source = _sources(g, seed, seeds, latent, latents, truncation)
     out.mkdir(parents=True, exist_ok=True)
     n = source.batch_size
     written, spaces = [], set()
@@ -351,10 +394,7 @@ def edit(
         for j, label in enumerate(part.labels):
             files = [out / f"{label}_edited.png", out / f"{label}_before_after.png", out / f"{label}_latent.pt"]
             to_pil(result.image[j]).save(files[0])
-            panels = [result.source_image[j], result.image[j]]
-            if photo is not None:  # original / reconstruction / edit
-                panels.insert(0, photo[0].to(panels[0].device))
-            upscale_for_viewing(grid(panels)).save(files[1])
+            upscale_for_viewing(grid([result.source_image[j], result.image[j]])).save(files[1])
             lat = result.latent[j:j + 1] if hasattr(result.latent, "shape") else [s[j:j + 1] for s in result.latent]
             spaces.add(save_latent(lat, files[2]))
             if gif and result.frames:

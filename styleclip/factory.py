@@ -167,7 +167,10 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
 # another scale); measured by benchmarks/edit_quality.py, see docs/benchmarks.md.
 MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
     TOY: {"optimize": {"steps": 50, "lr": 0.1, "l2_lambda": 0.008, "id_lambda": 0.1},
-          "global": {"strength": 3.0, "beta": 0.3}},  # best pooled good-edit rate: docs/benchmarks.md
+          "global": {"strength": 3.0, "beta": 0.3},  # best pooled good-edit rate: docs/benchmarks.md
+          # photo inversion at 64 px: shorter runs, PTI at a higher lr with a sparser locality term
+          # (benchmarks/photo_inversion.py, docs/photo-editing.md)
+          "projector": {"steps": 100}, "pti": {"steps": 150, "lr": 1e-3, "locality_every": 10}},
 }
 
 

@@ -138,21 +138,45 @@ def test_cli_edit_errors_are_one_line(tmp_path, case):
 
 
 def test_cli_edit_from_a_photo(tmp_path):
+    """The whole photo comes back with the face edited; figures printed and saved; --crop-only; no face."""
+    import json
+
+    import numpy as np
     import skimage.data
     from PIL import Image
 
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skimage.data.astronaut()).save(photo)
     args = ["edit", "--model", "debug", "--image", str(photo), "--prompt", "mohawk", "--steps", "3",
-            "--invert-steps", "10", "--out", str(tmp_path / "o")]
+            "--invert-steps", "5", "--pti-steps", "3", "--target-psnr", "60", "--out", str(tmp_path / "o")]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    pair = Image.open(tmp_path / "o" / "astronaut_before_after.png")
+    assert "face 0: projector: PSNR" in r.output and "pti: PSNR" in r.output and "<- used" in r.output
+    out = tmp_path / "o"
+    edited = Image.open(out / "astronaut_edited.png")
+    assert edited.size == (512, 512)  # the whole photo
+    meta = json.loads((out / "astronaut_edit.json").read_text())
+    a, b = np.asarray(edited), np.asarray(Image.open(photo))
+    quad = np.asarray(meta["faces"][0]["quad"])
+    x0, y0 = np.floor(quad.min(0)).astype(int)
+    x1, y1 = np.ceil(quad.max(0)).astype(int)
+    outside = np.ones(a.shape[:2], bool)
+    outside[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = False
+    assert outside.mean() > 0.3 and (a[outside] == b[outside]).all() and (a != b).any()
+    pair = Image.open(out / "astronaut_face0_before_after.png")
     assert pair.width > 2.5 * pair.height  # original / reconstruction / edit
+    inv = meta["faces"][0]["inversion"]
+    assert inv["method"] == "pti" and [t["method"] for t in inv["tried"]] == ["projector", "pti"]
+    assert inv["psnr"] > 0 and "identity" in inv and meta["size"] == [512, 512]
+    assert not list(out.glob(".partial-*"))
+    r = runner.invoke(app, args + ["--crop-only", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert "(cached)" in r.output and Image.open(tmp_path / "c" / "astronaut_edited.png").size == (32, 32)
     cat = tmp_path / "chelsea.png"
     Image.fromarray(skimage.data.chelsea()).save(cat)
-    r = runner.invoke(app, args[:4] + [str(cat)] + args[5:])
+    r = runner.invoke(app, args[:4] + [str(cat)] + args[5:-1] + [str(tmp_path / "n")])
     assert r.exit_code == 1 and "no face" in r.output.lower()
+    assert not (tmp_path / "n").exists() or not any((tmp_path / "n").iterdir())
 
 
 def test_cli_edit_global_engine(tmp_path, debug_generator):
