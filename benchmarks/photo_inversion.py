@@ -272,7 +272,8 @@ Seconds are wall time under that load.
 
 PTI gain over its pivot: mean {mean(gain):.2f} dB, median {med(gain):.2f} dB, min {min(gain):.2f} dB over {n}
 photos (target: at least 6 dB). `--invert auto` with the default target picks PTI for {auto}/{n} photos.
-The PTI reconstruction pasted back into the photo: PSNR over the face mask {mean([r['pasted_psnr'] for r in rows]):.2f} dB (mean);
+The PTI reconstruction pasted back into the photo: PSNR over the face mask {mean([r['pasted_psnr'] for r in rows]):.2f} dB (mean; the
+64 px crop is enlarged to the face's size in the photo, which loses the photo's finer detail);
 pixels changed outside the mask: {changed} in all {n} photos.
 
 ## Edits on the inverted photos
