@@ -232,7 +232,7 @@ def write(out: Path, result: dict, edit_rows: list[dict], example) -> None:
     lb, la = result["load_before"], result["load_after"]
     text = f"""# Editing photos: inversion fidelity, pivotal tuning, paste-back
 
-`styleclip edit --image photo.jpg --prompt ...` aligns each face of the photo (FFHQ recipe), inverts it, edits
+The `edit` command with `--image photo.jpg` aligns each face of the photo (FFHQ recipe), inverts it, edits
 it and pastes the edit back into the *whole* photo through the inverse of the alignment, blended with a
 feathered face-region mask: pixels where the mask is 0 come back bit for bit. `--face all` edits every face,
 `--crop-only` writes the aligned crop instead, and every run prints and saves (`<name>_edit.json`) the
@@ -242,7 +242,7 @@ reconstruction's figures for each inverter it tried.
 
 | `--invert` | what it does |
 |---|---|
-| `e4e` | one pass of the e4e encoder (FFHQ only: `styleclip weights download e4e-ffhq-encode`) |
+| `e4e` | one pass of the e4e encoder (FFHQ only: the `e4e-ffhq-encode` weights) |
 | `projector` | optimization of W+ (StyleGAN2's projector schedule; pixel + identity loss) |
 | `pti` | pivotal tuning: the e4e or projector latent is the pivot, and a copy of the generator's synthesis network is fine-tuned so that the pivot reproduces the photo (L2 + a perceptual term, with PTI's locality regulariser); every engine then edits with the tuned generator |
 | `auto` (default) | the cheapest of the above whose reconstruction reaches `--target-psnr` (27 dB) and `--target-identity` (0.9; where there is an identity net) |
