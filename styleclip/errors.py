@@ -13,8 +13,17 @@ class WeightsMissingError(StyleClipError):
     """A needed weight file is absent and could not be downloaded."""
 
 
-class InputError(StyleClipError):
-    """Bad user input: empty prompt, wrong-shaped latent, unreadable image, ..."""
+class InputError(StyleClipError, ValueError):
+    """Bad user input: empty prompt, wrong-shaped latent, unreadable image, out-of-range option, ...
+    (also a ValueError, which the library raised for these before)."""
+
+
+class OutputError(StyleClipError):
+    """An output path cannot be written: under a file, a folder where a file goes, unwritable, ..."""
+
+
+class NumericalError(StyleClipError):
+    """A computation produced NaN or infinite values (diverged); nothing is written from it."""
 
 
 def summarize(items, n: int = 5) -> str:
