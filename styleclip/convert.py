@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import pickle
 import re
 import warnings
@@ -20,7 +21,9 @@ from pathlib import Path
 
 import torch
 
+from .checks import file_tensors, finite_tensors, reading
 from .errors import CheckpointError, one_line, summarize
+from .outputs import write_atomic
 from .nets.ops import make_kernel
 from .nets.stylegan2 import Generator, GeneratorConfig
 
@@ -34,13 +37,14 @@ def read_generator(path: str | Path) -> tuple[GeneratorConfig, dict[str, torch.T
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    kind = sniff_format(path)
     try:
-        if kind == "safetensors":
-            return _read_safetensors(path)
-        if kind == "pickle":
-            return _read_nvidia_pkl(path)
-        return _read_torch(path)
+        with reading(path, "checkpoint"):
+            kind = sniff_format(path)
+            if kind == "safetensors":
+                return _read_safetensors(path)
+            if kind == "pickle":
+                return _read_nvidia_pkl(path)
+            return _read_torch(path)
     except CheckpointError as e:
         msg = str(e)
         raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
@@ -48,7 +52,10 @@ def read_generator(path: str | Path) -> tuple[GeneratorConfig, dict[str, torch.T
 
 def build_generator(config: GeneratorConfig, state_dict: dict[str, torch.Tensor], *,
                     source: str = "checkpoint") -> Generator:
-    """Instantiate `Generator(config)` and load the state dict strictly, with a readable error."""
+    """Instantiate `Generator(config)` and load the state dict strictly, with a readable error; weights must be
+    finite."""
+    check_config(config, source)
+    file_tensors(state_dict, source)
     g = Generator(config)
     check_keys({k: tuple(v.shape) for k, v in g.state_dict().items()}, state_dict, source=source)
     g.load_state_dict(state_dict, strict=True)
@@ -76,13 +83,28 @@ def save_generator(generator: Generator, path: str | Path) -> Path:
     """Write our `.safetensors` form (state dict + config metadata), atomically."""
     from safetensors.torch import save_file
 
-    path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
+    finite_tensors(tensors, f"generator for {path}")
     meta = {"format": FORMAT_TAG, "config": json.dumps(generator.config.to_dict())}
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+MAX_SIZE, MAX_STYLE_DIM, MAX_MLP, MAX_CHANNELS = 4096, 2048, 32, 4096  # beyond any published StyleGAN2
+
+
+def check_config(config: GeneratorConfig, source: str) -> None:
+    """Refuse architectures no published generator has (a crafted config must not allocate terabytes)."""
+    fields = {"size": (config.size, MAX_SIZE), "style_dim": (config.style_dim, MAX_STYLE_DIM),
+              "n_mlp": (config.n_mlp, MAX_MLP), "channel_max": (config.channel_max, MAX_CHANNELS),
+              "channel_multiplier": (config.channel_multiplier, 16), "channel_base": (config.channel_base, 1 << 20)}
+    for name, (value, hi) in fields.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+            raise CheckpointError(f"{source}: generator {name} {value!r} is outside 1..{hi}")
+    if config.conv_clamp is not None and not (isinstance(config.conv_clamp, (int, float))
+                                              and math.isfinite(config.conv_clamp) and config.conv_clamp > 0):
+        raise CheckpointError(f"{source}: conv_clamp {config.conv_clamp!r} must be a positive number")
+    if not (isinstance(config.lr_mlp, (int, float)) and math.isfinite(config.lr_mlp)):
+        raise CheckpointError(f"{source}: lr_mlp {config.lr_mlp!r} must be a finite number")
 
 
 def sniff_format(path: Path) -> str:
@@ -120,7 +142,11 @@ def load_safetensors_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str
 def _read_safetensors(path: Path):
     state, meta = load_safetensors_file(path)
     if meta.get("format") == FORMAT_TAG:
-        config = GeneratorConfig.from_dict(json.loads(meta["config"]))
+        raw = json.loads(meta["config"])
+        if not isinstance(raw, dict):
+            raise CheckpointError("the config metadata is not a JSON object")
+        config = GeneratorConfig.from_dict(raw)
+        check_config(config, str(path))
         return config, state
     return _from_rosinality(state, None)
 
@@ -165,8 +191,10 @@ def _read_torch(path: Path):
 
 
 def _from_rosinality(state: dict, latent_avg: torch.Tensor | None):
-    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    file_tensors(state, "checkpoint")
     config = infer_config(state)
+    check_config(config, "checkpoint")
     out = {}
     for k, v in state.items():
         if _KERNEL_KEY.search(k):
@@ -302,14 +330,39 @@ def _np_reconstruct(cls, shape, dtype):
 
     if cls is not np.ndarray:
         raise pickle.UnpicklingError("refusing numpy subclass")
-    return np.ndarray(shape, dtype="b")  # shape and dtype are then set by __setstate__
+    return np.ndarray((0,), dtype="b")  # shape, dtype and data come from __setstate__ (data from the file)
+
+
+class _BoundedReader:
+    """A file for the unpickler whose reads never ask for more than the bytes left: a length field claiming
+    2^60 bytes must not make Python allocate them."""
+
+    def __init__(self, f):
+        self._f = f
+        f.seek(0, io.SEEK_END)
+        self._size = f.tell()
+        f.seek(0)
+
+    def read(self, n=-1):
+        left = self._size - self._f.tell()
+        return self._f.read(left if n is None or n < 0 else min(n, left))
+
+    def readinto(self, buf):
+        view = memoryview(buf)
+        data = self.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def readline(self):
+        return self._f.readline(1 << 20)
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the allow-listed globals; everything else is an error (no code runs from the file)."""
+    """Resolves only the allow-listed globals; everything else is an error (no code runs from the file).
+    Reads are bounded by the file's size."""
 
     def __init__(self, file):
-        super().__init__(file)
+        super().__init__(_BoundedReader(file) if hasattr(file, "seek") else file)
         self._allowed = _allowed_globals()
 
     def find_class(self, module, name):
@@ -339,24 +392,45 @@ def _read_nvidia_pkl(path: Path):
         raise CheckpointError(f"{path}: StyleGAN3 generators ({g.class_name}) are a different architecture; "
                               "only StyleGAN2 pickles are supported")
     nv_state = flatten_record(g)
-    config = nvidia_config(g.state.get("_init_kwargs") or {}, nv_state)
+    file_tensors(nv_state, str(path))
+    kwargs = g.state.get("_init_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{path}: G_ema's _init_kwargs is a {type(kwargs).__name__}, not a dict")
+    config = nvidia_config(kwargs, nv_state)
+    check_config(config, str(path))
     return config, nvidia_to_ours(nv_state, config)
 
 
-def flatten_record(record: PersistentRecord, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Parameters and persistent buffers of a record tree, named like NVIDIA's state_dict()."""
+MAX_MODULE_DEPTH = 32  # NVIDIA's G_ema nests 4 deep
+
+
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{where} is a {type(value).__name__}, expected a dict")
+    return value
+
+
+def flatten_record(record: PersistentRecord, prefix: str = "", _seen: tuple = ()) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers of a record tree, named like NVIDIA's state_dict(); a tree deeper than
+    MAX_MODULE_DEPTH or containing itself is refused."""
+    if len(_seen) > MAX_MODULE_DEPTH or any(r is record for r in _seen):
+        raise CheckpointError(f"module tree at {(prefix or 'G_ema')[:40]} is cyclic or deeper than {MAX_MODULE_DEPTH}")
+    _seen = _seen + (record,)
     st = record.state
     out = {}
-    for k, v in (st.get("_parameters") or {}).items():
+    for k, v in _mapping(st.get("_parameters"), f"{prefix}_parameters").items():
         if v is not None:
-            out[prefix + k] = v.detach() if isinstance(v, torch.Tensor) else v
-    skip = set(st.get("_non_persistent_buffers_set") or ())
-    for k, v in (st.get("_buffers") or {}).items():
+            out[prefix + str(k)] = v.detach() if isinstance(v, torch.Tensor) else v
+    skip = st.get("_non_persistent_buffers_set") or ()
+    skip = set(skip) if isinstance(skip, (set, frozenset, list, tuple)) else set()
+    for k, v in _mapping(st.get("_buffers"), f"{prefix}_buffers").items():
         if v is not None and k not in skip:
-            out[prefix + k] = v
-    for k, child in (st.get("_modules") or {}).items():
+            out[prefix + str(k)] = v
+    for k, child in _mapping(st.get("_modules"), f"{prefix}_modules").items():
         if isinstance(child, PersistentRecord):
-            out.update(flatten_record(child, f"{prefix}{k}."))
+            out.update(flatten_record(child, f"{prefix}{k}.", _seen))
         elif child is not None:
             raise CheckpointError(f"unexpected module object at {prefix}{k}")
     return out
@@ -396,10 +470,9 @@ def nvidia_to_ours(nv: dict[str, torch.Tensor], config: GeneratorConfig) -> dict
     out = {}
 
     def take(key):
-        try:
-            return nv[key].float()
-        except KeyError:
-            raise CheckpointError(f"NVIDIA pickle lacks {key}") from None
+        if not isinstance(nv.get(key), torch.Tensor):
+            raise CheckpointError(f"NVIDIA pickle lacks the tensor {key}")
+        return nv[key].float()
 
     for i in range(config.n_mlp):
         out[f"style.{i + 1}.weight"] = take(f"mapping.fc{i}.weight")

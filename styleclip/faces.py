@@ -18,6 +18,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from .errors import InputError
 
 MAX_SIDE = 4096  # photos are downscaled to this long side right after reading
+MIN_SIDE = 32  # below this no face can be found (the detector's smallest window is 12 px at 1/0.709 steps)
 DETECT_SIDE = 2048  # MTCNN runs on a copy no larger than this
 MIN_PROBABILITY = 0.9
 
@@ -47,6 +48,9 @@ def load_image(path: str | Path, *, max_side: int = MAX_SIDE) -> Image.Image:
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e})") from None
     with img:
+        if min(img.size) < MIN_SIDE:
+            raise InputError(f"{path}: image is {img.size[0]}x{img.size[1]} pixels; a photo for face detection "
+                             f"needs at least {MIN_SIDE} pixels on each side")
         if img.format == "JPEG":
             img.draft("RGB", (max_side, max_side))  # free downscale by 1/2, 1/4 or 1/8 while decoding
         try:
@@ -289,8 +293,18 @@ def _reflect_pad(img: Image.Image, pad, *, blur: float) -> Image.Image:
     return Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
 
 
+MAX_CROP = 4096
+
+
+def _check_size(size) -> None:
+    from .checks import integer
+
+    integer(size, "crop size", 16, MAX_CROP)
+
+
 def aligned_faces(path: str | Path, *, size: int = 1024, detector=None) -> tuple[list[Face], list[AlignedFace]]:
     """Every face of a photo with its aligned crop, largest first."""
+    _check_size(size)
     image = load_image(path)
     faces = detect_faces(image, detector=detector)
     return faces, [align_face(image, f.landmarks, size=size, face=f) for f in faces]
@@ -299,6 +313,7 @@ def aligned_faces(path: str | Path, *, size: int = 1024, detector=None) -> tuple
 def align_photo(path: str | Path, *, size: int = 1024, face_index: int | None = None,
                 detector=None) -> AlignedFace:
     """Load a photo, pick a face (the largest by default) and return its FFHQ-aligned crop."""
+    _check_size(size)
     image = load_image(path)
     face = select_face(detect_faces(image, detector=detector), face_index, source=str(path))
     return align_face(image, face.landmarks, size=size, face=face)

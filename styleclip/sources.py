@@ -10,30 +10,39 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from .checks import MAX_SEED, file_tensors, memory, read_npy
+from .errors import CheckpointError, InputError
 from .types import Latent
 
 LATENT_SUFFIXES = (".pt", ".pth", ".npy")
 
 
+MAX_SEEDS = 10_000  # sources of one run (W+ of 10,000 FFHQ faces: 370 MB)
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0-7' -> [0..7]; '1,5,9' -> [1,5,9]; mixtures like '0-2,10' work too."""
+    """'0-7' -> [0..7]; '1,5,9' -> [1,5,9]; mixtures like '0-2,10' work too. Seeds are 0 .. 2^63-1, at most
+    MAX_SEEDS of them (counted before any list is built)."""
     seeds: list[int] = []
     try:
         for part in str(text).split(","):
             part = part.strip()
             if not part:
                 continue
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else part[1:].split("-", 1)
-                lo, hi = int(lo), int(hi)
-                if hi < lo:
-                    raise ValueError
-                seeds += list(range(lo, hi + 1))
-            else:
-                seeds.append(int(part))
+            lo, sep, hi = part.partition("-")
+            lo, hi = int(lo), int(hi) if sep else int(lo)
+            if hi < lo:
+                raise ValueError
+            if lo < 0 or hi > MAX_SEED:
+                raise InputError(f"seeds must be from 0 to {MAX_SEED}, got {part!r}")
+            if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+                raise InputError(f"--seeds {text[:40]!r} names more than {MAX_SEEDS} seeds; edit them in "
+                                 "smaller runs")
+            seeds += range(lo, hi + 1)
+    except InputError:
+        raise
     except ValueError:
-        raise InputError(f"cannot read seeds {text!r}: use e.g. '0-7' or '1,5,9'") from None
+        raise InputError(f"cannot read seeds {text[:60]!r}: use e.g. '0-7' or '1,5,9'") from None
     if not seeds:
         raise InputError("no seeds given")
     return seeds
@@ -72,6 +81,10 @@ def _styles_latent(path: Path, styles, generator) -> Latent:
             not all(isinstance(s, torch.Tensor) for s in styles):
         raise InputError(f"S-space latent {path} must hold {len(layers)} style tensors (one per style layer of "
                          f"this generator), got {len(styles) if isinstance(styles, (list, tuple)) else type(styles).__name__}")
+    try:
+        file_tensors(dict(enumerate(styles)), str(path), what="the latent")
+    except CheckpointError as e:
+        raise InputError(str(e)) from None
     styles = [s.float().reshape(1, -1) if s.ndim == 1 else s.float() for s in styles]
     bad = [i for i, (s, layer) in enumerate(zip(styles, layers)) if s.ndim != 2 or s.shape[1] != layer.channels]
     if bad:
@@ -83,6 +96,10 @@ def _styles_latent(path: Path, styles, generator) -> Latent:
     n = styles[0].shape[0]
     if any(s.shape[0] != n for s in styles):
         raise InputError(f"S-space latent {path}: the style layers hold different numbers of faces")
+    if n == 0:
+        raise InputError(f"latent file {path} holds an empty batch (0 latents)")
+    if n > MAX_SEEDS:
+        raise InputError(f"latent file {path} holds {n} latents; at most {MAX_SEEDS} per run")
     label = latent_label(path)
     labels = (label,) if n == 1 else tuple(f"{label}_{i}" for i in range(n))
     dev = generator.w_avg.device
@@ -95,23 +112,25 @@ def load_latent_file(path: str | Path, generator) -> Latent:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"latent file {path} does not exist")
-    try:
-        if path.suffix == ".npy":
-            import numpy as np
-
-            t = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
+    if path.suffix == ".npy":
+        t = read_npy(path, "latent file", error=InputError)
+    else:
+        try:
             t = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(t, dict) and "styles" in t:
-                t = list(t["styles"]) if isinstance(t["styles"], (list, tuple)) else t["styles"]
-            elif isinstance(t, dict):  # {"w_plus": ...} / {"latent": ...} as some tools save
-                t = next((t[k] for k in ("w_plus", "latent", "latents", "w") if k in t), None)
-    except Exception as e:  # any unreadable file is the user's input problem, reported in one line
-        raise InputError(f"cannot read latent file {path}: {' '.join(str(e).split())[:200]}") from None
+        except Exception as e:  # any unreadable file is the user's input problem, reported in one line
+            raise InputError(f"cannot read latent file {path}: {' '.join(str(e).split())[:200]}") from None
+        if isinstance(t, dict) and "styles" in t:
+            t = list(t["styles"]) if isinstance(t["styles"], (list, tuple)) else t["styles"]
+        elif isinstance(t, dict):  # {"w_plus": ...} / {"latent": ...} as some tools save
+            t = next((t[k] for k in ("w_plus", "latent", "latents", "w") if k in t), None)
     if isinstance(t, (list, tuple)):
         return _styles_latent(path, t, generator)
     if not isinstance(t, torch.Tensor):
         raise InputError(f"latent file {path} holds no tensor")
+    try:
+        file_tensors({"latent": t}, str(path), what="the latent")
+    except CheckpointError as e:
+        raise InputError(str(e)) from None
     t = t.float()
     num_ws, dim = generator.num_ws, generator.config.style_dim
     if t.shape == (dim,):
@@ -123,9 +142,12 @@ def load_latent_file(path: str | Path, generator) -> Latent:
     if t.ndim != 3 or t.shape[1:] != (num_ws, dim):
         raise InputError(f"latent {path} has shape {list(t.shape)}; this generator needs W+ [N,{num_ws},{dim}] "
                          f"(or [{num_ws},{dim}], or W [{dim}])")
-    if not torch.isfinite(t).all():
-        raise InputError(f"latent {path} contains NaN or infinite values")
     n = t.shape[0]
+    if n == 0:
+        raise InputError(f"latent file {path} holds an empty batch (0 latents)")
+    if n > MAX_SEEDS:
+        raise InputError(f"latent file {path} holds {n} latents; at most {MAX_SEEDS} per run")
+    memory(n * num_ws * dim * 4, f"latent file {path} ({n} latents)")
     label = latent_label(path)
     labels = (label,) if n == 1 else tuple(f"{label}_{i}" for i in range(n))
     return Latent(t.contiguous().to(generator.w_avg.device), labels=labels)
@@ -137,7 +159,12 @@ def latents_from_dir(folder: str | Path, generator) -> Latent:
     files = sorted(p for p in folder.iterdir() if p.suffix in LATENT_SUFFIXES) if folder.is_dir() else []
     if not files:
         raise InputError(f"no latent files ({', '.join(LATENT_SUFFIXES)}) in {folder}")
-    parts = [load_latent_file(f, generator) for f in files]
+    parts, total = [], 0
+    for f in files:
+        parts.append(load_latent_file(f, generator))
+        total += parts[-1].batch_size
+        if total > MAX_SEEDS:
+            raise InputError(f"{folder} holds more than {MAX_SEEDS} latents; edit them in smaller runs")
     labels = sum((p.labels for p in parts), ())
     spaces = {p.space for p in parts}
     if spaces == {"S"}:

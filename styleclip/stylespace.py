@@ -21,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, StyleClipError
+from .checks import file_tensors, finite_tensors, read_npy, reading
+from .errors import CheckpointError, InputError, StyleClipError, summarize
+from .outputs import Outputs, write_atomic
 from .types import ProgressFn
 
 PERTURBATION = 5.0  # official: mu_c -/+ 5 sigma_c
@@ -90,12 +92,11 @@ class StyleStats:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"mean_{i}": m.detach().cpu().float().contiguous() for i, m in enumerate(self.mean)}
         tensors.update({f"std_{i}": s.detach().cpu().float().contiguous() for i, s in enumerate(self.std)})
-        save_file(tensors, str(path), metadata={"styleclip": json.dumps(self.meta)})
-        return path
+        finite_tensors(tensors, "style statistics")
+        return write_atomic(path, lambda tmp: save_file(tensors, str(tmp),
+                                                        metadata={"styleclip": json.dumps(self.meta)}))
 
     @classmethod
     def load(cls, path: str | Path, g=None) -> "StyleStats":
@@ -104,11 +105,23 @@ class StyleStats:
         path = Path(path)
         if not path.is_file():
             raise StyleClipError(f"{path}: no such style statistics file")
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("styleclip", "{}"))
-            n = sum(1 for k in f.keys() if k.startswith("mean_"))
-            mean = [f.get_tensor(f"mean_{i}") for i in range(n)]
-            std = [f.get_tensor(f"std_{i}") for i in range(n)]
+        with reading(path, "style statistics file"):
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {}).get("styleclip", "{}"))
+                n = sum(1 for k in f.keys() if k.startswith("mean_"))
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path}: style statistics metadata is not a JSON object")
+        names = [f"{kind}_{i}" for kind in ("mean", "std") for i in range(n)]
+        if n == 0 or sorted(names) != sorted(tensors):
+            raise CheckpointError(f"{path}: not a style statistics file (expected mean_0.. and std_0.. tensors, "
+                                  f"found {summarize(sorted(tensors))})")
+        file_tensors(tensors, str(path), what="the statistics")
+        mean = [tensors[f"mean_{i}"].float().reshape(-1) for i in range(n)]
+        std = [tensors[f"std_{i}"].float().reshape(-1) for i in range(n)]
+        if any(m.numel() != s.numel() for m, s in zip(mean, std)) or any((s < 0).any() for s in std):
+            raise CheckpointError(f"{path}: style statistics are inconsistent (mean/std sizes differ or a "
+                                  "negative std)")
         stats = cls(mean, std, meta)
         if g is not None:
             stats.check(g)
@@ -150,6 +163,8 @@ def compute_stats(g, *, n: int = STATS_SAMPLES, truncation: float = STATS_TRUNCA
 
     Under torchrun the batches are shared out among the ranks (round robin); with `checkpoint` (a folder, shared
     by all ranks) each rank saves its partial statistics after every batch and a rerun resumes."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise InputError(f"style statistics need at least 2 samples, got {n!r}")
     n_chunks = len(range(0, n, max(1, batch // 1000) * 1000))
     arrays = {"count": torch.zeros((), dtype=torch.float64)}
     for layer in g.layers:
@@ -319,10 +334,11 @@ class Relevance:
     def save(self, path: str | Path) -> Path:
         """`path` (.npy, interchangeable with the official fs3.npy) plus `path`.json with metadata."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, self.fs3.detach().cpu().float().numpy())
+        finite_tensors(self.fs3, "channel relevance")
         meta = dict(self.meta, layers=list(self.layers), rows=int(self.fs3.shape[0]))
-        Path(str(path) + ".json").write_text(json.dumps(meta, indent=1))
+        with Outputs() as out:
+            out.write(path, lambda tmp: np.save(tmp, self.fs3.detach().cpu().float().numpy()))
+            out.write(Path(str(path) + ".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
         return path
 
     @classmethod
@@ -332,13 +348,18 @@ class Relevance:
         path = Path(path)
         if not path.is_file():
             raise StyleClipError(f"{path}: no such relevance file")
-        fs3 = torch.from_numpy(np.load(path, allow_pickle=False)).float()
-        if fs3.ndim != 2:
-            raise StyleClipError(f"{path}: relevance must be a 2-D array [channels, clip_dim], got {list(fs3.shape)}")
+        fs3 = read_npy(path, "relevance file")
+        if fs3.ndim != 2 or 0 in fs3.shape:
+            raise CheckpointError(f"{path}: relevance must be a non-empty 2-D array [channels, clip_dim], got "
+                                  f"{list(fs3.shape)}")
+        finite_tensors(fs3, f"{path}: the relevance", error=CheckpointError)
         meta_file = Path(str(path) + ".json")
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"source": str(path)}
-        layers = [int(k) for k in meta.get("layers", [])]
-        if not layers or any(k >= len(g.layers) for k in layers) or \
+        with reading(meta_file, "relevance metadata (.json)"):
+            meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"source": str(path)}
+            if not isinstance(meta, dict):
+                raise CheckpointError(f"{meta_file}: not a JSON object")
+            layers = [int(k) for k in meta.get("layers", [])]
+        if not layers or any(not 0 <= k < len(g.layers) for k in layers) or \
                 sum(g.layers[k].channels for k in layers) != fs3.shape[0]:
             layers, rows = [], 0  # official file: a prefix of the conv layers
             for layer in conv_layers(g):

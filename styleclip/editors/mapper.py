@@ -20,8 +20,10 @@ from typing import Any
 
 import torch
 
+from ..checks import file_tensors, finite_tensors, reading
 from ..errors import CheckpointError, InputError, WeightsMissingError, one_line, summarize
 from ..losses import clip_loss
+from ..outputs import write_atomic
 from ..nets.mapper import LEVELS, MODULE_NAMES, LevelsMapper
 from ..types import EditResult, Latent, ProgressFn, Prompt
 from .auto_strength import AutoStrengthConfig, pick_strengths
@@ -62,15 +64,16 @@ def load_mapper(path: str | Path) -> MapperFile:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such mapper file")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if len(head) < 8:
-        raise CheckpointError(f"{path}: file is too small to be a mapper checkpoint ({len(head)} bytes)")
-    n = int.from_bytes(head[:8], "little")
-    if head[8:9] == b"{" and 0 < n < 100_000_000:
-        return _load_safetensors(path)
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        return _load_official(path)
+    with reading(path, "mapper checkpoint"):
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: file is too small to be a mapper checkpoint ({len(head)} bytes)")
+        n = int.from_bytes(head[:8], "little")
+        if head[8:9] == b"{" and 0 < n < 100_000_000:
+            return _load_safetensors(path)
+        if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+            return _load_official(path)
     raise CheckpointError(f"{path}: not a mapper checkpoint (expected an official .pt or a styleclip .safetensors)")
 
 
@@ -78,6 +81,7 @@ def mapper_from_state_dict(state: dict[str, torch.Tensor], *, num_ws: int = 18, 
                            split: tuple[int, int, int] | None = None) -> LevelsMapper:
     """Build a LevelsMapper whose levels are the sub-mappers present in `state` (keys without `mapper.`),
     and load it strictly."""
+    file_tensors(state, source)
     unknown = [k for k in state if k.split(".")[0] not in MODULE_NAMES.values()]
     if unknown:
         hint = " (StyleSpace mappers are not supported)" if any(k.startswith("mapper_") for k in unknown) else ""
@@ -85,8 +89,12 @@ def mapper_from_state_dict(state: dict[str, torch.Tensor], *, num_ws: int = 18, 
     present = {lv for lv, name in MODULE_NAMES.items() if any(k.startswith(name + ".") for k in state)}
     if not present:
         raise CheckpointError(f"{source}: no mapper weights (expected {MODULE_NAMES['coarse']}.mapping.1.weight ...)")
-    some = next(k for k in state if k.endswith(".weight"))
+    some = next((k for k in state if k.endswith(".weight") and state[k].ndim == 2), None)
+    if some is None:
+        raise CheckpointError(f"{source}: no 2-D mapper weight found")
     style_dim = state[some].shape[-1]
+    if not 1 <= style_dim <= 4096 or not 1 <= num_ws <= 64:
+        raise CheckpointError(f"{source}: implausible mapper size (style_dim {style_dim}, num_ws {num_ws})")
     try:
         mapper = LevelsMapper(num_ws, style_dim, split=split, **{f"no_{lv}": lv not in present for lv in LEVELS})
     except ValueError as e:
@@ -113,13 +121,17 @@ def _load_official(path: Path) -> MapperFile:
     opts = ckpt.get("opts") or {}
     if isinstance(opts, argparse.Namespace):
         opts = vars(opts)
+    if not isinstance(opts, dict):
+        raise CheckpointError(f"{path}: 'opts' is a {type(opts).__name__}, expected a dict or Namespace")
     state = {k[len("mapper."):]: v for k, v in ckpt["state_dict"].items()
              if k.startswith("mapper.") and isinstance(v, torch.Tensor)}
     if opts.get("work_in_stylespace") or opts.get("mapper_type", "LevelsMapper") != "LevelsMapper":
         raise CheckpointError(f"{path}: only LevelsMapper checkpoints are supported "
                               f"(mapper_type={opts.get('mapper_type')}, work_in_stylespace="
                               f"{opts.get('work_in_stylespace')})")
-    size = int(opts.get("stylegan_size", 1024) or 1024)
+    size = opts.get("stylegan_size", 1024) or 1024
+    if isinstance(size, bool) or not isinstance(size, int) or size not in [2 ** k for k in range(2, 14)]:
+        raise CheckpointError(f"{path}: opts.stylegan_size {size!r} is not a power of two from 4 to 8192")
     num_ws = 2 * int(math.log2(size)) - 2
     mapper = mapper_from_state_dict(state, num_ws=num_ws, source=str(path))
     prompt = opts.get("description") if isinstance(opts.get("description"), str) else None
@@ -163,11 +175,9 @@ def save_mapper(mapper: LevelsMapper, path: str | Path, *, info: dict | None = N
                             "split": list(mapper.split), "levels": list(mapper.levels)}
     info.setdefault("levels", list(mapper.levels))
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in mapper.state_dict().items()}
-    tmp = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp), metadata={"format": FORMAT_TAG, "info": json.dumps(info)})
-    tmp.replace(path)
-    return path
+    finite_tensors(tensors, f"mapper for {path}")
+    return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT_TAG,
+                                                                                "info": json.dumps(info)}))
 
 
 def generator_fingerprint(generator: torch.nn.Module) -> str:
