@@ -47,10 +47,10 @@ class InversionConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        from .checks import integer, number
+
+        integer(self.steps, "steps", 1, 100_000)
+        number(self.lr, "lr", lo=0.0, hi=10.0, open_lo=True)
 
 
 @dataclass
@@ -272,7 +272,7 @@ def invert_aligned(aligned: Image.Image, generator, *, config: InversionConfig =
     else:
         target = from_pil(aligned, generator.config.size)
         result = project(generator, target, config=config, identity=identity, progress=progress)
-    if path is not None:
+    if path is not None and bool(torch.isfinite(result.w_plus).all()):  # never cache a diverged inversion
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
@@ -311,14 +311,18 @@ def save_inversion(out_dir: str | Path, w_plus: torch.Tensor, aligned: Image.Ima
     """Write latent.pt, aligned.png, reconstruction.png and side_by_side.png into out_dir."""
     from .imaging import grid, to_pil, upscale_for_viewing
 
+    from .checks import finite_tensors
+    from .outputs import Outputs
+
+    finite_tensors([w_plus, reconstruction], "the inversion")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"latent": out / "latent.pt", "aligned": out / "aligned.png",
              "reconstruction": out / "reconstruction.png", "side_by_side": out / "side_by_side.png"}
-    torch.save(w_plus.detach().cpu(), paths["latent"])
-    aligned.save(paths["aligned"])
-    to_pil(reconstruction[0]).save(paths["reconstruction"])
     size = reconstruction.shape[-1]
     pair = torch.cat([from_pil(aligned, size), reconstruction[:1].detach().cpu().float()])
-    upscale_for_viewing(grid(pair)).save(paths["side_by_side"])
+    with Outputs() as files:
+        files.torch(w_plus.detach().cpu(), paths["latent"])
+        files.image(aligned, paths["aligned"])
+        files.image(to_pil(reconstruction[0]), paths["reconstruction"])
+        files.image(upscale_for_viewing(grid(pair)), paths["side_by_side"])
     return paths

@@ -4,7 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import math
+import numbers
+
 import torch
+
+from .errors import InputError
+
+MAX_PROMPT_CHARS = 1000  # CLIP reads 77 tokens; longer text is a mistake (and costs tokenizer time)
 
 ProgressFn = Callable[[int, int], None]
 """progress(done, total): called as long work advances (CLI: a bar; app: gr.Progress)."""
@@ -22,20 +29,24 @@ class Latent:
     def __post_init__(self):
         if self.styles is not None:
             if self.w_plus is not None:
-                raise ValueError("a latent is either W+ (w_plus) or S (styles), not both")
+                raise InputError("a latent is either W+ (w_plus) or S (styles), not both")
             styles = tuple(self.styles)
             if not styles or any(not isinstance(s, torch.Tensor) or s.ndim != 2 or s.shape[0] != styles[0].shape[0]
                                  for s in styles):
-                raise ValueError("S-space styles must be one [N,C] tensor per style layer, all with the same N")
+                raise InputError("S-space styles must be one [N,C] tensor per style layer, all with the same N")
+            if styles[0].shape[0] == 0:
+                raise InputError("the latent batch is empty (N = 0): nothing to edit")
             if not all(torch.isfinite(s).all() for s in styles):
-                raise ValueError("the latent contains NaN or infinite values")
+                raise InputError("the latent contains NaN or infinite values")
             object.__setattr__(self, "styles", styles)
             return
         if not isinstance(self.w_plus, torch.Tensor) or self.w_plus.ndim != 3:
             shape = list(self.w_plus.shape) if isinstance(self.w_plus, torch.Tensor) else type(self.w_plus).__name__
-            raise ValueError(f"a latent must be w_plus with shape [N,num_ws,dim], got {shape}")
+            raise InputError(f"a latent must be w_plus with shape [N,num_ws,dim], got {shape}")
+        if self.w_plus.shape[0] == 0:
+            raise InputError("the latent batch is empty (N = 0): nothing to edit")
         if not torch.isfinite(self.w_plus).all():
-            raise ValueError("the latent contains NaN or infinite values")
+            raise InputError("the latent contains NaN or infinite values")
 
     @property
     def space(self) -> str:
@@ -71,10 +82,20 @@ class Prompt:
                 raise ValueError(f"a target image must be a tensor [1,3,H,W] in [-1,1], got {shape}")
             if not isinstance(self.target, str):
                 raise ValueError("the prompt text must be a string")
+            self._check_text_and_strength()
             return
         if not isinstance(self.target, str) or not self.target.strip():
-            raise ValueError("the prompt is empty: say what to edit toward, e.g. --prompt 'mohawk' "
+            raise InputError("the prompt is empty: say what to edit toward, e.g. --prompt 'mohawk' "
                              "(or give --target-image)")
+        self._check_text_and_strength()
+
+    def _check_text_and_strength(self):
+        for name, text in (("prompt", self.target), ("neutral text", self.neutral)):
+            if not isinstance(text, str) or len(text) > MAX_PROMPT_CHARS:
+                raise InputError(f"the {name} must be text of at most {MAX_PROMPT_CHARS} characters")
+        if isinstance(self.strength, bool) or not isinstance(self.strength, numbers.Real) \
+                or not math.isfinite(self.strength) or abs(self.strength) > 100:
+            raise InputError(f"the edit strength must be a finite number in [-100, 100], got {self.strength!r}")
 
     @property
     def label(self) -> str:

@@ -9,7 +9,7 @@ import torch
 
 from .. import image_directions as idir
 from .. import stylespace as ss
-from ..errors import StyleClipError
+from ..errors import CheckpointError, StyleClipError
 from ..types import EditResult, Latent, ProgressFn, Prompt
 from .auto_strength import AutoStrengthConfig, pick_strengths
 from .base import register_engine, report
@@ -42,6 +42,15 @@ class GlobalDirectionsConfig:
         if self.direction not in ("text", "image"):
             raise ValueError(f"direction must be 'text' or 'image', got {self.direction!r}")
 
+    def __post_init__(self):
+        from ..checks import integer, number
+
+        if self.beta is not None:
+            number(self.beta, "beta", lo=0.0, hi=1.0)
+        if self.alpha is not None:
+            number(self.alpha, "alpha", lo=-100.0, hi=100.0)
+        integer(self.auto_beta_k, "auto_beta_k", 1, 100_000)
+
 
 @register_engine("global")
 class GlobalDirectionsEditor:
@@ -51,19 +60,23 @@ class GlobalDirectionsEditor:
                  progress: ProgressFn | None = None):
         self.generator, self.clip, self.identity, self.config = generator, clip, identity, config
         g = generator
+        rel = config.relevance
+        if rel is not None and not isinstance(rel, ss.Relevance):
+            rel = ss.Relevance.load(rel, g)  # a given file is checked before any statistics are computed
         self.stats = config.stats if isinstance(config.stats, ss.StyleStats) else ss.load_or_compute_stats(
             g, config.stats)
         self.stats.check(g)
-        rel = config.relevance
-        if isinstance(rel, ss.Relevance):
+        if rel is not None:
             self.relevance = rel
-        elif rel is not None:
-            self.relevance = ss.Relevance.load(rel, g)
         else:
             compute = config.compute_missing
             if compute is None:
                 compute = g.config.size <= 64
             self.relevance = _cached_relevance(g, clip, self.stats, config.relevance_method, compute, progress)
+        d = ss.clip_dim(clip)
+        if self.relevance.fs3.shape[1] != d:
+            raise CheckpointError(f"the channel relevance has {self.relevance.fs3.shape[1]} columns, but this CLIP "
+                                  f"embeds in {d} dimensions (computed for another CLIP model?)")
         self._directions: dict[tuple, tuple[list[torch.Tensor], int, float]] = {}
 
     @classmethod

@@ -26,9 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import pickle
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,7 +34,8 @@ from typing import Callable
 import torch
 
 from .. import distributed
-from ..errors import CheckpointError, InputError
+from ..checks import file_tensors, memory, reading
+from ..errors import CheckpointError, InputError, NumericalError
 from ..losses import clip_loss, identity_loss
 from ..nets.mapper import LevelsMapper
 from ..optim import Ranger
@@ -74,13 +73,21 @@ class MapperTrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        from ..checks import integer, number, seed
+
         if self.optimizer not in ("ranger", "adam"):
-            raise ValueError(f"optimizer must be 'ranger' or 'adam', got {self.optimizer!r}")
-        for name in ("steps", "batch_size", "val_interval", "save_interval", "image_interval", "log_interval"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise InputError(f"optimizer must be 'ranger' or 'adam', got {self.optimizer!r}")
+        for name in ("steps", "batch_size", "val_interval", "save_interval", "image_interval", "log_interval",
+                     "num_latents", "num_image_pairs"):
+            integer(getattr(self, name), name, 1 if name != "num_image_pairs" else 0,
+                    1024 if name == "batch_size" else 10_000_000)
+        integer(self.num_val_latents, "num_val_latents", 0, 100_000)
+        number(self.lr, "lr", lo=0.0, hi=10.0, open_lo=True)
+        for name in ("clip_lambda", "l2_lambda", "id_lambda"):
+            number(getattr(self, name), name, lo=0.0, hi=1e4)
+        number(self.residual_scale, "residual_scale", lo=-100.0, hi=100.0)
+        number(self.truncation, "truncation", lo=-2.0, hi=2.0)
+        seed(self.seed)
 
 
 # settings that may change between a run and its resumption
@@ -103,21 +110,23 @@ def load_latents(path: str | Path, *, num_ws: int, style_dim: int) -> torch.Tens
     path = Path(path)
     if not path.is_file():
         raise InputError(f"latent file {path} does not exist")
-    try:
+    with reading(path, "latent file"):
         t = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"{path}: unreadable latent file: {' '.join(str(e).split())[:200]}") from None
     if isinstance(t, dict):
         tensors = [v for v in t.values() if isinstance(v, torch.Tensor)]
         t = tensors[0] if len(tensors) == 1 else t
     if not isinstance(t, torch.Tensor):
         raise InputError(f"{path}: expected a tensor of latents, found {type(t).__name__}")
+    file_tensors({"latents": t}, str(path), what="the latents")
+    memory(t.numel() * 4 * (num_ws if t.ndim == 2 else 1), f"latent file {path}")
     t = t.float()
     if t.ndim == 2 and t.shape[1] == style_dim:
         t = t.unsqueeze(1).repeat(1, num_ws, 1)
     if t.ndim != 3 or t.shape[1:] != (num_ws, style_dim):
         raise InputError(f"{path}: latents must be [N,{num_ws},{style_dim}] (or [N,{style_dim}]) for this "
                          f"generator, got {list(t.shape)}")
+    if t.shape[0] == 0:
+        raise InputError(f"{path}: the latent batch is empty (0 latents)")
     if not torch.isfinite(t).all():
         raise InputError(f"{path}: latents contain NaN or infinite values")
     return t
@@ -253,6 +262,9 @@ class MapperTrainer:
         idx = idx[self.world.rank * self.rank_batch:(self.world.rank + 1) * self.rank_batch]  # this rank's slice
         w = self.latents[idx].to(self.device)
         loss, out, _ = self.losses_for(w, idx, mapper=self.model)
+        if not torch.isfinite(loss):
+            raise NumericalError(f"the training loss became NaN/inf at step {self.step + 1}; lower --lr or the "
+                                 "lambdas (the run so far is saved; --resume continues from it)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=self.params)  # mapper gradients only (DDP averages them over the ranks)
         if self.world.size > 1:  # the losses of the effective batch, for the log
@@ -353,9 +365,15 @@ class MapperTrainer:
         self.val_history = json.loads(state["val_history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
 
+    def _finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.mapper.parameters())
+
     def save_state(self) -> Path | None:
         if self.out_dir is None or not self.world.is_main:
             return None
+        if not self._finite():  # never replace a good saved state with a diverged one
+            raise NumericalError(f"the mapper weights became NaN/inf at step {self.step}; lower --lr "
+                                 "(the last saved state is kept)")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / "train_state.pt"
         tmp = path.with_name(path.name + ".partial")
@@ -371,11 +389,11 @@ class MapperTrainer:
         path = self.out_dir / "train_state.pt"
         if not path.is_file():
             return False
-        try:
+        with reading(path, "training state"):
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-            raise CheckpointError(f"{path}: unreadable training state: {' '.join(str(e).split())[:200]}") from None
-        self.load_state_dict(state, source=str(path))
+            if not isinstance(state, dict):
+                raise CheckpointError(f"{path}: not a mapper training state")
+            self.load_state_dict(state, source=str(path))
         self.mapper.to(self.device)
         return True
 
@@ -430,7 +448,7 @@ class MapperTrainer:
         except BaseException:
             # a consistent state (everything up to the last finished step) is saved, so --resume goes on
             # from exactly there; an interruption inside the optimizer update could leave it half-applied
-            if not self._in_update and self.out_dir is not None and self.step > 0:
+            if not self._in_update and self.out_dir is not None and self.step > 0 and self._finite():
                 self.save_state()
             raise
         if main and self.out_dir is not None and self.val_latents.shape[0] == 0:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import image_directions as idir
-from ..errors import InputError
+from ..errors import InputError, NumericalError
 from ..losses import clip_loss, identity_loss, latent_l2
 from ..types import EditResult, Latent, ProgressFn, Prompt
 from .base import register_engine, report
@@ -38,12 +38,19 @@ class OptimizationConfig:
     # image-side shift: how the mean embedding of generated faces that match it differs from the others)
 
     def __post_init__(self):
+        from ..checks import integer, number
+
+        integer(self.steps, "steps", 1, 1_000_000)
+        number(self.lr, "lr", lo=0.0, hi=10.0, open_lo=True)
+        number(self.l2_lambda, "l2_lambda", lo=0.0, hi=1e4)
+        number(self.id_lambda, "id_lambda", lo=0.0, hi=1e4)
+        integer(self.frame_every, "frame_every", 0, 1_000_000)
         if self.mode not in ("edit", "free_generation"):
-            raise ValueError(f"mode must be 'edit' or 'free_generation', got {self.mode!r}")
+            raise InputError(f"mode must be 'edit' or 'free_generation', got {self.mode!r}")
         if self.space not in ("wplus", "styles"):
-            raise ValueError(f"space must be 'wplus' or 'styles', got {self.space!r}")
+            raise InputError(f"space must be 'wplus' or 'styles', got {self.space!r}")
         if self.direction not in ("text", "image"):
-            raise ValueError(f"direction must be 'text' or 'image', got {self.direction!r}")
+            raise InputError(f"direction must be 'text' or 'image', got {self.direction!r}")
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
 
@@ -140,7 +147,7 @@ class OptimizationEditor:
             loss.sum().backward()  # samples are independent: Adam is element-wise
             opt.step()
             if not torch.isfinite(loss).all():
-                raise FloatingPointError(f"the loss became NaN/inf at step {step}; lower --lr or the lambdas")
+                raise NumericalError(f"the loss became NaN/inf at step {step}; lower --lr or the lambdas")
             self.last_losses = {k: float(v.detach().mean()) for k, v in terms.items()}
             self.last_losses["total"] = float(loss.detach().mean())
             if cfg.frame_every and step % cfg.frame_every == 0:

@@ -49,8 +49,11 @@ def load_checkpoint(path: str | Path) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint to resume from at {path}") from None
     except Exception as e:  # noqa: BLE001 - any unreadable file is a checkpoint error
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-    ck["meta"] = json.loads(ck.get("meta") or "{}")
+        raise CheckpointError(f"cannot read checkpoint {path}: {' '.join(str(e).split())[:200]}") from None
+    try:
+        ck["meta"] = json.loads(ck.get("meta") or "{}")
+    except Exception as e:  # noqa: BLE001 - a checkpoint of another layout
+        raise CheckpointError(f"cannot read checkpoint {path}: not a toy training checkpoint ({e})") from None
     return ck
 
 
@@ -59,12 +62,16 @@ def export_fp16(model: nn.Module, path: str | Path, config: dict, keep_fp32: tup
     the constructor config as JSON beside them."""
     from safetensors.torch import save_file
 
+    from ..checks import finite_tensors
+    from ..outputs import Outputs
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.half() if v.is_floating_point() and not any(s in k for s in keep_fp32) else v).contiguous()
           for k, v in model.state_dict().items()}
-    save_file(sd, str(path))
-    path.with_suffix(".json").write_text(json.dumps(config, indent=1) + "\n")
+    finite_tensors(sd, f"the weights exported to {path} (training diverged?)")
+    with Outputs() as out:
+        out.write(path, lambda tmp: save_file(sd, str(tmp)))
+        out.write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(config, indent=1) + "\n"))
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
