@@ -9,7 +9,7 @@ import torch
 
 from . import pretrained
 from .convert import build_generator, read_generator, save_generator
-from .errors import CheckpointError, StyleClipError, WeightsMissingError
+from .errors import CheckpointError, InputError, StyleClipError, WeightsMissingError
 from .nets.stylegan2 import Generator, GeneratorConfig
 
 TOY = pretrained.FALLBACK_MODEL
@@ -25,9 +25,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N, mps or auto")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise StyleClipError("--device cuda was asked for, but no CUDA device is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise StyleClipError("--device mps was asked for, but MPS is not available")
     return dev
@@ -140,27 +147,98 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
     else:
         model_name, _, tag = name.partition(":")
         tag = tag or None
+    local_file = tag is not None and Path(tag).is_file()
+    if pretrained.offline() and tag is not None and not local_file:
+        raise WeightsMissingError(f"CLIP weights {model_name}:{tag} would be downloaded, but "
+                                  f"{pretrained.OFFLINE_REASON}; pass --clip {model_name}:/path/to/weights_file")
     try:
         enc = ClipEncoder.from_pretrained(model_name, tag, cache_dir=str(pretrained.cache_dir() / "open_clip"),
                                           official_input=official_input)
-    except RuntimeError as e:
-        if any(m in str(e) for m in ("Unknown model", "Pretrained weights", "not found in built-ins",
-                                     "not a known tag")):
-            raise StyleClipError(f"CLIP model {name!r}: {' '.join(str(e).split())[:300]}") from None
-        if name == "clip-vit-b32-openai":
-            raise WeightsMissingError(pretrained.missing_message(
-                name, [f"open_clip's download: {' '.join(str(e).split())[:160]}"])) from None
-        raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be loaded or downloaded "
-                                  f"({' '.join(str(e).split())[:200]}); with no network, put the open_clip "
-                                  f"weights file somewhere and pass --clip {model_name}:/path/to/file") from None
-    except OSError as e:
-        if name == "clip-vit-b32-openai":
-            raise WeightsMissingError(pretrained.missing_message(
-                name, [f"open_clip's download: {' '.join(str(e).split())[:160]}"])) from None
-        raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be downloaded "
-                                  f"({' '.join(str(e).split())[:200]}); with no network, pass "
-                                  f"--clip {model_name}:/path/to/open_clip_pytorch_model.bin") from None
+    except Exception as e:
+        if not local_file or isinstance(e, StyleClipError):
+            return _clip_error(e, name, model_name, tag)
+        raise CheckpointError(f"{tag}: unreadable CLIP weights for {model_name} (truncated, corrupt or another "
+                              f"model's): {' '.join(str(e).split())[:200]}") from None
+    if local_file:
+        from .checks import finite_tensors
+
+        finite_tensors(dict(enc.model.state_dict()), f"{tag}: the CLIP weights", error=CheckpointError)
     return enc.to(device)
+
+
+def _clip_error(e: Exception, name: str, model_name: str, tag):
+    """Raise the one-line error for a CLIP model open_clip could not build or download."""
+    text = " ".join(str(e).split())
+    if isinstance(e, StyleClipError):
+        raise e
+    if isinstance(e, RuntimeError) and any(m in text for m in ("Unknown model", "Pretrained weights",
+                                                               "not found in built-ins", "not a known tag")):
+        raise StyleClipError(f"CLIP model {name!r}: {text[:300]}") from None
+    if not isinstance(e, (RuntimeError, OSError)):
+        raise StyleClipError(f"CLIP model {name!r} could not be loaded: {text[:200]}") from None
+    if name == "clip-vit-b32-openai":
+        raise WeightsMissingError(pretrained.missing_message(name, [f"open_clip's download: {text[:160]}"])) \
+            from None
+    raise WeightsMissingError(f"CLIP weights {model_name}/{tag} could not be loaded or downloaded ({text[:200]}); "
+                              f"with no network, put the open_clip weights file somewhere and pass "
+                              f"--clip {model_name}:/path/to/file") from None
+
+
+def weight_problem(name: str, path: Path) -> str | None:
+    """Why the present file of registry weight `name` is unusable (size or sha256 mismatch, or, without a
+    published sha256, it does not load as its kind), or None when it is fine."""
+    problem = pretrained.integrity_problem(name, path)
+    if problem is not None or pretrained.get_spec(name).sha256:
+        return problem
+    try:
+        _load_as(pretrained.get_spec(name).kind, path)
+    except StyleClipError as e:
+        return " ".join(str(e).split())[:200]
+    return None
+
+
+def _load_as(kind: str, path: Path) -> None:
+    """Read `path` the way a weight of `kind` is read (no network, nothing built that is not needed)."""
+    from .checks import file_tensors, reading
+
+    if kind == "generator":
+        read_generator(path)
+    elif kind == "mapper":
+        from .editors.mapper import load_mapper
+
+        load_mapper(path)
+    elif kind == "identity":
+        from .identity import read_state_dict
+
+        read_state_dict(path)
+    elif kind == "relevance":
+        from .checks import read_npy
+
+        read_npy(path, "relevance file")
+    elif path.suffix == ".bz2":
+        import bz2
+
+        with reading(path, "compressed file"), bz2.open(path) as f:
+            while f.read(1 << 20):
+                pass
+    else:
+        from .convert import load_torch_file
+
+        try:
+            obj = load_torch_file(path, what=f"{kind} weights")
+        except CheckpointError:
+            import zipfile
+
+            if not zipfile.is_zipfile(path):  # a TorchScript archive (the JIT CLIP) is a zip, not a state dict
+                raise
+            with reading(path, f"{kind} weights"), zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            if bad is not None:
+                raise CheckpointError(f"{path}: corrupt member {bad}") from None
+            return
+        state = obj.get("state_dict", obj) if isinstance(obj, dict) else {}
+        if isinstance(state, dict):
+            file_tensors(state, str(path))
 
 
 # Edit settings tuned per model set where the paper's FFHQ defaults do not carry over (the toy faces' W+ has

@@ -309,23 +309,29 @@ def ensure(name: str, *, progress: bool = True) -> Path:
 
 
 def download(name: str, dest_dir: str | Path | None = None, progress: bool = True, *,
-             urls: tuple[str, ...] | None = None, timeout: float = 30.0, retries: int = 4) -> Path:
+             urls: tuple[str, ...] | None = None, timeout: float = 30.0, retries: int = 4,
+             replace: bool = False) -> Path:
     """Download weight `name` into `dest_dir` (default `download_dir()`) and return its path.
 
     Mirrors are tried in order. Each URL streams into `<file>.partial`; a cut connection is resumed with an
     HTTP Range request (up to `retries` times while bytes keep arriving). Size and sha256 (where published)
     are checked before the atomic rename; a mismatch deletes the partial file. Google Drive "can't scan for
-    viruses" pages are followed through their confirmation form. Already present in `dest_dir`: no download.
+    viruses" pages are followed through their confirmation form. Already present in `dest_dir`: no download
+    (unless `replace`: a corrupt file is replaced only once a good copy has arrived). With STYLECLIP_OFFLINE
+    set: a WeightsMissingError, no network.
     """
     spec = get_spec(name)
     dest = Path(dest_dir if dest_dir is not None else download_dir()) / spec.filename
-    if dest.is_file():
+    if dest.is_file() and not replace:
         return dest
+    if offline():
+        raise WeightsMissingError(_missing_message(spec, [OFFLINE_REASON]))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise WeightsMissingError(f"cannot create the download folder {dest.parent}: {e.strerror or e}") from None
     partial = dest.with_name(dest.name + ".partial")
+    clean_partials(dest.parent, keep=partial)
     failures = []
     for url in urls if urls is not None else spec.urls:
         try:
@@ -337,6 +343,25 @@ def download(name: str, dest_dir: str | Path | None = None, progress: bool = Tru
         os.replace(partial, dest)
         return dest
     raise WeightsMissingError(_missing_message(spec, failures or ["no download URL known"]))
+
+
+PARTIAL_MAX_AGE_S = 7 * 24 * 3600.0
+
+
+def clean_partials(folder: Path, *, keep: Path | None = None, max_age_s: float = PARTIAL_MAX_AGE_S) -> list[Path]:
+    """Remove `*.partial` files that killed downloads left in `folder` and no download resumed for a week
+    (`keep`: the one about to be resumed). Returns what was removed."""
+    import time
+
+    removed = []
+    for p in folder.glob("*.partial") if folder.is_dir() else []:
+        try:
+            if p != keep and time.time() - p.stat().st_mtime > max_age_s:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass
+    return removed
 
 
 def _missing_message(spec: WeightSpec, failures: list[str]) -> str:
@@ -499,23 +524,37 @@ def human_size(spec: WeightSpec) -> str:
     return f"{n:.1f} GB"
 
 
-def verify(names: list[str] | None = None) -> list[tuple[str, Path, str]]:
+def integrity_problem(name: str, path: Path) -> str | None:
+    """Size or sha256 mismatch of a present file against the registry (None: matches, or nothing published)."""
+    spec = get_spec(name)
+    size = path.stat().st_size
+    if spec.size is not None and size != spec.size:
+        return f"size mismatch ({size} bytes, expected {spec.size})"
+    if spec.sha256:
+        digest = sha256_file(path)
+        if digest != spec.sha256.lower():
+            return f"MISMATCH (sha256 {digest}, expected {spec.sha256})"
+    return None
+
+
+def verify(names: list[str] | None = None, *, validate=None) -> list[tuple[str, Path, str]]:
     """(name, path, status) for every present weight (or the given ones): status 'ok' (sha256 matches),
-    'MISMATCH ...', 'size mismatch ...' or 'present (no published sha256)'."""
+    'size mismatch ...' or 'MISMATCH ...'. Files without a published sha256 are checked by
+    `validate(name, path) -> problem or None` (does it load as its kind): 'ok (loads; no published sha256)' or
+    'CORRUPT (...)'; without `validate`, 'present (no published sha256)'."""
     rows = []
     for name in names if names is not None else sorted(REGISTRY):
         spec = get_spec(name)
         path = find(name)
         if path is None:
             continue
-        size = path.stat().st_size
-        if spec.size is not None and size != spec.size:
-            status = f"size mismatch ({size} bytes, expected {spec.size})"
-        elif spec.sha256:
-            digest = sha256_file(path)
-            status = "ok" if digest == spec.sha256.lower() else f"MISMATCH (sha256 {digest})"
-        else:
-            status = "present (no published sha256)"
+        status = integrity_problem(name, path)
+        if status is None and spec.sha256:
+            status = "ok"
+        elif status is None:
+            problem = validate(name, path) if validate is not None else ""
+            status = ("present (no published sha256)" if validate is None else
+                      "ok (loads; no published sha256)" if problem is None else f"CORRUPT ({problem})")
         rows.append((name, path, status))
     return rows
 
