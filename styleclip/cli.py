@@ -17,19 +17,78 @@ MODEL_HELP = ("Model set: 'ffhq' (real FFHQ weights, downloaded), 'toy-faces' (e
 
 
 def friendly(fn):
-    """User mistakes and missing files end with one line on stderr and exit code 1, not a traceback."""
+    """User mistakes, bad files and failed computations end with one `error:` line on stderr and exit code 1,
+    never a traceback (STYLECLIP_DEBUG=1 shows the traceback of an unexpected error)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import os
+
+        import click
+
         from .errors import StyleClipError
 
         try:
             return fn(*args, **kwargs)
-        except (StyleClipError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-            typer.echo(f"error: {' '.join(str(e).split())}", err=True)
-            raise typer.Exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except (StyleClipError, ValueError, OSError) as e:
+            message = " ".join(str(e).split()) or type(e).__name__
+        except MemoryError:
+            message = "out of memory; use smaller sizes or batches"
+        except RecursionError:
+            message = "input nested too deeply to process"
+        except Exception as e:  # a bug, but still one line: the contract holds for every input
+            if os.environ.get("STYLECLIP_DEBUG"):
+                raise
+            message = (f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} (set STYLECLIP_DEBUG=1 "
+                       "for the traceback and please report it)")
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
 
     return wrapper
+
+
+# Bounds of the numeric options (name -> lo, hi): checked before anything is loaded. Integers have int bounds.
+LIMITS = {
+    "seed": (0, 2 ** 63 - 1), "steps": (1, 1_000_000), "invert_steps": (1, 100_000), "batch_size": (1, 256),
+    "face_index": (0, 10_000), "checkpoint_min_res": (4, 8192), "size": (16, 4096), "images": (1, 100_000),
+    "stats_samples": (2, 10_000_000), "num_latents": (1, 1_000_000), "val_interval": (1, 10_000_000),
+    "save_interval": (1, 10_000_000), "image_interval": (1, 10_000_000), "ckpt_every": (1, 10_000_000),
+    "eval_every": (0, 10_000_000), "threads": (1, 1024), "eval_size": (1, 100_000), "n": (1, 100_000),
+    "start_step": (0, 100_000_000), "port": (1, 65_535),
+    "truncation": (-2.0, 2.0), "strength": (-100.0, 100.0), "alpha": (-100.0, 100.0), "beta": (0.0, 1.0),
+    "lr": (0.0, 10.0), "l2_lambda": (0.0, 1e4), "id_lambda": (0.0, 1e4), "clip_lambda": (0.0, 1e4),
+    "minutes": (0.0, 1e6),
+}
+OPEN_LO = {"lr", "minutes"}  # must be above their lower bound
+MAX_PROMPT = 1000  # characters; CLIP reads 77 tokens anyway
+
+
+def _check(**values) -> None:
+    """Each given option (None = not given) within LIMITS, finite, of the right type; one InputError line."""
+    from . import checks
+
+    for name, value in values.items():
+        if value is None:
+            continue
+        lo, hi = LIMITS[name]
+        checks.number(value, "--" + name.replace("_", "-"), lo=lo, hi=hi, integer=isinstance(lo, int),
+                      open_lo=name in OPEN_LO)
+
+
+def _check_device(device: str) -> None:
+    from .factory import resolve_device
+
+    resolve_device(device)
+
+
+def _check_text(**texts) -> None:
+    from .errors import InputError
+
+    for name, text in texts.items():
+        if text is not None and len(text) > MAX_PROMPT:
+            raise InputError(f"--{name} is {len(text)} characters long; at most {MAX_PROMPT}")
 
 
 def _model(model: Optional[str], checkpoint: Optional[Path]) -> Optional[str]:
@@ -61,8 +120,15 @@ def generate(
     """Generate a face from a seed."""
     import torch
 
+    from . import checks, outputs
     from .imaging import to_pil
 
+    _check(seed=seed, truncation=truncation)
+    _check_device(device)
+    outputs.check_file(out, "--out", suffixes=outputs.image_suffixes())
+    if save_latent is not None:
+        outputs.check_file(save_latent, "--save-latent")
+    outputs.distinct(out, save_latent, checkpoint)
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     dev = g.w_avg.device
@@ -70,10 +136,11 @@ def generate(
     with torch.no_grad():
         w_plus = g.broadcast(g.mapping(z, truncation))
         img = g.synthesis(w_plus)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(img[0]).save(out)
-    if save_latent is not None:
-        torch.save(w_plus.cpu(), save_latent)
+    checks.finite_tensors([w_plus, img], "the generated face")
+    with outputs.Outputs() as files:
+        files.image(to_pil(img[0]), out)
+        if save_latent is not None:
+            files.torch(w_plus.cpu(), save_latent)
     typer.echo(f"wrote {out} ({g.config.size}x{g.config.size}, seed {seed}, truncation {truncation})")
 
 
@@ -85,9 +152,12 @@ def convert(
     dst: Path = typer.Argument(..., help="output .safetensors"),
 ):
     """Convert a generator checkpoint to styleclip's safetensors form (read without running its code)."""
+    from . import outputs
     from .convert import build_generator, read_generator, save_generator
     from .pretrained import MODEL_SETS
 
+    outputs.check_file(dst, "DST", suffixes=(".safetensors",))
+    outputs.distinct(src, dst)
     if not src.exists() and str(src) in MODEL_SETS:
         from .factory import load_generator
 
@@ -96,7 +166,6 @@ def convert(
     else:
         config, state = read_generator(src)
         g = build_generator(config, state, source=str(src))
-    dst.parent.mkdir(parents=True, exist_ok=True)
     save_generator(g, dst)
     typer.echo(f"wrote {dst} (size {config.size}, style_dim {config.style_dim}, n_mlp {config.n_mlp})")
 
@@ -298,13 +367,23 @@ def edit(
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
     """Edit faces toward a text prompt; writes the edit, a before/after pair and the edited latent."""
-    from . import factory
+    from . import checks, factory, outputs
     from .imaging import grid, save_gif, to_pil, upscale_for_viewing
     from .sources import save_latent
     from .types import Prompt
 
     if prompt is None and target_image is None:
         raise ValueError("say what to edit toward: --prompt 'mohawk' or --target-image face.png")
+    _check(seed=seed, face_index=face_index, invert_steps=invert_steps, truncation=truncation, steps=steps, lr=lr,
+           l2_lambda=l2_lambda, id_lambda=id_lambda, checkpoint_min_res=checkpoint_min_res, strength=strength,
+           beta=beta, batch_size=batch_size)
+    _check_text(prompt=prompt, neutral=neutral)
+    _check_device(device)
+    if seeds is not None:
+        from .sources import parse_seeds
+
+        parse_seeds(seeds)  # a bad --seeds fails before anything loads
+    outputs.check_dir(out, "--out")
     given = {
         "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
         "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
@@ -375,48 +454,54 @@ def edit(
         return
     judge = _toy_judge(model if checkpoint is None else None, dev)
     source = _sources(g, seed, seeds, latent, latents, truncation)
-    out.mkdir(parents=True, exist_ok=True)
     n = source.batch_size
     written, spaces = [], set()
-    for lo in range(0, n, batch_size):
-        hi = min(lo + batch_size, n)
-        part = source.rows(lo, hi)
-        desc = f"{engine} {part.labels[0]}" + (f"..{part.labels[-1]}" if hi - lo > 1 else "")
-        bar = _StepBar(desc, steps if engine == "optimize" else 1)
-        try:
-            def progress(done, total, bar=bar):
-                losses = getattr(editor, "last_losses", None)
-                bar(done, total, {k: f"{v:.4f}" for k, v in losses.items()} if losses else None)
+    staged = outputs.Outputs()  # every output is renamed into place only when all edits succeeded
+    with staged:
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            part = source.rows(lo, hi)
+            desc = f"{engine} {part.labels[0]}" + (f"..{part.labels[-1]}" if hi - lo > 1 else "")
+            bar = _StepBar(desc, steps if engine == "optimize" else 1)
+            try:
+                def progress(done, total, bar=bar):
+                    losses = getattr(editor, "last_losses", None)
+                    bar(done, total, {k: f"{v:.4f}" for k, v in losses.items()} if losses else None)
 
-            result = editor.edit(part, text, progress=progress)
-        finally:
-            bar.close()
-        unrelated = judge(result.source_image, result.image, prompt) if judge and result.source_image is not None \
-            else None
-        for j, label in enumerate(part.labels):
-            files = [out / f"{label}_edited.png", out / f"{label}_before_after.png", out / f"{label}_latent.pt"]
-            to_pil(result.image[j]).save(files[0])
-            upscale_for_viewing(grid([result.source_image[j], result.image[j]])).save(files[1])
-            lat = result.latent[j:j + 1] if hasattr(result.latent, "shape") else [s[j:j + 1] for s in result.latent]
-            spaces.add(save_latent(lat, files[2]))
-            if gif and result.frames:
-                files.append(save_gif([upscale_for_viewing(to_pil(f[j])) for f in result.frames], out / f"{label}.gif"))
-            written.append(files)
-            m = result.metrics
-            line = f"{label}: CLIP similarity {m['clip_before'][j]:.3f} -> {m['clip_after'][j]:.3f}"
-            if "identity_similarity" in m:
-                line += f", identity similarity {m['identity_similarity'][j]:.3f}"
-            if unrelated is not None:
-                kept, total, changed = unrelated[j]
-                line += f", unrelated attributes kept {kept}/{total}" + (f" ({'; '.join(changed)})" if changed else "")
-            if "channels_kept" in m:
-                a = m["alpha"][j] if isinstance(m["alpha"], list) else m["alpha"]
-                line += f" ({m['channels_kept']} channels, beta {m['beta']:.2f}, alpha {a:g})"
-            elif "strength" in m:
-                line += f" (strength {m['strength'][j]:g})"
-            if "gain_reached" in m:
-                line += ", CLIP gain " + ("reached" if m["gain_reached"][j] else "not reached")
-            typer.echo(line)
+                result = editor.edit(part, text, progress=progress)
+            finally:
+                bar.close()
+            latents = [result.latent] if hasattr(result.latent, "shape") else list(result.latent)
+            checks.finite_tensors([result.image, *latents], f"the {engine} edit of {desc}")
+            unrelated = judge(result.source_image, result.image, prompt) if judge and result.source_image is not None \
+                else None
+            for j, label in enumerate(part.labels):
+                name = outputs.short_name(label, 150)
+                files = [out / f"{name}_edited.png", out / f"{name}_before_after.png", out / f"{name}_latent.pt"]
+                staged.image(to_pil(result.image[j]), files[0])
+                staged.image(upscale_for_viewing(grid([result.source_image[j], result.image[j]])), files[1])
+                lat = result.latent[j:j + 1] if hasattr(result.latent, "shape") else [s[j:j + 1] for s in result.latent]
+                spaces.add("S" if isinstance(lat, list) else "W+")
+                staged.write(files[2], lambda tmp, lat=lat: save_latent(lat, tmp))
+                if gif and result.frames:
+                    frames = [upscale_for_viewing(to_pil(f[j])) for f in result.frames]
+                    files.append(staged.write(out / f"{name}.gif", lambda tmp, frames=frames: save_gif(frames, tmp)))
+                written.append(files)
+                m = result.metrics
+                line = f"{label}: CLIP similarity {m['clip_before'][j]:.3f} -> {m['clip_after'][j]:.3f}"
+                if "identity_similarity" in m:
+                    line += f", identity similarity {m['identity_similarity'][j]:.3f}"
+                if unrelated is not None:
+                    kept, total, changed = unrelated[j]
+                    line += f", unrelated attributes kept {kept}/{total}" + (f" ({'; '.join(changed)})" if changed else "")
+                if "channels_kept" in m:
+                    a = m["alpha"][j] if isinstance(m["alpha"], list) else m["alpha"]
+                    line += f" ({m['channels_kept']} channels, beta {m['beta']:.2f}, alpha {a:g})"
+                elif "strength" in m:
+                    line += f" (strength {m['strength'][j]:g})"
+                if "gain_reached" in m:
+                    line += ", CLIP gain " + ("reached" if m["gain_reached"][j] else "not reached")
+                typer.echo(line)
     if judge is not None:
         from .toy.evaluate import IDENTITY_COMPARES, IDENTITY_IGNORES
 
@@ -466,21 +551,25 @@ def faces(
     size: int = typer.Option(256, help="Side of the aligned crops in pixels."),
 ):
     """List the faces of a photo (index, box, probability), largest first; optionally save aligned crops."""
+    from . import outputs
     from .errors import InputError
     from .faces import aligned_faces
 
+    _check(size=size)
+    if out is not None:
+        outputs.check_dir(out, "--out")
     found, crops = aligned_faces(photo, size=size)
     if not found:
         raise InputError(f"no face found in {photo}")
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-    for face, crop in zip(found, crops):
-        x1, y1, x2, y2 = face.box
-        line = f"{face.index}  box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f})  probability={face.probability:.3f}"
-        if out is not None:
-            path = out / f"face_{face.index}.png"
-            crop.image.save(path)
-            line += f"  -> {path}"
+    lines = []
+    with outputs.Outputs() as files:
+        for face, crop in zip(found, crops):
+            x1, y1, x2, y2 = face.box
+            line = f"{face.index}  box=({x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f})  probability={face.probability:.3f}"
+            if out is not None:
+                line += f"  -> {files.image(crop.image, out / f'face_{face.index}.png')}"
+            lines.append(line)
+    for line in lines:
         typer.echo(line)
 
 
@@ -500,8 +589,12 @@ def invert(
     device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
 ):
     """Align a face of a photo and invert it into W+ (e4e encoder if available, else optimization)."""
+    from . import outputs
     from .inversion import InversionConfig, default_encoder, save_inversion
 
+    _check(steps=steps, face_index=face_index)
+    _check_device(device)
+    outputs.check_dir(out, "--out")
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     _photo_warning(model)
@@ -562,14 +655,27 @@ def weights_download(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ):
     """Download weights (resumable, sha256-checked where a hash is published)."""
-    from . import pretrained
+    from . import outputs, pretrained
+    from .errors import WeightsMissingError
+    from .factory import weight_problem
 
+    if dest is not None:
+        outputs.check_dir(dest, "--dest")
     for name in pretrained.expand_names(names):
-        existing = pretrained.find(name) if dest is None else None
-        if existing is not None:
-            typer.echo(f"{name}: already present at {existing}")
-            continue
-        path = pretrained.download(name, dest, progress=not quiet)
+        existing = pretrained.find(name) if dest is None else dest / pretrained.get_spec(name).filename
+        if existing is not None and existing.is_file():
+            problem = weight_problem(name, existing)
+            if problem is None:
+                typer.echo(f"{name}: already present at {existing}")
+                continue
+            if pretrained.offline():
+                raise WeightsMissingError(f"{name}: {existing} is corrupt ({problem}) and "
+                                          f"{pretrained.OFFLINE_REASON}, so it is not downloaded again; delete "
+                                          "it, or download it when online")
+            typer.echo(f"{name}: {existing} is corrupt ({problem}); downloading it again", err=True)
+            path = pretrained.download(name, existing.parent, progress=not quiet, replace=True)
+        else:
+            path = pretrained.download(name, dest, progress=not quiet)
         typer.echo(f"{name}: {path}")
 
 
@@ -579,15 +685,17 @@ def weights_verify(names: Optional[list[str]] = typer.Argument(None, help="Only 
     """Check the sha256 (and size) of every present weight file; exit 1 on any mismatch."""
     from . import pretrained
 
-    rows = pretrained.verify(pretrained.expand_names(names) if names else None)
+    from .factory import weight_problem
+
+    rows = pretrained.verify(pretrained.expand_names(names) if names else None, validate=weight_problem)
     if not rows:
         typer.echo("no known weight files present (looked in: "
                    + ", ".join(str(d) for d in pretrained.search_dirs()) + ")")
     for name, path, status in rows:
         typer.echo(f"{name}  {status}  {path}")
-    bad = [name for name, _, status in rows if "mismatch" in status.lower()]
+    bad = [name for name, _, status in rows if "mismatch" in status.lower() or status.startswith("CORRUPT")]
     if bad:
-        typer.echo(f"error: {len(bad)} file(s) do not match their published checksum or size: "
+        typer.echo(f"error: {len(bad)} file(s) are corrupt or do not match their published checksum or size: "
                    f"{', '.join(bad)}", err=True)
         raise typer.Exit(1)
 
@@ -673,7 +781,15 @@ def train_mapper_command(
     from .editors.mapper import normalize_name
     from .errors import StyleClipError
     from .editors.mapper_training import MapperTrainConfig, load_latents, train_mapper
+    from . import checks, outputs
 
+    _check(num_latents=num_latents, steps=steps, batch_size=batch_size, lr=lr, clip_lambda=clip_lambda,
+           l2_lambda=l2_lambda, id_lambda=id_lambda, val_interval=val_interval, save_interval=save_interval,
+           image_interval=image_interval, seed=seed)
+    _check_text(prompt=prompt)
+    _check_device(device)
+    out = out or Path("mappers") / outputs.short_name(normalize_name(prompt) or "mapper", 100)
+    outputs.check_dir(out, "--out")
     world, device = _join_world(device)
     config = MapperTrainConfig(steps=steps, batch_size=batch_size * world.size, lr=lr, optimizer=optimizer,
                                clip_lambda=clip_lambda, l2_lambda=l2_lambda, id_lambda=id_lambda,
@@ -682,6 +798,8 @@ def train_mapper_command(
                                image_interval=image_interval, seed=seed)
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
+    if latents is None:
+        checks.memory(num_latents * g.num_ws * g.config.style_dim * 4, f"--num-latents {num_latents}")
     dev = g.w_avg.device
     clip = factory.load_clip(_clip_name(None, model, checkpoint, g), device=dev)
     identity = None
@@ -700,7 +818,6 @@ def train_mapper_command(
     kw = dict(num_ws=g.num_ws, style_dim=g.config.style_dim)
     train = load_latents(latents, **kw) if latents is not None else None
     val = load_latents(val_latents, **kw) if val_latents is not None else None
-    out = out or Path("mappers") / (normalize_name(prompt) or "mapper")
     notes = {"latents": str(latents) if latents is not None else f"sampled ({num_latents}, seed {seed})",
              "val_latents": str(val_latents) if val_latents is not None else None,
              "processes": world.size, "batch_per_process": batch_size}
@@ -769,13 +886,24 @@ def _train_universal(steps, batch_size, num_latents, id_lambda, save_interval, s
 
 
 # ---- global directions: channel relevance and alpha/beta sweeps -------------------------------------
-def _floats(text: str, name: str) -> list[float]:
+MAX_SWEEP = 32  # values per sweep axis
+
+
+def _floats(text: str, name: str, kind: str) -> list[float]:
+    """Comma-separated numbers, each within LIMITS[kind]."""
+    from . import checks
+
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{name} must be comma-separated numbers, e.g. -5,0,5; got {text!r}") from None
+        raise ValueError(f"{name} must be comma-separated numbers, e.g. -5,0,5; got {text[:60]!r}") from None
     if not values:
         raise ValueError(f"{name} is empty")
+    if len(values) > MAX_SWEEP:
+        raise ValueError(f"{name} has {len(values)} values; at most {MAX_SWEEP}")
+    lo, hi = LIMITS[kind]
+    for v in values:
+        checks.number(v, f"each value of {name}", lo=lo, hi=hi)
     return values
 
 
@@ -824,8 +952,11 @@ def relevance(
 ):
     """Compute channel relevance (fs3) for global directions; resumes an interrupted run. Under
     `torchrun --nproc-per-node N` the channels are shared out among N processes (see docs/distributed.md)."""
-    if images < 1:
-        raise ValueError("--images must be at least 1")
+    from . import outputs
+
+    _check(images=images, stats_samples=stats_samples, batch_size=batch_size)
+    _check_device(device)
+    outputs.check_file(out, "--out", suffixes=(".npy",))
     _, device = _join_world(device)
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
@@ -854,7 +985,7 @@ def _relevance_run(g, enc, out: Path, *, images: int, fast: bool, all_layers: bo
         rel = ss.compute_relevance(g, enc, stats, n_images=images, layers=layers, batch_size=batch_size,
                                    checkpoint=ckpt, progress=eta)
     if world().is_main:
-        rel.save(out)
+        rel.save(out)  # atomic, refuses NaN
         if images == ss.RELEVANCE_IMAGES and not all_layers:  # where the global engine looks for it
             rel.save(ss.relevance_cache_path(g, enc, "fast" if fast else "exact"))
     return rel
@@ -977,50 +1108,67 @@ def sweep(
     from .editors.global_directions import GlobalDirectionsConfig, GlobalDirectionsEditor
     from .errors import InputError
     from .factory import load_clip
+    from . import checks, outputs
     from .imaging import grid, save_gif, to_pil, upscale_for_viewing
     from .types import Prompt
 
     from .factory import edit_defaults
     from .imaging import label_grid
 
+    _check(seed=seed, truncation=truncation, stats_samples=stats_samples)
+    _check_text(prompt=prompt, neutral=neutral)
+    _check_device(device)
+    outputs.check_file(out, "--out", suffixes=outputs.image_suffixes())
+    if gif:
+        outputs.check_file(out.with_suffix(".gif"), "--gif")
     model = _model(model, checkpoint)
     tuned = edit_defaults(model if checkpoint is None else None, "global")
     a, b = tuned.get("strength", 4.1), tuned.get("beta", 0.15)
-    alpha_list = _floats(alphas, "--alphas") if alphas is not None else [-a, 0.0, a]
-    beta_list = _floats(betas, "--betas") if betas is not None else [round(b * 2 / 3, 3), b, round(b * 4 / 3, 3)]
+    alpha_list = _floats(alphas, "--alphas", "alpha") if alphas is not None else [-a, 0.0, a]
+    beta_list = _floats(betas, "--betas", "beta") if betas is not None else \
+        [round(b * 2 / 3, 3), b, round(b * 4 / 3, 3)]
     g = _generator(model, checkpoint, device)
+    st = _stats_for(g, stats, stats_samples) if stats is not None else None  # a given file fails early
     enc = load_clip(_clip_name(clip, model, checkpoint, g), device=g.w_avg.device)
-    st = _stats_for(g, stats, stats_samples)
+    st = st or _stats_for(g, stats, stats_samples)
+    checks.memory(len(alpha_list) * len(beta_list) * 3 * g.config.size ** 2 * 4 * 2,
+                  f"a {len(beta_list)}x{len(alpha_list)} grid of {g.config.size}-px images", hint="fewer values")
     editor = GlobalDirectionsEditor(g, enc, config=GlobalDirectionsConfig(stats=st, relevance=relevance_file))
     dev = g.w_avg.device
     z = torch.randn(1, g.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
     with torch.no_grad():
         styles = g.styles(g.broadcast(g.mapping(z, truncation)))
-        tiles = []
+        tiles, failed = [], []
         for beta in beta_list:
             try:
                 ds, kept, _ = editor.direction(Prompt(prompt, neutral=neutral), beta)
             except InputError as e:
                 typer.echo(f"beta {beta:g}: {e} (row left grey)", err=True)
                 tiles += [torch.zeros(3, g.config.size, g.config.size)] * len(alpha_list)
+                failed.append(str(e))
                 continue
             typer.echo(f"beta {beta:g}: {kept} channels", err=True)
             batch = [torch.cat([s + a * d.unsqueeze(0) for a in alpha_list]) for s, d in zip(styles, ds)]
             tiles += list(g.synthesis_from_styles(batch).cpu())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image = upscale_for_viewing(grid(tiles, ncols=len(alpha_list)), 128 * len(alpha_list))
-    label_grid(image, [f"alpha {x:g}" for x in alpha_list], [f"beta {x:g}" for x in beta_list]).save(out)
+    if len(failed) == len(beta_list):
+        raise InputError(f"no beta gave a direction ({failed[0]})")
+    checks.finite_tensors(tiles, "the sweep images")
+    with outputs.Outputs() as files:
+        image = upscale_for_viewing(grid(tiles, ncols=len(alpha_list)), 128 * len(alpha_list))
+        files.image(label_grid(image, [f"alpha {x:g}" for x in alpha_list], [f"beta {x:g}" for x in beta_list]), out)
+        if gif:
+            ds, _, _ = editor.direction(Prompt(prompt, neutral=neutral), beta_list[0])
+            frames = []
+            with torch.no_grad():
+                for a in torch.linspace(min(alpha_list), max(alpha_list), 24).tolist():
+                    img = g.synthesis_from_styles(ss.apply_direction(styles, ds, a))
+                    checks.finite_tensors(img, "the sweep animation")
+                    frames.append(upscale_for_viewing(to_pil(img[0]), 256))
+            gif_path = files.write(out.with_suffix(".gif"), lambda tmp: save_gif(frames + frames[::-1], tmp))
     typer.echo(f"wrote {out} (rows beta {', '.join(f'{x:g}' for x in beta_list)}; columns alpha "
                f"{', '.join(f'{x:g}' for x in alpha_list)})")
     if gif:
-        ds, _, _ = editor.direction(Prompt(prompt, neutral=neutral), beta_list[0])
-        frames = []
-        with torch.no_grad():
-            for a in torch.linspace(min(alpha_list), max(alpha_list), 24).tolist():
-                img = g.synthesis_from_styles(ss.apply_direction(styles, ds, a))
-                frames.append(upscale_for_viewing(to_pil(img[0]), 256))
-        path = save_gif(frames + frames[::-1], out.with_suffix(".gif"))
-        typer.echo(f"wrote {path}")
+        typer.echo(f"wrote {gif_path}")
 
 
 # ---- styleclip serve: the web app -----------------------------------------------------------------------
@@ -1043,6 +1191,8 @@ def serve(
 
     from .errors import StyleClipError
 
+    _check(port=port)
+    _check_device(device)
     if importlib.util.find_spec("gradio") is None:
         raise StyleClipError("the web app needs gradio: pip install 'styleclip[app]'")
     try:
@@ -1092,12 +1242,17 @@ def toy_train(
 
     from .toy.train import CHECKPOINT, load_checkpoint, make_task, run_training
 
+    from . import outputs
+
+    _check(steps=steps, minutes=minutes, start_step=start_step, seed=seed, batch_size=batch_size, lr=lr,
+           ckpt_every=ckpt_every, eval_every=eval_every, threads=threads, eval_size=eval_size)
     if steps is None and minutes is None:
         raise ValueError("give --steps or --minutes (or both)")
     if finetune and model != "generator":
         raise ValueError("--finetune is a phase of the generator recipe only")
     torch.set_num_threads(threads)
     out = out or Path("toy-runs") / model
+    outputs.check_dir(out, "--out")
     if resume and (lr is None or batch_size is None):  # continue with the run's settings, not the recipe's
         meta = load_checkpoint(out / CHECKPOINT)["meta"]
         lr = meta.get("lr") if lr is None else lr
@@ -1122,6 +1277,7 @@ def toy_eval(
 
     from .toy.train import ASSETS, evaluate_exported
 
+    _check(n=n)
     typer.echo(json.dumps(evaluate_exported(model, weights or ASSETS, n=n), indent=1))
 
 
@@ -1138,8 +1294,7 @@ def toy_stylespace(
     from . import stylespace as ss
     from .factory import load_clip, load_generator
 
-    if images < 1:
-        raise ValueError("--images must be at least 1")
+    _check(images=images, threads=threads)
     torch.set_num_threads(threads)
     g, enc = load_generator("toy-faces"), load_clip("toy-faces")
     say = lambda m: typer.echo(m, err=True)  # noqa: E731
