@@ -27,7 +27,7 @@ from styleclip import stylespace as ss
 from styleclip.errors import InputError, StyleClipError
 from styleclip.imaging import from_pil, save_gif, to_pil, upscale_for_viewing
 from styleclip.sources import save_latent
-from styleclip.types import Latent, Prompt
+from styleclip.types import MAX_PROMPT_CHARS, Latent, Prompt
 
 Report = Callable[[int, int, str], None]
 
@@ -109,8 +109,14 @@ class SourceOutput:
     aligned: Optional[Image.Image] = None  # display size, uploaded photos only
 
 
+MAX_TEXT = MAX_PROMPT_CHARS  # characters of a prompt or neutral text (CLIP reads 77 tokens)
+
+
 def _text(value, what: str) -> str:
-    text = " ".join(str(value or "").split())
+    value = str(value or "")
+    if len(value) > MAX_TEXT:  # refused before any work: a 1M-character prompt must not cost server time
+        raise InputError(f"the {what} is {len(value)} characters long; at most {MAX_TEXT}")
+    text = " ".join(value.split())
     if not text:
         raise InputError(f"the {what} is empty: type what the face should become, e.g. 'a smiling face'")
     return text

@@ -11,9 +11,9 @@ from typing import Optional, Sequence
 import gradio as gr
 
 if __package__:
-    from .callbacks import StyleClipApp, SourceOutput
+    from .callbacks import MAX_TEXT, StyleClipApp, SourceOutput
 else:  # run as a script: python apps/gradio_app.py
-    from callbacks import StyleClipApp, SourceOutput
+    from callbacks import MAX_TEXT, StyleClipApp, SourceOutput
 
 CONCURRENCY = 2  # events served at once; long jobs (optimization, inversion) share one further slot
 QUEUE_SIZE = 32
@@ -83,9 +83,11 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                 with gr.Tabs():
                     with gr.Tab("Global directions", elem_id="tab-global"):
                         with gr.Row():
-                            neutral = gr.Textbox("a face", label="Neutral text", elem_id="neutral")
+                            neutral = gr.Textbox("a face", label="Neutral text", elem_id="neutral",
+                                                 max_length=MAX_TEXT)
                             target = gr.Textbox(global_examples[0][1], label="Target text", elem_id="target",
-                                                placeholder="type the change, e.g. " + global_examples[1][1])
+                                                placeholder="type the change, e.g. " + global_examples[1][1],
+                                                max_length=MAX_TEXT)
                         with gr.Row():
                             alpha = gr.Slider(-10, 10, alpha_default, step=0.1, label="α strength", elem_id="alpha",
                                               info="how far to move; negative moves away from the target")
@@ -113,7 +115,7 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                                     "weights folder; then press Refresh.")
                     with gr.Tab("Optimization", elem_id="tab-optimize"):
                         prompt = gr.Textbox(label="Prompt", placeholder="type the change, e.g. "
-                                            + optimize_examples[0][0], elem_id="prompt")
+                                            + optimize_examples[0][0], elem_id="prompt", max_length=MAX_TEXT)
                         steps = gr.Slider(1, 1000, steps_default, step=1, label="Steps")
                         with gr.Accordion("Loss weights and learning rate", open=False):
                             lr = gr.Slider(0.001, 0.5, opt.lr, step=0.001, label="Learning rate")
