@@ -52,17 +52,16 @@ def friendly(fn):
 # Bounds of the numeric options (name -> lo, hi): checked before anything is loaded. Integers have int bounds.
 LIMITS = {
     "seed": (0, 2 ** 63 - 1), "steps": (1, 1_000_000), "invert_steps": (1, 100_000), "batch_size": (1, 256),
-    "face_index": (0, 10_000), "checkpoint_min_res": (4, 8192), "size": (16, 4096), "images": (1, 100_000),
-    "stats_samples": (2, 10_000_000), "num_latents": (1, 1_000_000), "val_interval": (1, 10_000_000),
+    "face_index": (0, 10_000), "checkpoint_min_res": (4, 8192), "size": (16, 2048), "images": (1, 100_000),
+    "stats_samples": (2, 1_000_000), "num_latents": (1, 1_000_000), "val_interval": (1, 10_000_000),
     "save_interval": (1, 10_000_000), "image_interval": (1, 10_000_000), "ckpt_every": (1, 10_000_000),
-    "eval_every": (0, 10_000_000), "threads": (1, 1024), "eval_size": (1, 100_000), "n": (1, 100_000),
+    "eval_every": (0, 10_000_000), "threads": (1, 1024), "eval_size": (1, 10_000), "n": (1, 10_000),
     "start_step": (0, 100_000_000), "port": (1, 65_535),
     "truncation": (-2.0, 2.0), "strength": (-100.0, 100.0), "alpha": (-100.0, 100.0), "beta": (0.0, 1.0),
     "lr": (0.0, 10.0), "l2_lambda": (0.0, 1e4), "id_lambda": (0.0, 1e4), "clip_lambda": (0.0, 1e4),
     "minutes": (0.0, 1e6),
 }
 OPEN_LO = {"lr", "minutes"}  # must be above their lower bound
-MAX_PROMPT = 1000  # characters; CLIP reads 77 tokens anyway
 
 
 def _check(**values) -> None:
@@ -85,10 +84,11 @@ def _check_device(device: str) -> None:
 
 def _check_text(**texts) -> None:
     from .errors import InputError
+    from .types import MAX_PROMPT_CHARS
 
     for name, text in texts.items():
-        if text is not None and len(text) > MAX_PROMPT:
-            raise InputError(f"--{name} is {len(text)} characters long; at most {MAX_PROMPT}")
+        if text is not None and len(text) > MAX_PROMPT_CHARS:
+            raise InputError(f"--{name} is {len(text)} characters long; at most {MAX_PROMPT_CHARS}")
 
 
 def _model(model: Optional[str], checkpoint: Optional[Path]) -> Optional[str]:
@@ -952,7 +952,8 @@ def relevance(
 ):
     """Compute channel relevance (fs3) for global directions; resumes an interrupted run. Under
     `torchrun --nproc-per-node N` the channels are shared out among N processes (see docs/distributed.md)."""
-    from . import outputs
+    from . import checks, outputs
+    from .factory import load_clip
 
     _check(images=images, stats_samples=stats_samples, batch_size=batch_size)
     _check_device(device)
@@ -960,8 +961,7 @@ def relevance(
     _, device = _join_world(device)
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
-    from .factory import load_clip
-
+    checks.memory(images * sum(layer.channels for layer in g.layers) * 4 * 2, f"--images {images}")
     enc = load_clip(_clip_name(clip, model, checkpoint, g), device=g.w_avg.device)
     rel = _relevance_run(g, enc, out, images=images, fast=fast, all_layers=all_layers,
                          stats=_stats_for(g, stats, stats_samples), batch_size=batch_size)

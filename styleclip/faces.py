@@ -293,7 +293,7 @@ def _reflect_pad(img: Image.Image, pad, *, blur: float) -> Image.Image:
     return Image.fromarray(np.uint8(np.clip(np.rint(arr), 0, 255)), "RGB")
 
 
-MAX_CROP = 4096
+MAX_CROP = 2048
 
 
 def _check_size(size) -> None:

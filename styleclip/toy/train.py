@@ -77,9 +77,14 @@ def export_fp16(model: nn.Module, path: str | Path, config: dict, keep_fp32: tup
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
+    from ..checks import file_tensors, reading
+
     if not Path(path).is_file():
         raise CheckpointError(f"no toy weights at {path}")
-    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    with reading(path, "toy weights"):
+        state = load_file(str(path))
+    file_tensors(state, str(path))
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------
