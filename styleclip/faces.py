@@ -18,7 +18,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from .errors import InputError
 
 MAX_SIDE = 4096  # photos are downscaled to this long side right after reading
-MIN_SIDE = 32  # below this no face can be found (the detector's smallest window is 12 px at 1/0.709 steps)
+MIN_SIDE = 20  # MTCNN (min_face_size 20) scans no scale of a smaller image
 DETECT_SIDE = 2048  # MTCNN runs on a copy no larger than this
 MIN_PROBABILITY = 0.9
 

@@ -147,8 +147,6 @@ def load_e4e(path: str | Path, *, device: str | torch.device = "cpu"):
     """The e4e encoder of a published checkpoint (`e4e_ffhq_encode.pt`: {'state_dict': {'encoder.*',
     'decoder.*'}, 'latent_avg', 'opts'}), read with weights_only and loaded strictly. The module is built on
     the meta device and takes the loaded tensors as they are (no second copy of ~1 GB)."""
-    from .nets.e4e import Encoder4Editing
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such encoder checkpoint")
@@ -162,17 +160,34 @@ def load_e4e(path: str | Path, *, device: str | torch.device = "cpu"):
     except Exception as e:  # unpickling refused, truncated archive, not a torch file ...
         raise CheckpointError(f"{path}: cannot read the encoder checkpoint ({' '.join(str(e).split())[:300]})") \
             from None
+    from .checks import reading
+
+    with reading(path, "encoder checkpoint"):
+        model = _e4e_from_checkpoint(ckpt, path)
+    model.source_path = str(path)  # lets the inversion cache key on the file instead of hashing 1 GB
+    return model.eval().requires_grad_(False).to(device)
+
+
+def _e4e_from_checkpoint(ckpt, path: Path):
+    from .checks import file_tensors
+    from .nets.e4e import Encoder4Editing
+
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     state = ckpt.get("state_dict", ckpt)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: 'state_dict' is a {type(state).__name__}, not a dict")
     enc = {k[len("encoder."):]: v for k, v in state.items() if isinstance(k, str) and k.startswith("encoder.")}
     if not enc:
         raise CheckpointError(f"{path}: no 'encoder.*' weights: not an e4e checkpoint")
     num_styles = len({k.split(".")[1] for k in enc if k.startswith("styles.")})
     latent_avg = ckpt.get("latent_avg")
-    if latent_avg is None:
+    if not isinstance(latent_avg, torch.Tensor) or latent_avg.ndim == 0:
         raise CheckpointError(f"{path}: no 'latent_avg' (an e4e checkpoint trained with start_from_latent_avg "
                               f"is expected)")
+    file_tensors({**enc, "latent_avg": latent_avg}, str(path))
+    if not 2 <= num_styles <= 24:
+        raise CheckpointError(f"{path}: {num_styles} style heads; e4e has 2 log2(size) - 2 (18 at 1024 px)")
     latent_avg = latent_avg.reshape(-1, latent_avg.shape[-1]).expand(num_styles, -1).float().clone()
     size = 2 ** ((num_styles + 2) // 2)
     with torch.device("meta"):
@@ -182,8 +197,7 @@ def load_e4e(path: str | Path, *, device: str | torch.device = "cpu"):
     except RuntimeError as e:
         raise CheckpointError(f"{path}: encoder weights do not match e4e IR-SE50 "
                               f"({' '.join(str(e).split())[:400]})") from None
-    model.source_path = str(path)  # lets the inversion cache key on the file instead of hashing 1 GB
-    return model.eval().requires_grad_(False).to(device)
+    return model
 
 
 def default_encoder(generator, path: str | Path | None = None, *, device: str | torch.device = "cpu"):
