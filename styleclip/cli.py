@@ -1035,11 +1035,13 @@ def prepare(
 ):
     """Bring your own generator: style statistics + channel relevance (sharded under `torchrun
     --nproc-per-node N`), recorded with the generator's fingerprint; afterwards `--checkpoint` finds them."""
+    from . import outputs
     from . import stylespace as ss
     from .distributed import world as current_world
 
-    if images < 1 or stats_samples < 1:
-        raise ValueError("--images and --stats-samples must be at least 1")
+    _check(images=images, stats_samples=stats_samples)
+    _check_device(device)
+    outputs.check_dir(out, "--out")
     if (checkpoint is None) == (model is None):
         raise ValueError("give --checkpoint (your generator) or --model")
     _, device = _join_world(device)
