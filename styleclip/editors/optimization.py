@@ -41,7 +41,7 @@ class OptimizationConfig:
         from ..checks import integer, number
 
         integer(self.steps, "steps", 1, 1_000_000)
-        number(self.lr, "lr", lo=0.0, hi=10.0, open_lo=True)
+        number(self.lr, "lr", lo=0.0, hi=10.0)  # 0 leaves the latent as it is (a round trip)
         number(self.l2_lambda, "l2_lambda", lo=0.0, hi=1e4)
         number(self.id_lambda, "id_lambda", lo=0.0, hi=1e4)
         integer(self.frame_every, "frame_every", 0, 1_000_000)
