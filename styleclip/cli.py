@@ -374,7 +374,7 @@ def edit(
 
     if prompt is None and target_image is None:
         raise ValueError("say what to edit toward: --prompt 'mohawk' or --target-image face.png")
-    _check(seed=seed, face_index=face_index, invert_steps=invert_steps, truncation=truncation, steps=steps, lr=lr,
+    _check(seed=seed, invert_steps=invert_steps, truncation=truncation, steps=steps, lr=lr,
            l2_lambda=l2_lambda, id_lambda=id_lambda, checkpoint_min_res=checkpoint_min_res, strength=strength,
            beta=beta, batch_size=batch_size)
     _check_text(prompt=prompt, neutral=neutral)
