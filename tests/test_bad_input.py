@@ -57,6 +57,11 @@ def corpus(tmp_path_factory):
     torch.save(torch.zeros(0, g.num_ws, g.config.style_dim), d / "empty_batch.pt")
     torch.save(torch.full((1, g.num_ws, g.config.style_dim), float("nan")), d / "nan_latent.pt")
     torch.save(torch.zeros(1, g.config.style_dim).expand(10 ** 6, -1), d / "expanded_latent.pt")
+    styles = [torch.zeros(1, layer.channels) for layer in g.layers]
+    torch.save({"space": "S", "styles": [s[:0] for s in styles]}, d / "s_empty_batch.pt")
+    torch.save({"space": "S", "styles": [torch.full_like(s, float("nan")) for s in styles]}, d / "s_nan.pt")
+    torch.save({"space": "S", "styles": [s.expand(10 ** 7, -1) for s in styles]}, d / "s_expanded.pt")
+    torch.save({"space": "S", "styles": "not a list"}, d / "s_wrong_type.pt")
     np.save(d / "good_latent.npy", np.zeros((1, g.num_ws, g.config.style_dim), np.float32))
     Image.new("RGB", (1, 1)).save(d / "1x1.png")
     Image.new("RGB", (3, 2000)).save(d / "3x2000.png")
@@ -135,7 +140,8 @@ CLI_CASES = [
                              "--out", "{o}/e"], name)
       for name in ("empty.npy", "huge_header.npy", "object.npy", "bad_header.npy")],
     *[(f"latent-{name}", ["edit", "-p", "x", *DEBUG, "--latent", "{d}/" + name, "--out", "{o}/e"], name)
-      for name in ("empty.npy", "huge_header.npy", "object.npy", "garbage.bin", "expanded_latent.pt")],
+      for name in ("empty.npy", "huge_header.npy", "object.npy", "garbage.bin", "expanded_latent.pt",
+                       "s_empty_batch.pt", "s_nan.pt", "s_expanded.pt", "s_wrong_type.pt")],
     *[(f"mapper-{name}", ["edit", "-p", "x", *DEBUG, "--engine", "mapper", "--mapper", "{d}/" + name,
                           "--out", "{o}/e"], name)
       for name in ("opts_list_mapper.pt", "opts_size_mapper.pt", "mapper_bad_info.safetensors", "empty.pkl",
@@ -326,7 +332,8 @@ def _api_cases(d: Path):
         *[(f"npy-{n}", lambda n=n: read_npy(d / n, "array")) for n in ("empty.npy", "huge_header.npy")],
         *[(f"latent-{n}", lambda n=n: load_latent_file(d / n, g))
           for n in ("empty.npy", "huge_header.npy", "empty_batch.npy", "empty_batch.pt", "nan_latent.pt",
-                    "expanded_latent.pt", "code.pkl")],
+                    "expanded_latent.pt", "code.pkl", "s_empty_batch.pt", "s_nan.pt", "s_expanded.pt",
+                    "s_wrong_type.pt")],
         *[(f"train-latents-{n}", lambda n=n: load_latents(d / n, num_ws=8, style_dim=64))
           for n in ("empty_batch.pt", "nan_latent.pt", "code.pkl", "garbage.bin")],
         *[(f"stats-{n}", lambda n=n: ss.StyleStats.load(d / n, g))

@@ -5,7 +5,7 @@ Property: a reader returns, or raises a StyleClipError subclass, whatever the by
 never a huge allocation. Inputs are valid tiny files mutated by hypothesis (byte flips, truncation, inserted
 and overwritten runs, spliced-in crafted files). The crash corpus (tests/data/fuzz: the crafted files of
 tests/bad_files.py and anything a fuzz run found) is replayed through every reader in the default suite; the
-fuzzing itself is `slow` and bounded: STYLECLIP_FUZZ_EXAMPLES examples per reader (default 200)."""
+fuzzing itself (W+ and S-space latents alike) is `slow` and bounded: STYLECLIP_FUZZ_EXAMPLES examples per reader (default 200)."""
 from __future__ import annotations
 
 import hashlib
@@ -76,13 +76,14 @@ def _seeds(folder: Path, g) -> dict[str, list[Path]]:
     np.save(folder / "r.npy", np.ones((rows, 4), np.float32) / 2)
     np.save(folder / "w.npy", np.zeros((2, g.num_ws, 8), np.float32))
     torch.save(torch.zeros(1, g.num_ws, 8), folder / "w.pt")
+    torch.save({"space": "S", "styles": [torch.zeros(1, x.channels) for x in g.layers]}, folder / "s_latent.pt")
     ss.StyleStats([torch.zeros(x.channels) for x in g.layers], [torch.ones(x.channels) for x in g.layers]).save(
         folder / "s.safetensors")
     Image.new("RGB", (40, 40), (10, 200, 30)).save(folder / "i.png")
     Image.new("RGB", (40, 40), (10, 200, 30)).save(folder / "i.jpg", quality=50)
     return {"generator": [folder / n for n in ("g.safetensors", "g.pt", "g.pkl")],
             "mapper": [folder / "m.safetensors", folder / "m.pt"], "relevance": [folder / "r.npy"],
-            "latent": [folder / "w.npy", folder / "w.pt"], "stats": [folder / "s.safetensors"],
+            "latent": [folder / "w.npy", folder / "w.pt", folder / "s_latent.pt"], "stats": [folder / "s.safetensors"],
             "image": [folder / "i.png", folder / "i.jpg"]}
 
 
