@@ -45,8 +45,8 @@ def load_image(path: str | Path, *, max_side: int = MAX_SIDE) -> Image.Image:
         img = _open_large_jpeg(path, max_side, e)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image (or a format Pillow cannot read)") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # PIL's parsers raise all of these on bad headers
+        raise InputError(f"{path}: cannot read ({' '.join(str(e).split())[:200]})") from None
     with img:
         if min(img.size) < MIN_SIDE:
             raise InputError(f"{path}: image is {img.size[0]}x{img.size[1]} pixels; a photo for face detection "
