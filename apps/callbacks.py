@@ -37,6 +37,7 @@ SMALL_STATS_SAMPLES = 10_000
 SMALL_RELEVANCE_IMAGES = 4
 DEFAULT_NEUTRAL = "a face"
 SWEEP_FRAMES = 17
+PHOTO_SIDE = 1024  # uploaded photos are kept (and edited) at most this large
 KEEP_RESULTS = 500  # result folders kept on disk (the web layer serves copies from its own cache)
 
 
@@ -81,6 +82,10 @@ class Session:
     source_clip: Optional[torch.Tensor] = None
     stack: tuple[GlobalEdit, ...] = ()
     aligned: Optional[Image.Image] = None  # the aligned photo crop, for uploaded photos
+    photo: Optional[Image.Image] = None  # the whole uploaded photo: edits are pasted back into it
+    face: Optional[object] = None  # its faces.AlignedFace (where the crop was cut)
+    generator: Optional[torch.nn.Module] = None  # the PTI-tuned generator of this photo (None: the shared one)
+    fidelity: Optional[dict] = None  # the inversion's figures (fidelity.FaceInversion.report())
 
     def replace(self, **changes) -> "Session":
         return dataclasses.replace(self, **changes)
@@ -99,6 +104,8 @@ class EditOutput:
     session: Session
     frames: list[Image.Image] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    photo: Optional[Image.Image] = None  # uploaded photos: the whole photo with the edit pasted back
+    photo_file: Optional[Path] = None
 
 
 @dataclass
@@ -107,6 +114,7 @@ class SourceOutput:
     info: str
     session: Session
     aligned: Optional[Image.Image] = None  # display size, uploaded photos only
+    photo: Optional[Image.Image] = None  # uploaded photos: the photo (at most PHOTO_SIDE)
 
 
 MAX_TEXT = MAX_PROMPT_CHARS  # characters of a prompt or neutral text (CLIP reads 77 tokens)
@@ -256,11 +264,16 @@ class StyleClipApp:
         pil = to_pil(img) if isinstance(img, torch.Tensor) else img
         return upscale_for_viewing(pil, VIEW_SIZE)
 
-    def _session(self, w_plus: torch.Tensor, label: str, *, aligned=None) -> Session:
-        g = self.generator
+    def _g(self, session: Optional[Session]):
+        """The generator a session renders with: its photo's PTI-tuned one, else the shared one."""
+        return session.generator if session is not None and session.generator is not None else self.generator
+
+    def _session(self, w_plus: torch.Tensor, label: str, *, generator=None, **photo) -> Session:
+        g = generator if generator is not None else self.generator
         with torch.no_grad():
             img = g.synthesis(w_plus.to(self.device))
-        return Session(w_plus=w_plus.detach().cpu(), label=label, source=to_pil(img[0]), aligned=aligned)
+        return Session(w_plus=w_plus.detach().cpu(), label=label, source=to_pil(img[0]),
+                       generator=generator if generator is not self.generator else None, **photo)
 
     def face_from_seed(self, seed, truncation=0.7) -> SourceOutput:
         from styleclip.sources import latents_from_seeds
@@ -276,33 +289,46 @@ class StyleClipApp:
         seed = secrets.randbelow(2**31)
         return seed, self.face_from_seed(seed, truncation)
 
-    def upload_photo(self, path, *, steps=None, face_index=None, report: Optional[Report] = None) -> SourceOutput:
-        """A photo -> its largest face FFHQ-aligned at the generator's size -> W+ (e4e when present, else the
-        optimization projector; results are cached on disk)."""
-        from styleclip.faces import align_photo
-        from styleclip.inversion import InversionConfig, default_encoder, invert_aligned
+    def upload_photo(self, path, *, steps=None, face_index=None, invert: str = "auto", pti_steps=None,
+                     report: Optional[Report] = None) -> SourceOutput:
+        """A photo -> its largest face FFHQ-aligned at the generator's size -> inverted by `invert` (auto: the
+        cheapest of e4e / projector / PTI reaching the fidelity target; results cached on disk). The figures
+        of every inverter tried are shown; edits are pasted back into the photo."""
+        from styleclip import pti
+        from styleclip.faces import load_image
+        from styleclip.fidelity import invert_face
+        from styleclip.inversion import InversionConfig, default_encoder
+        from styleclip.photo_edit import find_faces
 
         if not path:
             raise InputError("no photo uploaded: drop a photo with a face into the upload box")
         path = Path(path)
-        steps = int(_number(steps if steps is not None else InversionConfig().steps, "inversion steps", 1, 5000))
+        defaults = {**factory.edit_defaults(self.model, "projector")}
+        steps = int(_number(steps if steps is not None else defaults.get("steps", InversionConfig().steps),
+                            "inversion steps", 1, 5000))
         if report:
             report(0, 1, "finding the face")
-        aligned = align_photo(path, size=self.size, face_index=face_index, detector=self.detector).image
+        photo = load_image(path, max_side=PHOTO_SIDE)
+        face = find_faces(photo, size=self.size, face=face_index, detector=self.detector, source=path.name)[0]
         encoder = default_encoder(self.generator, device=self.device)
-        method = "e4e encoder" if encoder is not None else f"optimization, {steps} steps"
 
         def progress(done, total):
             if report:
-                report(done, total, f"inverting ({method})")
+                report(done, total, f"inverting ({invert})")
 
-        result = invert_aligned(aligned, self.generator, config=InversionConfig(steps=steps), encoder=encoder,
-                                identity=self.identity, progress=progress)
-        session = self._session(result.w_plus, _label(path.stem), aligned=aligned)
-        cached = " (from the cache)" if getattr(result, "cached", False) else ""
-        info = f"Photo **{path.name}**: face aligned and inverted ({method}){cached}. The source face is " \
-               "its reconstruction by the generator: the edits start from it."
-        return SourceOutput(self.view(session.source), info, session, aligned=self.view(aligned))
+        tune = factory.edit_defaults(self.model, "pti")
+        if pti_steps is not None:
+            tune["steps"] = int(_number(pti_steps, "PTI steps", 1, 5000))
+        inv = invert_face(face.image, self.generator, method=invert, encoder=encoder, identity=self.identity,
+                          projector=InversionConfig(**{**defaults, "steps": steps}), pti=pti.PTIConfig(**tune),
+                          progress=progress)
+        session = self._session(inv.w_plus, _label(path.stem), generator=inv.generator, aligned=face.image,
+                                photo=photo, face=face, fidelity=inv.report())
+        figures = "; ".join(("**" + f.line() + "** (used)") if f is inv.fidelity else f.line() for f in inv.tried)
+        info = f"Photo **{path.name}**: face aligned and inverted ({figures}). The source face is its " \
+               "reconstruction: the edits start from it and are pasted back into the whole photo."
+        return SourceOutput(self.view(session.source), info, session, aligned=self.view(face.image),
+                            photo=photo)
 
     @staticmethod
     def preview_photo(path) -> Optional[Image.Image]:
@@ -333,7 +359,7 @@ class StyleClipApp:
     def _source_styles(self, session: Session) -> tuple[Session, list[torch.Tensor]]:
         if session.styles is None:
             with torch.no_grad():
-                styles = self.generator.styles(session.w_plus.to(self.device))
+                styles = self._g(session).styles(session.w_plus.to(self.device))
             session = session.replace(styles=tuple(s.cpu() for s in styles))
         return session, [s.to(self.device) for s in session.styles]
 
@@ -354,7 +380,7 @@ class StyleClipApp:
         total, kept = self._combined(session.stack + (edit,))
         with torch.no_grad():
             edited = ss.apply_direction(styles, total, 1.0)
-            img = self.generator.synthesis_from_styles(edited)
+            img = self._g(session).synthesis_from_styles(edited)
         session, metrics = self._clip_metrics(session, img, edit.target)
         n_all = self.global_editor().relevance.fs3.shape[0]
         lines = [f"`{e.neutral}` → `{e.target}`: α = {e.alpha:g}, β = {e.beta:g}, **{n} of {n_all} channels**"
@@ -397,7 +423,7 @@ class StyleClipApp:
         with torch.no_grad():
             for a in torch.linspace(-reach, reach, frames).tolist():
                 step = [b + a * d for b, d in zip(base, ds)]
-                img = self.generator.synthesis_from_styles(ss.apply_direction(styles, step, 1.0))
+                img = self._g(session).synthesis_from_styles(ss.apply_direction(styles, step, 1.0))
                 images.append(self.view(img[0]))
         folder = self._folder()
         return save_gif(images + images[-2:0:-1], folder / f"{session.label}_{_label(edit.target)}_sweep.gif",
@@ -444,8 +470,10 @@ class StyleClipApp:
             return self._mappers[key]
 
     def mapper_edit(self, session, choice, strength=1.0) -> EditOutput:
+        from styleclip.pti import with_generator
+
         session = self._ensure(session)
-        editor = self._mapper(choice)
+        editor = with_generator(self._mapper(choice), self._g(session))
         strength = _number(strength, "strength", -10, 10)
         prompt = editor.prompt or choice.split(" (")[0].replace("_", " ")
         with warnings.catch_warnings():
@@ -472,7 +500,7 @@ class StyleClipApp:
         id_lambda = _number(d.id_lambda if id_lambda is None else id_lambda, "the identity lambda", 0, 100)
         config = OptimizationConfig(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda,
                                     frame_every=max(1, steps // 8))
-        editor = OptimizationEditor(self.generator, self.clip, self.identity, config=config)
+        editor = OptimizationEditor(self._g(session), self.clip, self.identity, config=config)
 
         def progress(done, total):
             if report:
@@ -565,8 +593,15 @@ class StyleClipApp:
         to_pil(img[0]).save(image_file)
         latent_file = folder / f"{session.label}_{engine}_latent.pt"
         save_latent(latent, latent_file)  # W+ [1,num_ws,D], or for global edits S space (as the CLI writes)
+        photo = photo_file = None
+        if session.photo is not None:  # the whole photo with the edit pasted back
+            from styleclip.pasteback import paste_back
+
+            photo = paste_back(session.photo, img[0], session.face)
+            photo_file = folder / f"{session.label}_{engine}_photo.png"
+            photo.save(photo_file)
         return EditOutput(self.view(session.source), self.view(img[0]), info, image_file, latent_file, session,
-                          list(frames), metrics)
+                          list(frames), metrics, photo, photo_file)
 
 
 def _model_sets() -> dict:

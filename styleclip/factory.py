@@ -248,7 +248,8 @@ MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
           "global": {"strength": 3.0, "beta": 0.3},  # best pooled good-edit rate: docs/benchmarks.md
           # photo inversion at 64 px: shorter runs, PTI at a higher lr with a sparser locality term
           # (benchmarks/photo_inversion.py, docs/photo-editing.md)
-          "projector": {"steps": 100}, "pti": {"steps": 150, "lr": 1e-3, "locality_every": 10}},
+          "projector": {"steps": 100}, "pti": {"steps": 100, "lr": 1e-3, "locality_every": 10}},
+    "debug": {"pti": {"steps": 30, "lr": 1e-3, "locality_every": 10}},  # tiny random nets: smoke runs only
 }
 
 

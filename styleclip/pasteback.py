@@ -102,10 +102,15 @@ def paste_faces(photo: Image.Image, faces, *, mask: MaskConfig = MaskConfig()) -
     return out
 
 
+def mask_in_photo(size: tuple[int, int], aligned: AlignedFace, *, mask: MaskConfig = MaskConfig()) -> np.ndarray:
+    """The face mask as pasted into a photo of `size` (W, H): [H,W] float64 in [0,1] (8-bit steps)."""
+    white = Image.new("RGB", (aligned.size,) * 2, "white")
+    return np.asarray(paste_back(Image.new("RGB", size), white, aligned, mask=mask), dtype=np.float64)[..., 0] / 255
+
+
 def masked_psnr(a: Image.Image, b: Image.Image, aligned: AlignedFace, *, mask: MaskConfig = MaskConfig()) -> float:
     """PSNR (dB, 8-bit) between two photos over the face region of `aligned`, weighted by its mask."""
-    weight = np.asarray(paste_back(Image.new("RGB", a.size), Image.new("RGB", (aligned.size,) * 2, "white"),
-                                   aligned, mask=mask), dtype=np.float64)[..., 0] / 255.0
+    weight = mask_in_photo(a.size, aligned, mask=mask)
     err = np.square(np.asarray(a, np.float64) - np.asarray(b, np.float64)).mean(-1)
     mse = float((err * weight).sum() / max(weight.sum(), 1e-12))
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)

@@ -182,16 +182,18 @@ def test_upload_photo_aligns_and_inverts(app, tmp_path):
     photo = tmp_path / "astronaut.png"
     Image.fromarray(skdata.astronaut()).save(photo)
     seen = []
-    out = app.upload_photo(photo, steps=12, report=lambda d, t, m: seen.append((d, t, m)))
+    out = app.upload_photo(photo, steps=12, invert="projector", report=lambda d, t, m: seen.append((d, t, m)))
     s = out.session
     assert s.label == "astronaut" and s.w_plus.shape == (1, app.generator.num_ws, app.generator.config.style_dim)
     assert s.aligned.size == (32, 32) and out.aligned.size == (VIEW_SIZE, VIEW_SIZE)
-    assert seen[0][2] == "finding the face" and seen[-1][:2] == (12, 12) and "optimization" in seen[-1][2]
+    assert seen[0][2] == "finding the face" and seen[-1][:2] == (12, 12) and "projector" in seen[-1][2]
+    assert "projector: PSNR" in out.info and out.photo.size == (512, 512) and s.generator is None
     with torch.no_grad():
         recon = app.generator.synthesis(s.w_plus)
     assert np.array_equal(np.asarray(s.source), _pixels(recon))
     edit = app.global_edit(s, "a face", "a smiling face", 3, 0.15)  # edits start from the inverted photo
     assert edit.image_file.name.startswith("astronaut_")
+    assert edit.photo.size == (512, 512) and Image.open(edit.photo_file).size == (512, 512)  # pasted back
     coffee = tmp_path / "coffee.png"
     Image.fromarray(skdata.coffee()).save(coffee)
     with pytest.raises(InputError, match="no face found"):
@@ -264,7 +266,7 @@ def test_gradio_client_flows(served, tmp_path):
     assert Image.open(gif).n_frames == 2 * SWEEP_FRAMES - 2
 
     out = client.predict("a person with purple hair", 6, 0.1, 0.008, 0.0, api_name="/optimize")
-    assert "6 steps" in out[2] and len(out[5]) == 6 + 1  # a frame every step (steps // 8 < 1), and the last
+    assert "6 steps" in out[2] and len(out[7]) == 6 + 1  # a frame every step (steps // 8 < 1), and the last
 
     choices = client.predict(api_name="/refresh_mappers")
     assert "mohawk" in str(choices)
@@ -316,3 +318,20 @@ def test_import_styleclip_stays_light():
     code = "import sys, styleclip; print('gradio' in sys.modules, 'typer' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_photo_with_pivotal_tuning_edits_with_the_tuned_generator(app, tmp_path):
+    skdata = pytest.importorskip("skimage.data")
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skdata.astronaut()).save(photo)
+    out = app.upload_photo(photo, steps=5, invert="pti", pti_steps=5)
+    s = out.session
+    assert s.generator is not None and s.generator is not app.generator and "pti: PSNR" in out.info
+    assert [t["method"] for t in s.fidelity["tried"]] == ["projector", "pti"]
+    with torch.no_grad():
+        recon = s.generator.synthesis(s.w_plus)
+    assert np.array_equal(np.asarray(s.source), _pixels(recon))  # the source is the tuned reconstruction
+    edit = app.global_edit(s, "a face", "a smiling face", 0, 0.15)  # alpha 0: the reconstruction, pasted back
+    assert np.array_equal(_png(edit.image_file), _pixels(recon))
+    a, b = np.asarray(Image.open(edit.photo_file)), np.asarray(Image.open(photo))
+    assert a.shape == b.shape and (a[-40:] == b[-40:]).all() and (a != b).any()

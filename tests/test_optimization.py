@@ -172,6 +172,15 @@ def test_cli_edit_from_a_photo(tmp_path):
     r = runner.invoke(app, args + ["--crop-only", "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
     assert "(cached)" in r.output and Image.open(tmp_path / "c" / "astronaut_edited.png").size == (32, 32)
+    # a CMYK JPEG stored sideways with an EXIF orientation: read upright, the whole photo comes back upright
+    sideways = tmp_path / "sideways.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(skimage.data.astronaut()[:, :400]).rotate(90, expand=True).convert("CMYK").save(sideways, exif=exif)
+    r = runner.invoke(app, args[:4] + [str(sideways)] + ["--invert", "projector", "--steps", "2", "--invert-steps", "2",
+                                                        "--out", str(tmp_path / "s")])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "s" / "sideways_edited.png").size == (400, 512)
     cat = tmp_path / "chelsea.png"
     Image.fromarray(skimage.data.chelsea()).save(cat)
     r = runner.invoke(app, args[:4] + [str(cat)] + args[5:-1] + [str(tmp_path / "n")])

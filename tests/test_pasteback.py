@@ -7,7 +7,8 @@ from PIL import Image
 from styleclip.errors import InputError
 from styleclip.faces import align_face, ffhq_quad, source_to_crop
 from styleclip.imaging import from_pil
-from styleclip.pasteback import MaskConfig, crop_to_source, face_mask, masked_psnr, paste_back, paste_faces
+from styleclip.pasteback import (MaskConfig, crop_to_source, face_mask, mask_in_photo, masked_psnr, paste_back,
+                                 paste_faces)
 from styleclip.photo_edit import find_faces
 from styleclip.toy.photos import FrameDetector, frame_landmarks, make_photo, render_frame
 from styleclip.toy.render import Attributes, sample_identity
@@ -45,7 +46,7 @@ def test_rotated_face_round_trips_exactly_outside_the_mask(photo):
     np.testing.assert_allclose(aligned.quad, photo.frames[0], atol=1e-9)
     out = paste_back(photo.image, from_pil(aligned.image)[0], aligned)
     assert out.size == photo.image.size == (320, 240)
-    weight = np.asarray(paste_back(Image.new("RGB", out.size), Image.new("RGB", (64, 64), "white"), aligned))[..., 0]
+    weight = mask_in_photo(out.size, aligned)
     a, b = np.asarray(out), np.asarray(photo.image)
     outside = weight == 0
     assert outside.mean() > 0.7 and (a[outside] == b[outside]).all()  # bit for bit
@@ -71,8 +72,7 @@ def test_identity_edit_recovers_the_photo_to_the_reconstruction_error(photo):
     # the reconstruction warped back with a full-crop mask: the error the blend may not exceed
     full = MaskConfig(inset=0.0, feather=1e-6, corner=0.0)
     recon = np.asarray(paste_back(photo.image, face.inversion.reconstruction[0], aligned[0], mask=full), np.float64)
-    weight = np.asarray(paste_back(Image.new("RGB", photo.image.size), Image.new("RGB", (64, 64), "white"),
-                                   aligned[0]))[..., 0]
+    weight = mask_in_photo(photo.image.size, aligned[0])
     assert (out[weight == 0] == orig[weight == 0]).all()
     assert (np.abs(out - orig) <= np.abs(recon - orig) + 1).all()  # +1: rounding
     assert masked_psnr(result.edited_photo, photo.image, aligned[0]) >= \
