@@ -86,6 +86,8 @@ class Session:
     face: Optional[object] = None  # its faces.AlignedFace (where the crop was cut)
     generator: Optional[torch.nn.Module] = None  # the PTI-tuned generator of this photo (None: the shared one)
     fidelity: Optional[dict] = None  # the inversion's figures (fidelity.FaceInversion.report())
+    pasted: Optional[Image.Image] = None  # the photo with the last edit pasted back, and its file
+    pasted_file: Optional[str] = None
 
     def replace(self, **changes) -> "Session":
         return dataclasses.replace(self, **changes)
@@ -329,6 +331,14 @@ class StyleClipApp:
                "reconstruction: the edits start from it and are pasted back into the whole photo."
         return SourceOutput(self.view(session.source), info, session, aligned=self.view(face.image),
                             photo=photo)
+
+    @staticmethod
+    def photo_view(session: Optional[Session]) -> tuple:
+        """(the uploaded photo, that photo with the last edit pasted back, its full-size file): Nones for faces
+        from seeds and before the first edit."""
+        if session is None or session.photo is None:
+            return None, None, None
+        return session.photo, session.pasted, session.pasted_file
 
     @staticmethod
     def preview_photo(path) -> Optional[Image.Image]:
@@ -600,6 +610,7 @@ class StyleClipApp:
             photo = paste_back(session.photo, img[0], session.face)
             photo_file = folder / f"{session.label}_{engine}_photo.png"
             photo.save(photo_file)
+            session = session.replace(pasted=photo, pasted_file=str(photo_file))
         return EditOutput(self.view(session.source), self.view(img[0]), info, image_file, latent_file, session,
                           list(frames), metrics, photo, photo_file)
 

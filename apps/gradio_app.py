@@ -163,14 +163,17 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
 
         # ---- wiring --------------------------------------------------------------------------------------
         source_outputs = [source_image, source_info, session, stack_info]
-        edit_outputs = [before, after, result_info, image_file, latent_file, session, photo_after, photo_file]
+        edit_outputs = [before, after, result_info, image_file, latent_file, session]
+        photo_outputs = [photo_before, photo_after, photo_file]
 
         def show_source(out: SourceOutput):
             return out.image, out.info, out.session, app.describe_stack(out.session)
 
         def show_edit(out):
-            return (out.before, out.after, out.info, str(out.image_file), str(out.latent_file), out.session,
-                    out.photo, str(out.photo_file) if out.photo_file else None)
+            return out.before, out.after, out.info, str(out.image_file), str(out.latent_file), out.session
+
+        def show_photo_result(session):  # after an edit or an upload: the whole photo, with the last edit pasted back
+            return app.photo_view(session)
 
         def face_from_seed(seed, truncation):
             with user_errors():
@@ -184,7 +187,7 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
         def upload_photo(path, steps, invert, progress=gr.Progress()):
             with user_errors():
                 out = app.upload_photo(path, steps=steps, invert=invert or "auto", report=_reporter(progress))
-                return (*show_source(out), out.aligned, out.photo, None, None)
+                return (*show_source(out), out.aligned)
 
         def show_photo(path):
             return app.preview_photo(path)
@@ -235,39 +238,42 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                                                      report=_reporter(progress)))
 
         heavy = dict(concurrency_id="heavy", concurrency_limit=1)
+        then_photo = dict(fn=show_photo_result, inputs=[session], outputs=photo_outputs, api_visibility="private",
+                          show_progress="hidden")
         on_source = dict(show_progress_on=[source_image])  # spinners and error badges on one panel only
         on_after = dict(show_progress_on=[after])
         demo.load(face_from_seed, [seed, truncation], source_outputs, api_name="initial_face", api_visibility="private",
                   **on_source)
         new_button.click(new_face, [truncation], [seed, *source_outputs], api_name="new_face", **on_source).then(
-            clear_result, None, result_outputs, **hidden)
+            clear_result, None, result_outputs, **hidden).then(**then_photo)
         seed_button.click(face_from_seed, [seed, truncation], source_outputs, api_name="face_from_seed",
-                          **on_source).then(clear_result, None, result_outputs, **hidden)
+                          **on_source).then(clear_result, None, result_outputs, **hidden).then(**then_photo)
         seed.submit(face_from_seed, [seed, truncation], source_outputs, api_name="seed_submit",
                     api_visibility="private", **on_source).then(clear_result, None, result_outputs, **hidden)
         photo.change(show_photo, [photo], [preview], api_name="photo_preview", api_visibility="private",
                      show_progress="hidden")
-        upload_button.click(upload_photo, [photo, invert_steps, invert],
-                            [*source_outputs, aligned, photo_before, photo_after, photo_file],
-                            api_name="upload_photo", **heavy, **on_source).then(clear_result, None, result_outputs,
-                                                                                **hidden)
+        upload_button.click(upload_photo, [photo, invert_steps, invert], [*source_outputs, aligned],
+                            api_name="upload_photo", **heavy, **on_source).then(
+            clear_result, None, result_outputs, **hidden).then(**then_photo)
         global_inputs = [session, neutral, target, alpha, beta]
-        global_button.click(global_edit, global_inputs, edit_outputs, api_name="global_edit", **on_after)
+        global_button.click(global_edit, global_inputs, edit_outputs, api_name="global_edit",
+                            **on_after).then(**then_photo)
         target.submit(global_edit, global_inputs, edit_outputs, api_name="target_submit", api_visibility="private",
-                      **on_after)
+                      **on_after).then(**then_photo)
         for name, slider in (("alpha", alpha), ("beta", beta)):  # on release: a cached direction, one synthesis
             slider.release(global_live, global_inputs, edit_outputs, api_name=f"{name}_release",
                            api_visibility="private",
-                           show_progress="minimal", trigger_mode="always_last", **on_after)
+                           show_progress="minimal", trigger_mode="always_last", **on_after).then(**then_photo)
         stack_button.click(stack_edit, global_inputs, [stack_info, session], api_name="stack_edit")
         clear_button.click(clear_stack, [session], [stack_info, session], api_name="clear_stack")
         sweep_button.click(alpha_sweep, global_inputs, [sweep], api_name="alpha_sweep")
         refresh_button.click(refresh_mappers, None, [mapper], api_name="refresh_mappers")
-        mapper_button.click(mapper_edit, [session, mapper, strength], edit_outputs, api_name="mapper_edit", **on_after)
+        mapper_button.click(mapper_edit, [session, mapper, strength], edit_outputs, api_name="mapper_edit",
+                            **on_after).then(**then_photo)
         optimize_button.click(optimize, [session, prompt, steps, lr, l2_lambda, id_lambda], [*edit_outputs, frames],
-                              api_name="optimize", **heavy, **on_after)
+                              api_name="optimize", **heavy, **on_after).then(**then_photo)
         any_button.click(any_prompt_edit, [session, any_prompt, any_image, any_engine, any_strength, any_auto],
-                         edit_outputs, api_name="any_prompt_edit", **heavy, **on_after)
+                         edit_outputs, api_name="any_prompt_edit", **heavy, **on_after).then(**then_photo)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 

@@ -618,6 +618,13 @@ def invert(
         if bar is not None:
             bar.close()
     paths = save_inversion(out, result.w_plus, aligned, result.reconstruction)
+    from .fidelity import measure
+    from .imaging import from_pil
+
+    recon = result.reconstruction
+    fid = measure("e4e" if enc is not None else "projector", recon, from_pil(aligned, g.config.size).to(recon.device),
+                  _identity(model if checkpoint is None else None, g.w_avg.device), 0.0)
+    typer.echo(f"reconstruction: {fid.figures()}")
     how = "from the cache" if result.cached else method
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())} (W+ {list(result.w_plus.shape)}; {how})")
 

@@ -40,9 +40,11 @@ class Fidelity:
     def reaches(self, target: FidelityTarget) -> bool:
         return self.psnr >= target.psnr and (self.identity is None or self.identity >= target.identity)
 
+    def figures(self) -> str:
+        return f"PSNR {self.psnr:.2f} dB" + (f", identity {self.identity:.3f}" if self.identity is not None else "")
+
     def line(self) -> str:
-        idn = f", identity {self.identity:.3f}" if self.identity is not None else ""
-        return f"{self.method}: PSNR {self.psnr:.2f} dB{idn}, {self.seconds:.1f} s" + (" (cached)" if self.cached else "")
+        return f"{self.method}: {self.figures()}, {self.seconds:.1f} s" + (" (cached)" if self.cached else "")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -194,6 +194,8 @@ def test_upload_photo_aligns_and_inverts(app, tmp_path):
     edit = app.global_edit(s, "a face", "a smiling face", 3, 0.15)  # edits start from the inverted photo
     assert edit.image_file.name.startswith("astronaut_")
     assert edit.photo.size == (512, 512) and Image.open(edit.photo_file).size == (512, 512)  # pasted back
+    assert app.photo_view(edit.session) == (s.photo, edit.photo, str(edit.photo_file))
+    assert app.photo_view(app.face_from_seed(1).session) == (None, None, None)
     coffee = tmp_path / "coffee.png"
     Image.fromarray(skdata.coffee()).save(coffee)
     with pytest.raises(InputError, match="no face found"):
@@ -266,7 +268,7 @@ def test_gradio_client_flows(served, tmp_path):
     assert Image.open(gif).n_frames == 2 * SWEEP_FRAMES - 2
 
     out = client.predict("a person with purple hair", 6, 0.1, 0.008, 0.0, api_name="/optimize")
-    assert "6 steps" in out[2] and len(out[7]) == 6 + 1  # a frame every step (steps // 8 < 1), and the last
+    assert "6 steps" in out[2] and len(out[5]) == 6 + 1  # a frame every step (steps // 8 < 1), and the last
 
     choices = client.predict(api_name="/refresh_mappers")
     assert "mohawk" in str(choices)

@@ -138,6 +138,7 @@ def test_invert_cli_writes_everything(tmp_path, photo):
     assert Image.open(out / "aligned.png").size == (32, 32)
     assert Image.open(out / "reconstruction.png").size == (32, 32)
     assert Image.open(out / "side_by_side.png").width > Image.open(out / "side_by_side.png").height
+    assert "reconstruction: PSNR" in res.output and "identity" in res.output
     res = CliRunner().invoke(app, ["invert", str(photo), "--out", str(out), "--model", "debug",
                                    "--face-index", "3"])
     assert res.exit_code == 1 and "out of range" in res.output

@@ -177,8 +177,8 @@ def test_cli_edit_from_a_photo(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     Image.fromarray(skimage.data.astronaut()[:, :400]).rotate(90, expand=True).convert("CMYK").save(sideways, exif=exif)
-    r = runner.invoke(app, args[:4] + [str(sideways)] + ["--invert", "projector", "--steps", "2", "--invert-steps", "2",
-                                                        "--out", str(tmp_path / "s")])
+    r = runner.invoke(app, ["edit", "--model", "debug", "--image", str(sideways), "--prompt", "mohawk", "--steps", "2",
+                            "--invert", "projector", "--invert-steps", "2", "--out", str(tmp_path / "s")])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "s" / "sideways_edited.png").size == (400, 512)
     cat = tmp_path / "chelsea.png"
