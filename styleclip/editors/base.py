@@ -32,3 +32,20 @@ def register_engine(name: str):
 def report(progress: ProgressFn | None, done: int, total: int) -> None:
     if progress is not None:
         progress(done, total)
+
+
+def start_or_resume(trainer, out_dir, resume: bool) -> None:
+    """Before a training run: with `resume`, load the run's state from `out_dir` (an error if there is none);
+    without, refuse to start over a run that `out_dir` already holds."""
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    if resume:
+        if out_dir is None:
+            raise InputError("resume needs the output folder of the run to continue")
+        if not trainer.resume():
+            raise InputError(f"nothing to resume: {Path(out_dir) / 'train_state.pt'} does not exist")
+    elif out_dir is not None and (Path(out_dir) / "train_state.pt").exists():
+        raise InputError(f"{out_dir} already holds a training run; pass --resume to continue it or choose "
+                         "another --out")

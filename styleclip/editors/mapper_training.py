@@ -40,7 +40,7 @@ from ..losses import clip_loss, identity_loss
 from ..nets.mapper import LevelsMapper
 from ..optim import Ranger
 from ..types import ProgressFn
-from .base import report
+from .base import report, start_or_resume
 from .mapper import generator_fingerprint, save_mapper
 
 LogFn = Callable[[int, dict], None]
@@ -466,12 +466,5 @@ def train_mapper(generator, clip, prompt: str, *, identity=None, config: MapperT
     """Train (or with resume=True continue) a LevelsMapper for `prompt`; see MapperTrainer."""
     trainer = MapperTrainer(generator, clip, prompt, identity=identity, config=config, latents=latents,
                             val_latents=val_latents, out_dir=out_dir, notes=notes)
-    if resume:
-        if out_dir is None:
-            raise InputError("resume needs the output folder of the run to continue")
-        if not trainer.resume():
-            raise InputError(f"nothing to resume: {Path(out_dir) / 'train_state.pt'} does not exist")
-    elif out_dir is not None and (Path(out_dir) / "train_state.pt").exists():
-        raise InputError(f"{out_dir} already holds a training run; pass --resume to continue it or choose "
-                         "another --out")
+    start_or_resume(trainer, out_dir, resume)
     return trainer.run(progress=progress, log=log)

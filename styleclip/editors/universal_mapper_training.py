@@ -37,7 +37,7 @@ from ..errors import CheckpointError, InputError
 from ..losses import identity_loss
 from ..nets.universal_mapper import UniversalMapper
 from ..types import ProgressFn
-from .base import report
+from .base import report, start_or_resume
 from .mapper import generator_fingerprint
 from .mapper_training import sample_latents
 from .universal_mapper import save_universal_mapper
@@ -257,13 +257,6 @@ def train_universal_mapper(generator, clip, identity=None, *, config: UniversalT
                            max_seconds: float | None = None) -> UniversalMapperTrainer:
     """Train (or with resume=True continue) a universal mapper; returns the trainer (mapper, step, losses)."""
     trainer = UniversalMapperTrainer(generator, clip, identity, config=config, out_dir=out_dir)
-    if resume:
-        if out_dir is None:
-            raise InputError("resume needs the output folder of the run to continue")
-        if not trainer.resume():
-            raise InputError(f"nothing to resume: {Path(out_dir) / 'train_state.pt'} does not exist")
-    elif out_dir is not None and (Path(out_dir) / "train_state.pt").exists():
-        raise InputError(f"{out_dir} already holds a training run; pass --resume to continue it or choose "
-                         "another --out")
+    start_or_resume(trainer, out_dir, resume)
     trainer.run(progress=progress, log=log, max_seconds=max_seconds)
     return trainer
