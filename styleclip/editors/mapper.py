@@ -194,6 +194,18 @@ def generator_fingerprint(generator: torch.nn.Module) -> str:
 TOY_MAPPERS = Path(__file__).resolve().parent.parent / "assets" / "toy_faces" / "mappers"
 
 
+def check_fits_generator(mapper, info: dict, generator, what: str) -> None:
+    """A mapper's W+ shape must be the generator's (InputError); a recorded fingerprint of another generator
+    only warns (the edits may be meaningless)."""
+    if mapper.num_ws != generator.num_ws or mapper.style_dim != generator.config.style_dim:
+        raise InputError(f"the {what} is for W+ [{mapper.num_ws},{mapper.style_dim}] but the generator has "
+                         f"[{generator.num_ws},{generator.config.style_dim}]")
+    fp = (info.get("generator") or {}).get("fingerprint")
+    if fp and fp != generator_fingerprint(generator):
+        warnings.warn(f"this {what} was trained for a different generator (fingerprint mismatch); "
+                      "edits may be meaningless", stacklevel=3)
+
+
 def default_mapper_dirs() -> list[Path]:
     """Where trained mappers are looked for: ./mappers (train-mapper's default output), <cache>/mappers and
     the mappers shipped for the embedded toy-faces model."""
@@ -325,13 +337,7 @@ class MapperEditor:
             self.info = {}
         if not isinstance(m, LevelsMapper):
             raise TypeError(f"config.mapper must be a LevelsMapper, MapperFile or path, got {type(m).__name__}")
-        if m.num_ws != generator.num_ws or m.style_dim != generator.config.style_dim:
-            raise InputError(f"the mapper is for W+ [{m.num_ws},{m.style_dim}] but the generator has "
-                             f"[{generator.num_ws},{generator.config.style_dim}]")
-        fp = (self.info.get("generator") or {}).get("fingerprint")
-        if fp and fp != generator_fingerprint(generator):
-            warnings.warn("this mapper was trained for a different generator (fingerprint mismatch); "
-                          "edits may be meaningless", stacklevel=2)
+        check_fits_generator(m, self.info, generator, "mapper")
         dev = generator.w_avg.device
         self.mapper = m.to(dev).eval().requires_grad_(False)
 

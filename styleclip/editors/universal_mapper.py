@@ -9,7 +9,6 @@ generator and CLIP it was trained for, training settings).
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ..nets.universal_mapper import UniversalMapper
 from ..types import EditResult, Latent, ProgressFn, Prompt
 from .auto_strength import AutoStrengthConfig, pick_strengths
 from .base import register_engine, report
-from .mapper import TOY_MAPPERS, default_mapper_dirs, generator_fingerprint
+from .mapper import TOY_MAPPERS, check_fits_generator, default_mapper_dirs, generator_fingerprint
 
 FORMAT_TAG = "styleclip-universal-mapper"
 DEFAULT_NAME = "universal"
@@ -143,13 +142,7 @@ class UniversalMapperEditor:
             m, self.info = load_universal_mapper(find_universal_mapper(m, generator))
         if not isinstance(m, UniversalMapper):
             raise TypeError(f"config.mapper must be a UniversalMapper or a path, got {type(m).__name__}")
-        if m.num_ws != generator.num_ws or m.style_dim != generator.config.style_dim:
-            raise InputError(f"the universal mapper is for W+ [{m.num_ws},{m.style_dim}] but the generator has "
-                             f"[{generator.num_ws},{generator.config.style_dim}]")
-        fp = (self.info.get("generator") or {}).get("fingerprint")
-        if fp and fp != generator_fingerprint(generator):
-            warnings.warn("this universal mapper was trained for a different generator; edits may be meaningless",
-                          stacklevel=2)
+        check_fits_generator(m, self.info, generator, "universal mapper")
         self.mapper = m.to(generator.w_avg.device).eval().requires_grad_(False)
         scale = config.residual_scale if config.residual_scale is not None else self.info.get("residual_scale", 1.0)
         self.residual_scale = float(scale)
