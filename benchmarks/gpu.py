@@ -37,6 +37,18 @@ def autocast(device: str, dtype: str):
     return torch.autocast(kind, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[dtype])
 
 
+@contextlib.contextmanager
+def separate_blur():
+    """The CPU's upsampling (transposed conv, then the depthwise FIR blur) on any device: the GPU path's baseline."""
+    from styleclip.nets import ops
+
+    saved, ops.FUSED_UPSAMPLING_DEVICES = ops.FUSED_UPSAMPLING_DEVICES, ()
+    try:
+        yield
+    finally:
+        ops.FUSED_UPSAMPLING_DEVICES = saved
+
+
 def build(args):
     import torch
 
@@ -64,13 +76,16 @@ def bench_generator(g, args, dtypes, compile_):
     for batch in sorted({1, args.batch}):
         w = g.broadcast(g.mapping(torch.randn(batch, g.config.style_dim, device=args.device)))
 
-        def fwd(dtype, fn=g.synthesis):
+        def fwd(dtype, fn=g.synthesis, separate=False):
             def run():
-                with torch.no_grad(), autocast(args.device, dtype):
+                with torch.no_grad(), autocast(args.device, dtype), \
+                        separate_blur() if separate else contextlib.nullcontext():
                     return fn(w)
             return run
 
         variants = {f"{dt}": fwd(dt) for dt in dtypes}
+        if args.device.startswith("cuda"):
+            variants["fp32, separate blur"] = fwd("fp32", separate=True)
         note = {}
         if compile_:
             compiled = torch.compile(g.synthesis)
@@ -100,16 +115,20 @@ def bench_optimization(g, clip, args, dtypes):
     w = g.broadcast(g.mapping(torch.randn(1, g.config.style_dim, generator=torch.Generator().manual_seed(0)).to(
         args.device), 0.7)).detach()
     variants, stamps = {}, {}
-    for dt in [d for d in dtypes if d != "fp16"]:  # fp16 needs loss scaling: not offered for optimization
+    names = [d for d in dtypes if d != "fp16"]  # fp16 needs loss scaling: not offered for optimization
+    for dt in names + (["fp32, separate blur"] if args.device.startswith("cuda") else []):
         editor = OptimizationEditor(g, clip, config=OptimizationConfig(steps=args.steps, id_lambda=0.0,
                                                                        bf16=dt == "bf16"))
 
         def run(editor=editor, dt=dt):
-            marks = []
+            # the whole edit (source render, text, steps, final render) over its steps: no step syncs the host,
+            # so per-step marks would time the launches, not the work
+            sync(args.device)
             t0 = time.perf_counter()
-            editor.edit(Latent(w), Prompt(PROMPT), progress=lambda d, t: marks.append(time.perf_counter()))
-            steps = [b - a for a, b in zip([t0] + marks[:-1], marks)][1:] or [time.perf_counter() - t0]
-            stamps.setdefault(dt, []).append(median(steps))
+            with separate_blur() if dt.endswith("separate blur") else contextlib.nullcontext():
+                editor.edit(Latent(w), Prompt(PROMPT))
+            sync(args.device)
+            stamps.setdefault(dt, []).append((time.perf_counter() - t0) / args.steps)
         variants[dt] = run
     interleaved(variants, args.opt_rounds, args.device, warmup=0)
     base = stamps["fp32"]

@@ -252,3 +252,27 @@ def test_synthesis_gradients_match_with_trainable_weights(parity):
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
     scale = grads[1][1].abs().max()
     assert (grads[0][1] - grads[1][1]).abs().max() < 1e-5 * scale, (grads[0][1] - grads[1][1]).abs().max() / scale
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_fused_upsampling_path_gives_the_reference_values_and_gradients(parity, monkeypatch, trainable):
+    """The GPU path (upsampling conv and blur as one 6x6 transposed conv), forced on the CPU: the rosinality
+    reference image, and the gradients of the separate path, both through the memory-saving function (frozen
+    weights) and through autograd of the composed ops (trainable weights)."""
+    g, ref = parity
+    results = []
+    for devices in (("cpu",), ()):
+        monkeypatch.setattr(ops, "FUSED_UPSAMPLING_DEVICES", devices)
+        g.requires_grad_(trainable)
+        w = ref["w_plus"].clone().requires_grad_(True)
+        img = g.synthesis(w)
+        (img * torch.linspace(-1, 1, img.numel()).view(img.shape)).sum().backward()
+        with torch.no_grad():
+            single = g.synthesis(ref["w_plus"][:1])  # one image: the weight-modulation path
+        results.append((img.detach(), w.grad, single))
+    g.requires_grad_(False)
+    g.zero_grad(set_to_none=True)
+    (img_f, grad_f, single_f), (img_s, grad_s, single_s) = results
+    assert (img_f - ref["img_wplus"]).abs().max() < 1e-4
+    assert (single_f - single_s).abs().max() < 1e-5
+    assert (grad_f - grad_s).abs().max() < 1e-5 * grad_s.abs().max()
