@@ -473,7 +473,7 @@ def edit(
                 bar.close()
             latents = [result.latent] if hasattr(result.latent, "shape") else list(result.latent)
             checks.finite_tensors([result.image, *latents], f"the {engine} edit of {desc}")
-            unrelated = judge(result.source_image, result.image, prompt) if judge and result.source_image is not None \
+            unrelated = judge(result.source_image, result.image, text) if judge and result.source_image is not None \
                 else None
             for j, label in enumerate(part.labels):
                 name = outputs.short_name(label, 150)
@@ -524,7 +524,8 @@ def _toy_judge(model: Optional[str], device):
     from .toy.train import load_toy_classifier
 
     classifier = load_toy_classifier().to(device)
-    return lambda src, img, prompt: unrelated_changes(classifier, src, img, prompt)
+    return lambda src, img, prompt: unrelated_changes(
+        classifier, src, img, prompt.target if prompt.image is None else None, prompt.image)
 
 
 def _identity(model: Optional[str], device):

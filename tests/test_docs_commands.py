@@ -202,18 +202,22 @@ def _serve(args: list[str], cwd: Path, env: dict, timeout: float = 120) -> tuple
 
 
 def _fixtures(folder: Path) -> None:
-    """Files the docs assume the reader has: a photo, training latents, a checkpoint to convert."""
+    """Files the docs assume the reader has: a photo, a reference face (`--target-image face.png`, named before
+    the `generate` line that writes one), training latents, a checkpoint to convert."""
     import torch
     from PIL import Image
     from skimage import data
 
     from helpers import parity_state_dict
     from styleclip.factory import load_generator
+    from styleclip.imaging import to_pil
     from styleclip.sources import latents_from_seeds
 
     (folder / "styleclip").symlink_to(ROOT / "styleclip")  # the docs' paths are a source checkout's (assets)
     Image.fromarray(data.astronaut()).save(folder / "photo.jpg")
     g = load_generator("toy-faces")
+    with torch.no_grad():
+        to_pil(g.synthesis(latents_from_seeds(g, [3]).w_plus))[0].save(folder / "face.png")
     torch.save(latents_from_seeds(g, list(range(12))).w_plus.cpu(), folder / "train_faces.pt")
     _, sd = parity_state_dict()
     torch.save({"g_ema": sd, "latent_avg": torch.zeros(512)}, folder / "stylegan2-ffhq-config-f.pt")

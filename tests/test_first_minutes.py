@@ -256,3 +256,24 @@ def test_invert_warns_on_toy_faces_and_reports_the_cache(tmp_path):
     assert again.exit_code == 0, again.output
     assert "found in the inversion cache" in again.output and "; from the cache)" in again.output
     assert "inverting:" not in again.output  # no progress bar for work not done
+
+
+# ---- a reference-image edit on toy-faces reads "unrelated" against the reference (was a crash) -----------------
+def test_target_image_edit_reports_unrelated_attributes_against_the_reference(tmp_path):
+    import torch
+
+    from styleclip.factory import load_generator
+    from styleclip.imaging import to_pil
+    from styleclip.sources import latents_from_seeds
+
+    g = load_generator("toy-faces")
+    with torch.no_grad():
+        to_pil(g.synthesis(latents_from_seeds(g, [0]).w_plus))[0].save(tmp_path / "face.png")
+    # the reference is seed 0 itself: nothing differs, so every attribute is unrelated and compared
+    r = runner.invoke(app, ["edit", "--model", "toy-faces", "--engine", "global", "--target-image",
+                            str(tmp_path / "face.png"), "--seed", "0", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    import re
+
+    found = re.search(r"unrelated attributes kept \d/(\d)", r.output)
+    assert found and int(found.group(1)) >= 5, r.output  # all six (hair colour is left out on a bald face)

@@ -175,17 +175,19 @@ def attributes_named(prompt: str) -> set[str]:
 
 
 @torch.no_grad()
-def unrelated_changes(classifier, src_img: torch.Tensor, edit_img: torch.Tensor, prompt: str
-                      ) -> list[tuple[int, int, list[str]]]:
+def unrelated_changes(classifier, src_img: torch.Tensor, edit_img: torch.Tensor, prompt: str | None,
+                      reference: torch.Tensor | None = None) -> list[tuple[int, int, list[str]]]:
     """Per edit: (unrelated attributes kept, unrelated attributes compared, 'attr: before -> after' for each
     unrelated one that changed), read by the evaluation classifier. Unrelated = not named by the prompt
-    (`attributes_named`); hair colour is left out when either image is bald."""
-    named = attributes_named(prompt)
+    (`attributes_named`), or, for a reference image, those the classifier reads the same on the reference and
+    the source; hair colour is left out when either image is bald."""
+    named = attributes_named(prompt) if prompt else set()
     src = _rows(classifier.predict(src_img))
     edit = _rows(classifier.predict(edit_img.to(src_img)))
+    ref = _rows(classifier.predict(reference.to(src_img)))[0] if reference is not None else None
     out = []
     for s, e in zip(src, edit):
-        attrs = [a for a in ATTRIBUTE_VALUES if a not in named]
+        attrs = [a for a in ATTRIBUTE_VALUES if a not in named and (ref is None or ref[a] == s[a])]
         if "bald" in (s["hair_style"], e["hair_style"]):
             attrs = [a for a in attrs if a != "hair_colour"]
         changed = [f"{a.replace('_', ' ')} {_value(s[a])} -> {_value(e[a])}" for a in attrs if s[a] != e[a]]
