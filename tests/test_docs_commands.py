@@ -68,8 +68,8 @@ OVERRIDES: dict[str, tuple[str, str]] = {
         ("toy train generator --tiny --steps 2 --anneal --eval-every 2500 --eval-size 16 --out toy-runs/gen",
          "79 minutes"),
     "styleclip toy eval generator --weights toy-runs/gen --n 1000":
-        ("toy eval generator --n 16", "the shipped generator on 16 samples (1,000: minutes); the --tiny run above "
-         "is 16 px, which the 64-px evaluation does not take"),
+        ("toy eval generator --weights toy-runs/gen --n 16", "the --tiny run above (16 px) on 16 samples "
+         "(1,000: minutes)"),
     "styleclip toy stylespace --images 20":
         ("toy stylespace --help", "writes into the package's shipped assets and takes an hour: only --help"),
     'styleclip toy train clip --init-from styleclip/assets/toy_faces --start-step 4650 --lr 2e-4 --steps N '

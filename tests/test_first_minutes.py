@@ -277,3 +277,16 @@ def test_target_image_edit_reports_unrelated_attributes_against_the_reference(tm
 
     found = re.search(r"unrelated attributes kept \d/(\d)", r.output)
     assert found and int(found.group(1)) >= 5, r.output  # all six (hair colour is left out on a bald face)
+
+
+# ---- toy eval generator evaluates a --tiny (16 px) run against 16 px renders (was a size-mismatch crash) ---------
+def test_toy_eval_generator_takes_a_tiny_run(tmp_path):
+    import json
+
+    out = tmp_path / "gen"
+    r = runner.invoke(app, ["toy", "train", "generator", "--tiny", "--steps", "1", "--eval-size", "8", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["toy", "eval", "generator", "--weights", str(out), "--n", "8"])
+    assert r.exit_code == 0, r.output
+    figures = json.loads(r.output[r.output.index("{"):])
+    assert 0 < figures["psnr"] < 60 and "psnr_from_code" in figures

@@ -463,8 +463,8 @@ def evaluate_exported(name: str, directory: str | Path = ASSETS, n: int = 512) -
     if name == "identity":
         return identity_verification(load_toy_identity(directory), D.verification_pairs(n))
     if name == "generator":
-        from styleclip.toy.generator import load_toy_generator
+        from styleclip.toy.generator import TINY_GENERATOR_CONFIG, load_toy_generator
 
-        g = load_toy_generator(directory)
-        return make_task("generator", eval_size=n).evaluate(g)
+        g = load_toy_generator(directory)  # a --tiny run's is 16 px: evaluated against 16 px renders
+        return make_task("generator", eval_size=n, tiny=g.config.size == TINY_GENERATOR_CONFIG["size"]).evaluate(g)
     raise ValueError(f"unknown toy model {name!r}; expected one of {', '.join(TASKS)}")
