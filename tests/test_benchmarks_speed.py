@@ -42,3 +42,16 @@ def test_optimization_benchmark_tiny():
     assert {r["variant"] for r in rows} == {"official", "ours", "ours ckpt", "ours bf16", "ours ckpt bf16"}
     ours = next(r for r in rows if r["variant"] == "ours ckpt")
     assert ours["max_err"] == "0.0e+00"  # checkpointing recomputes the same values
+
+
+def test_prompt_directions_page_flags_prompts_clip_cannot_find():
+    pd = _load("prompt_directions")
+
+    rows = [{"prompt": "a face with a mohawk", "base": 0.17, "precision": 1.0, "precision_raw": 0.6,
+             "cos_engine": 0.95, "cos_text": 0.75},
+            {"prompt": "a bald face", "base": 0.15, "precision": 0.10, "precision_raw": 0.47,
+             "cos_engine": -0.03, "cos_text": 0.11}]
+    text = pd.page(rows, "test machine", "python benchmarks/prompt_directions.py")
+    assert "| a bald face **(CLIP cannot find it)** | 0.15 | 0.10 |" in text
+    assert "| a face with a mohawk | 0.17 | 1.00 |" in text
+    assert "(1 of 2): 'a bald face'" in text
