@@ -552,7 +552,8 @@ class StyleClipApp:
             options = dict(auto=True, auto_strength=factory.auto_strength_config(self.model, self.identity))
         if engine == "universal mapper":
             editor = factory.create_editor("mapper", self.generator, self.clip, self.identity, mapper="universal",
-                                           **options)
+                                           beta=factory.edit_defaults(self.model, "universal").get("beta"),
+                                           **options)  # the CLI's default disentanglement
         elif engine == "global":
             alpha, beta = self.global_defaults()
             g = self.global_editor()

@@ -43,9 +43,9 @@ from styleclip.sources import latents_from_seeds  # noqa: E402
 from styleclip.toy import evaluate as E  # noqa: E402
 from styleclip.types import Latent, Prompt  # noqa: E402
 
-ENGINES = ("optimize", "global", "global-auto", "mapper", "universal", "universal-auto")
+ENGINES = ("optimize", "global", "global-auto", "mapper", "universal", "universal-auto", "universal-wplus")
 # the universal mapper is trained without any text, so every benchmark prompt is held out of its training
-HELD_OUT_ALL = ("universal", "universal-auto")
+HELD_OUT_ALL = ("universal", "universal-auto", "universal-wplus")
 NEUTRAL = "a face"
 
 
@@ -622,16 +622,19 @@ def main(argv=None) -> dict:
                 r["rows"] = bench_with_editor(b, prompts, editor, args.alpha)
                 r["settings"] = (f"alpha {args.alpha:g} x {', '.join(f'{c:g}' for c in editor.config.auto_strength.candidates)}"
                                  f" per face, beta {args.beta:g}")
-            elif eng in ("universal", "universal-auto"):
+            elif eng in ("universal", "universal-auto", "universal-wplus"):
                 auto = eng == "universal-auto"
+                # the CLI's disentanglement (the model set's beta); universal-wplus: the mapper's whole W+ edit
+                beta = None if eng == "universal-wplus" else factory.edit_defaults(args.model, "universal").get("beta")
                 editor = factory.create_editor("mapper", b.g, b.clip, b.identity, mapper=args.universal,
-                                               batch_size=args.batch_size,
+                                               batch_size=args.batch_size, beta=beta,
                                                **(dict(auto=True, auto_strength=auto_config(b)) if auto else {}))
                 r["rows"] = bench_with_editor(b, prompts, editor)
                 step = editor.info.get("step")
                 secs = editor.info.get("train_seconds")
                 r["settings"] = ("strength per face (auto)" if auto else "strength 1") + \
-                    f"; one network for all prompts, none seen in training"
+                    (f", style changes kept where relevance >= {beta:g}" if beta else ", whole W+ edit") + \
+                    "; one network for all prompts, none seen in training"
                 r["setup"] = f"training {secs:.0f} s once ({step} steps, text-free)" if secs else ""
             else:
                 r["rows"], _ = bench_mapper(b, prompts)

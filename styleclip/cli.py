@@ -270,13 +270,15 @@ ENGINE_OPTIONS = {
                  "--checkpoint-min-res", "--gif"),
     "global": ("--neutral", "--beta", "--relevance"),
     "mapper": ("--mapper",),
+    "universal": ("--beta",),  # the universal mapper's disentanglement threshold
 }
 
 
 def _check_engine_options(engine: str, given: dict) -> None:
     """`given`: option name -> whether the user set it. Options of another engine are an error."""
+    own = set(ENGINE_OPTIONS.get(engine, ()))
     for other, names in ENGINE_OPTIONS.items():
-        stray = [n for n in names if given.get(n)]
+        stray = [n for n in names if given.get(n) and n not in own]
         if other != engine and engine in ENGINE_OPTIONS and stray:
             raise ValueError(f"{', '.join(stray)} {'is an option' if len(stray) == 1 else 'are options'} of "
                              f"--engine {other}; --engine {engine} does not use {'it' if len(stray) == 1 else 'them'}")
@@ -345,7 +347,9 @@ def edit(
     neutral: Optional[str] = typer.Option(None, help="global: the neutral text the direction starts from.",
                                           show_default="a face"),
     beta: Optional[float] = typer.Option(None, help="global: disentanglement threshold (channels with "
-                                         "|relevance| < beta are left alone); 0 picks it automatically.",
+                                         "|relevance| < beta are left alone); 0 picks it automatically. "
+                                         "Universal mapper: its change is kept only on channels with "
+                                         "|relevance| >= beta (default: toy-faces 0.2, else off); 0: off.",
                                          show_default=_tuned_help("global", "beta", 0.15)),
     relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="global: channel relevance .npy "
                                                   "(ours or the official fs3.npy).",
@@ -399,7 +403,9 @@ def edit(
     if engine == "mapper" and mapper is None and target_image is not None:
         mapper = "universal"  # a per-prompt mapper knows one text; an image target needs the universal one
     universal = engine == "mapper" and factory.is_universal_mapper(mapper)
-    _check_engine_options(engine, {**given, "--mapper": mapper is not None and not universal})
+    _check_engine_options("universal" if universal else engine,
+                          {**given, "--mapper": mapper is not None and not universal})
+    beta_given = beta is not None
     tuned = factory.edit_defaults(model if checkpoint is None else None, "universal" if universal else engine)
     steps, lr, l2_lambda, id_lambda, beta, strength = (
         tuned.get(k, d) if v is None else v for k, v, d in (
@@ -438,8 +444,9 @@ def edit(
                        checkpoint_min_res=checkpoint_min_res, direction=direction)
     elif engine == "global":
         options = dict(beta=beta or None, relevance=relevance_file, direction=direction, **auto)
-    elif universal:
-        options = dict(mapper=mapper, **auto)
+    elif universal:  # --beta 0 (or a model set without a tuned beta): the mapper's whole W+ edit
+        ubeta = beta if beta_given else tuned.get("beta")
+        options = dict(mapper=mapper, beta=ubeta or None, **auto)
     elif engine == "mapper":
         if target_image is not None:
             raise ValueError("a per-prompt mapper edits toward the text it was trained for; use --mapper "

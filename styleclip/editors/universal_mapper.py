@@ -5,6 +5,11 @@ prompt the prompt's image direction (`image_directions.image_direction`, the spa
 in), for a reference image unit(e(reference) - e(source)) per face. Files: `.safetensors` with the
 UniversalMapper state dict and JSON metadata (format "styleclip-universal-mapper": architecture, the
 generator and CLIP it was trained for, training settings).
+
+With `beta` set the edit is disentangled as global directions are: the mapper's change in style space is kept
+only on the channels whose relevance to d is at least beta (|fs3 . d| >= beta) and the others keep the
+source's styles (toRGB layers included), so what the prompt does not name stays; the edit is then an S-space
+latent.
 """
 from __future__ import annotations
 
@@ -126,6 +131,11 @@ class UniversalMapperConfig:
     auto: bool = False
     auto_strength: AutoStrengthConfig = field(default_factory=AutoStrengthConfig)
     gain_fraction: float = 0.6
+    beta: float | None = None  # keep style changes only where |relevance . d| >= beta; None: the whole W+ edit
+
+    def __post_init__(self):
+        if self.beta is not None and not 0 <= self.beta <= 1:
+            raise ValueError(f"beta must be in [0, 1] (a relevance cosine), got {self.beta}")
 
 
 @register_engine("universal")
@@ -146,6 +156,27 @@ class UniversalMapperEditor:
         self.mapper = m.to(generator.w_avg.device).eval().requires_grad_(False)
         scale = config.residual_scale if config.residual_scale is not None else self.info.get("residual_scale", 1.0)
         self.residual_scale = float(scale)
+        self.relevance = None
+        if config.beta is not None:  # the global-directions engine's lookup: shipped, cached or computed
+            from .. import stylespace as ss
+
+            stats = ss.load_or_compute_stats(generator)
+            self.relevance = ss.load_or_compute_relevance(generator, clip, stats, compute=generator.config.size <= 64)
+
+    def channel_masks(self, d: torch.Tensor) -> list[torch.Tensor | None]:
+        """Per entry of g.layers: [N,C] 1/0 (keep the mapper's change) on relevance layers, None elsewhere."""
+        from .. import stylespace as ss
+
+        keep = (ss.channel_scores(self.relevance, d.t()).t().abs() >= self.config.beta).float()  # [N, rows]
+        if not bool(keep.sum(1).all()):
+            raise InputError(f"beta {self.config.beta:g} keeps no style channel for this prompt; lower --beta")
+        masks: list[torch.Tensor | None] = [None] * len(self.generator.layers)
+        row = 0
+        for k in self.relevance.layers:
+            c = self.generator.layers[k].channels
+            masks[k] = keep[:, row:row + c]
+            row += c
+        return masks
 
     def directions(self, prompt: Prompt, src_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(unit directions [N,E], target embedding [1,E] or [N,E] for the metrics, target gain [N])."""
@@ -175,9 +206,19 @@ class UniversalMapperEditor:
             src = g.synthesis(w)
             d, target, goal = self.directions(prompt, src)
             residual = self.residual_scale * self.mapper(w, d)
+            masks = self.channel_masks(d) if self.relevance is not None else None
+            s_src = g.styles(w) if masks is not None else None
 
-            def render(s, w=w, residual=residual):
-                return g.synthesis(w + s.view(-1, 1, 1) * residual)
+            def edited(s, w=w, residual=residual, masks=masks, s_src=s_src):
+                """The edit at strength s [N]: W+, or with beta the source's styles plus the kept changes."""
+                w_hat = w + s.view(-1, 1, 1) * residual
+                if masks is None:
+                    return w_hat
+                return [a if m is None else a + m.to(a) * (b - a) for a, b, m in zip(s_src, g.styles(w_hat), masks)]
+
+            def render(s, edited=edited):
+                e = edited(s)
+                return g.synthesis(e) if masks is None else g.synthesis_from_styles(e)
 
             if cfg.auto:
                 s, img, info = pick_strengths(render, clip=self.clip, identity=self.identity, source_img=src,
@@ -188,7 +229,7 @@ class UniversalMapperEditor:
                 s = torch.full((w.shape[0],), float(prompt.strength), device=w.device)
                 img = render(s)
             strengths += s.tolist()
-            w_hats.append(w + s.view(-1, 1, 1) * residual)
+            w_hats.append(edited(s))
             imgs.append(img)
             srcs.append(src)
             before += self._similarity(src, target)
@@ -201,7 +242,10 @@ class UniversalMapperEditor:
             metrics["gain_reached"] = reached
         if ident:
             metrics["identity_similarity"] = ident
-        return EditResult(image=torch.cat(imgs), latent=torch.cat(w_hats), engine=self.name, metrics=metrics,
+        if self.relevance is not None:
+            metrics["beta"] = self.config.beta
+        latent = torch.cat(w_hats) if self.relevance is None else [torch.cat(x) for x in zip(*w_hats)]
+        return EditResult(image=torch.cat(imgs), latent=latent, engine=self.name, metrics=metrics,
                           source_image=torch.cat(srcs))
 
     def _similarity(self, img: torch.Tensor, target: torch.Tensor) -> list[float]:
