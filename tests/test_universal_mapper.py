@@ -118,3 +118,15 @@ def test_cli_train_universal_then_edit(tmp_path, monkeypatch):
                             "--out", str(tmp_path / "edits")])
     assert r.exit_code == 0, r.output
     assert "strength" in r.output and (tmp_path / "edits" / "seed1_edited.png").is_file()
+
+
+def test_s_space_latent_is_a_clear_error(debug):
+    """A --beta edit (or a global one) writes an S-space latent; the mapper needs W+ and says so."""
+    from styleclip import stylespace as ss
+
+    g, clip, _ = debug
+    mapper = UniversalMapper(g.num_ws, g.config.style_dim, ss.clip_dim(clip), hidden=16)
+    editor = UniversalMapperEditor(g, clip, config=UniversalMapperConfig(mapper=mapper))
+    styles = g.styles(g.broadcast(g.w_avg.unsqueeze(0)))
+    with pytest.raises(InputError, match="S space"):
+        editor.edit(Latent(None, styles=tuple(styles)), Prompt("a face with a mohawk"))

@@ -196,6 +196,10 @@ class UniversalMapperEditor:
     @torch.no_grad()
     def edit(self, latent: Latent, prompt: Prompt, *, progress: ProgressFn | None = None) -> EditResult:
         g, cfg = self.generator, self.config
+        if latent.styles is not None:
+            raise InputError("the universal mapper edits W+ latents; this latent is in S space (a global, --space "
+                             "styles or --beta universal-mapper edit): edit it with --engine global or optimize "
+                             "--space styles, or make the first edit with --beta 0 (a W+ latent)")
         w_all = latent.w_plus
         if w_all.shape[1:] != (g.num_ws, g.config.style_dim):
             raise InputError(f"latent must be [N,{g.num_ws},{g.config.style_dim}], got {list(w_all.shape)}")
