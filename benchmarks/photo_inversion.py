@@ -210,6 +210,9 @@ def write(out: Path, result: dict, edit_rows: list[dict], example) -> None:
         reach = sum(FidelityTarget(**result["target"]).psnr <= r[m]["psnr"] for r in rows)
         table.append(f"| {m} | {mean(ps):.2f} | {med(ps):.2f} | {mean(ids):.4f} | {med(secs):.1f} | {reach}/{n} |")
     gain = [r["pti"]["psnr"] - r["projector"]["psnr"] for r in rows]
+    tp = result["pti"]
+    schedule = "".join([f", {tp['warmup']} warm-up steps" if tp.get("warmup") else "",
+                        ", cosine decay to 0" if tp.get("cosine") else ""])
     auto = sum(r["auto"] == "pti" for r in rows)
     changed = sum(r["changed_outside_mask"] for r in rows)
     edit_table = ["| engine | settings | success: sampled | success: photos (PTI) | identity kept: sampled | "
@@ -254,8 +257,8 @@ the identity net's 1 - cos: **pixel + identity loss**. PTI's locality distance (
 as half the generator's W spread. Tuned generators are cached per photo as float16 deltas of the synthesis
 weights against the base generator under the user cache (`~/.cache/styleclip/pti`), never in the package.
 Toy settings (`styleclip/factory.py`): projector {result['projector']['steps']} steps; PTI {result['pti']['steps']} steps
-at lr {result['pti']['lr']:g}, locality term every {result['pti']['locality_every']} steps (PTI's own: 350 steps at 3e-4,
-used on FFHQ).
+at lr {result['pti']['lr']:g}{schedule}, locality term every {result['pti']['locality_every']} steps (PTI's own: 350 steps
+at 3e-4, constant, locality term every step, used on FFHQ).
 
 ## Measured on photos no generator made (toy renders)
 

@@ -316,7 +316,7 @@ def edit(
     invert_steps: Optional[int] = typer.Option(None, help="--image: projector steps.",
                                                show_default="500, toy-faces 100"),
     pti_steps: Optional[int] = typer.Option(None, help="--image: pivotal-tuning steps.",
-                                            show_default="350, toy-faces 100, debug 30"),
+                                            show_default="350, toy-faces 500, debug 30"),
     target_psnr: float = typer.Option(27.0, help="--invert auto: reconstruction PSNR (dB) to reach."),
     target_identity: float = typer.Option(0.9, help="--invert auto: identity similarity of the reconstruction to "
                                           "reach (where the model set has an identity net)."),

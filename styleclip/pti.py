@@ -45,6 +45,9 @@ class PTIConfig:
     locality_radius: float = 0.5  # alpha in units of the W spread (w_std)
     tune_styles: bool = True  # False: the style affines stay (S space unchanged; PTI tunes them)
     cosine: bool = False  # cosine decay of lr to 0 over the steps (not in PTI; lets short runs use a higher lr)
+    warmup: int = 0  # steps of linear lr ramp from lr/warmup (not in PTI): Adam's first steps move every weight by
+    # ~lr whatever its gradient, which at the toy model's lr first wrecks the pivot's image (25 steps at 1e-3 without
+    # it: 2-4 dB below the pivot on hard photos; docs/photo-editing.md)
     seed: int = 0
 
     def __post_init__(self):
@@ -52,6 +55,8 @@ class PTIConfig:
             raise ValueError(f"PTI steps must be >= 1, got {self.steps}")
         if self.lr <= 0:
             raise ValueError(f"PTI lr must be > 0, got {self.lr}")
+        if self.warmup < 0:
+            raise ValueError(f"PTI warmup must be >= 0, got {self.warmup}")
 
 
 def tunable(name: str, *, styles: bool = True) -> bool:
@@ -81,9 +86,9 @@ def tune(generator, w_pivot: torch.Tensor, target: torch.Tensor, *, config: PTIC
     radius = config.locality_radius * w_spread(generator, seed=config.seed) if config.locality_every else 0.0
     losses = []
     for step in range(config.steps):
-        if config.cosine:
+        if config.cosine or config.warmup:
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+                group["lr"] = lr_at(config, step)
         img = tuned.synthesis(w_pivot, noise_mode="const")
         loss = config.l2_lambda * F.mse_loss(img, target, reduction="none").flatten(1).mean(1)
         if perceptual is not None and config.perceptual_lambda > 0:
@@ -98,6 +103,14 @@ def tune(generator, w_pivot: torch.Tensor, target: torch.Tensor, *, config: PTIC
         if progress is not None:
             progress(step + 1, config.steps)
     return tuned.requires_grad_(False).eval(), losses
+
+
+def lr_at(config: PTIConfig, step: int) -> float:
+    """The learning rate of step `step` (0-based): config.lr, ramped up linearly over the first `warmup` steps
+    and, with `cosine`, decayed to 0 over all steps."""
+    lr = config.lr * (0.5 * (1 + math.cos(math.pi * step / config.steps)) if config.cosine else 1.0)
+    ramp = min(config.warmup, config.steps)  # a short run (--pti-steps) still reaches lr
+    return lr * min(1.0, (step + 1) / ramp) if ramp else lr
 
 
 def _locality(base, tuned, w_pivot, radius: float, rng: torch.Generator, perceptual) -> torch.Tensor:

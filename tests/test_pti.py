@@ -118,3 +118,23 @@ def test_lpips_missing_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(WeightsMissingError, match=pti.LPIPS_BACKBONE):
         pti.lpips_loss()
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = pti.PTIConfig(steps=100, lr=1e-3, warmup=10, cosine=True)
+    assert pti.lr_at(cfg, 0) == pytest.approx(1e-4 * (0.5 * (1 + np.cos(0))))  # lr / warmup at the first step
+    assert pti.lr_at(cfg, 9) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 9 / 100)))  # ramp done
+    assert pti.lr_at(cfg, 50) == pytest.approx(5e-4)  # cosine halfway
+    assert pti.lr_at(cfg, 99) < 1e-5
+    assert pti.lr_at(pti.PTIConfig(lr=1e-3), 0) == pti.lr_at(pti.PTIConfig(lr=1e-3), 349) == 1e-3  # PTI's: constant
+    short = pti.PTIConfig(steps=5, lr=1e-3, warmup=30)  # a ramp longer than the run still reaches lr
+    assert pti.lr_at(short, 4) == pytest.approx(1e-3)
+    with pytest.raises(ValueError):
+        pti.PTIConfig(warmup=-1)
+
+
+def test_toy_defaults_keep_the_locality_term():
+    from styleclip.factory import edit_defaults
+
+    cfg = pti.PTIConfig(**edit_defaults("toy-faces", "pti"))
+    assert cfg.locality_every > 0 and cfg.locality_lambda > 0 and cfg.warmup < cfg.steps
