@@ -58,6 +58,21 @@ def test_projector_reduces_the_loss_and_reaches_a_generated_target(debug_generat
     assert all(p.grad is None for p in g.parameters())  # the generator stays frozen
 
 
+def test_projector_in_w_space_gives_one_w_broadcast_to_every_layer(debug_generator):
+    g = debug_generator
+    with torch.no_grad():
+        z = torch.randn(2, g.config.style_dim, generator=torch.Generator().manual_seed(5))
+        target = g.synthesis(g.broadcast(g.mapping(z)))
+    res = project(g, target, config=InversionConfig(steps=40, space="w"))
+    assert res.w_plus.shape == (2, g.num_ws, g.config.style_dim)
+    assert torch.equal(res.w_plus, res.w_plus[:, :1].expand_as(res.w_plus))  # rows identical: a W latent
+    assert res.losses[-1] < 0.5 * res.losses[0]
+    free = project(g, target, config=InversionConfig(steps=40))  # W+ (the default): rows differ
+    assert not torch.equal(free.w_plus, free.w_plus[:, :1].expand_as(free.w_plus))
+    with pytest.raises(ValueError, match="space"):
+        InversionConfig(space="z")
+
+
 class ToyIdentity:
     """A fixed random conv net with unit outputs: stands in for an identity net's embed()."""
 
