@@ -246,7 +246,7 @@ reconstruction's figures for each inverter it tried.
 | `--invert` | what it does |
 |---|---|
 | `e4e` | one pass of the e4e encoder (FFHQ only: the `e4e-ffhq-encode` weights) |
-| `projector` | optimization of W+ (StyleGAN2's projector schedule; pixel + identity loss) |
+| `projector` | optimization of W+ (StyleGAN2's projector schedule; pixel + identity loss); `InversionConfig(space="w")` optimizes one w for every layer instead (PTI's pivot in its paper) |
 | `pti` | pivotal tuning: the e4e or projector latent is the pivot, and a copy of the generator's synthesis network is fine-tuned so that the pivot reproduces the photo (L2 + a perceptual term, with PTI's locality regulariser); every engine then edits with the tuned generator |
 | `auto` (default) | the cheapest of the above whose reconstruction reaches `--target-psnr` (27 dB) and `--target-identity` (0.9; where there is an identity net) |
 
@@ -256,9 +256,10 @@ file is a one-line error naming it). The toy and debug models have no LPIPS weig
 the identity net's 1 - cos: **pixel + identity loss**. PTI's locality distance (30 in FFHQ's W) is expressed
 as half the generator's W spread. Tuned generators are cached per photo as float16 deltas of the synthesis
 weights against the base generator under the user cache (`~/.cache/styleclip/pti`), never in the package.
-Toy settings (`styleclip/factory.py`): projector {result['projector']['steps']} steps; PTI {result['pti']['steps']} steps
+Toy settings (`styleclip/factory.py`): projector {result['projector']['steps']} steps at lr {result['projector']['lr']:g}; PTI {result['pti']['steps']} steps
 at lr {result['pti']['lr']:g}{schedule}, locality term every {result['pti']['locality_every']} steps (PTI's own: 350 steps
-at 3e-4, constant, locality term every step, used on FFHQ).
+at 3e-4, constant, locality term every step, used on FFHQ). The projector's lr is StyleGAN2's 0.1 scaled to the
+toy W, 5x narrower per coordinate than FFHQ's: at 0.1 the latent lands far from where edits work.
 
 ## Measured on photos no generator made (toy renders)
 

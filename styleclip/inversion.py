@@ -1,11 +1,12 @@
 """Real photo -> W+: an optimization projector (after StyleGAN2's), or one pass of the e4e encoder.
 
-The projector starts from w_avg in every W+ row and refines all rows with Adam (lr ramp-up over the first
-5 % of the steps, cosine ramp-down over the last 25 %), with decaying Gaussian noise on the latent for
-exploration and the generator's noise buffers fixed (noise_mode 'const'). Loss: a multi-scale pixel MSE
-(the reconstruction and the target compared at loss_size and at successive halvings) plus, when an
-identity net is given, 1 - cos of its embeddings. Results are cached by the aligned crop, the generator's
-weights and the settings, so a second run on the same photo costs one synthesis.
+The projector starts from w_avg in every W+ row and refines all rows (or, space "w", one w shared by
+every layer) with Adam (lr ramp-up over the first 5 % of the steps, cosine ramp-down over the last 25 %),
+with decaying Gaussian noise on the latent for exploration and the generator's noise buffers fixed
+(noise_mode 'const'). Loss: a multi-scale pixel MSE (the reconstruction and the target compared at
+loss_size and at successive halvings) plus, when an identity net is given, 1 - cos of its embeddings.
+Results are cached by the aligned crop, the generator's weights and the settings, so a second run on the
+same photo costs one synthesis.
 """
 from __future__ import annotations
 
@@ -27,12 +28,18 @@ from .losses import identity_loss
 from .types import ProgressFn
 
 E4E_INPUT_SIZE = 256
+SPACES = ("w+", "w")
 
 
 @dataclass(frozen=True)
 class InversionConfig:
     """Projector settings. lr and ramps are StyleGAN2's projector's; steps lower than its 1000 because
-    the W+ latent (one row per layer) converges faster than its single w."""
+    the W+ latent (one row per layer) converges faster than its single w. Adam's steps are about lr per
+    coordinate, so lr 0.1 is sized for FFHQ's W (about 2.7 per coordinate, taking PTI's 30 as half its
+    spread, as pti.py does); a narrower W wants a proportionally smaller lr (the toy model's W, 0.53 per
+    coordinate: 0.02 in styleclip/factory.py), else the latent wanders off to where edits work less.
+    space "w" optimizes one w broadcast to every layer (StyleGAN2's projector and PTI's pivot) instead of
+    the free W+ rows."""
 
     steps: int = 500
     lr: float = 0.1
@@ -44,6 +51,7 @@ class InversionConfig:
     pyramid_levels: int = 4  # ... and at this many successive halvings in all
     lambda_id: float = 0.1  # weight of the identity term (used only with an identity net)
     lambda_delta: float = 0.0  # optional pull of every W+ row toward their mean (keeps the latent editable)
+    space: str = "w+"  # "w+": one row per layer; "w": one w broadcast to every layer (PTI's pivot, editable)
     seed: int = 0
 
     def __post_init__(self):
@@ -51,6 +59,8 @@ class InversionConfig:
 
         integer(self.steps, "steps", 1, 100_000)
         number(self.lr, "lr", lo=0.0, hi=10.0, open_lo=True)
+        if self.space not in SPACES:
+            raise ValueError(f"projector space must be one of {', '.join(SPACES)}, got {self.space!r}")
 
 
 @dataclass
@@ -112,8 +122,9 @@ def project(generator, target: torch.Tensor, *, config: InversionConfig = Invers
     target = target.to(device=device, dtype=torch.float32)
     n = target.shape[0]
     w_std = w_spread(generator, seed=config.seed)
-    w_plus = generator.broadcast(generator.w_avg.unsqueeze(0).repeat(n, 1)).clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([w_plus], lr=config.lr, betas=(0.9, 0.999))
+    rows = 1 if config.space == "w" else generator.num_ws  # W: one w, broadcast to every layer
+    w_opt = generator.w_avg.reshape(1, 1, -1).repeat(n, rows, 1).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([w_opt], lr=config.lr, betas=(0.9, 0.999))
     rng = torch.Generator(device="cpu").manual_seed(config.seed)
     target_emb = identity.embed(target).detach() if identity is not None else None
     losses = []
@@ -122,13 +133,14 @@ def project(generator, target: torch.Tensor, *, config: InversionConfig = Invers
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config.steps, config)
         noise_scale = w_std * config.initial_noise_factor * max(0.0, 1.0 - t / config.noise_ramp) ** 2
-        w_noise = torch.randn(w_plus.shape, generator=rng).to(device) * noise_scale
-        img = generator.synthesis(w_plus + w_noise, noise_mode="const")
+        w_noise = torch.randn(w_opt.shape, generator=rng).to(device) * noise_scale
+        w_plus = (w_opt + w_noise).expand(n, generator.num_ws, -1)
+        img = generator.synthesis(w_plus, noise_mode="const")
         loss = multiscale_mse(img, target, size=config.loss_size, levels=config.pyramid_levels)
         if target_emb is not None and config.lambda_id > 0:
             loss = loss + config.lambda_id * identity_loss(identity.embed(img), target_emb)
-        if config.lambda_delta > 0:
-            loss = loss + config.lambda_delta * (w_plus - w_plus.mean(1, keepdim=True)).square().sum((1, 2))
+        if config.lambda_delta > 0 and rows > 1:
+            loss = loss + config.lambda_delta * (w_opt - w_opt.mean(1, keepdim=True)).square().sum((1, 2))
         loss = loss.sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -136,7 +148,7 @@ def project(generator, target: torch.Tensor, *, config: InversionConfig = Invers
         losses.append(float(loss.detach()) / n)
         if progress is not None:
             progress(step + 1, config.steps)
-    w_plus = w_plus.detach()
+    w_plus = w_opt.detach().expand(n, generator.num_ws, -1).contiguous()
     with torch.no_grad():
         recon = generator.synthesis(w_plus, noise_mode="const")
     return InversionResult(w_plus, recon, "optimization", losses)
