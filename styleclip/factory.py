@@ -249,19 +249,12 @@ MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
           # the universal mapper's change kept on channels with |relevance . d| >= 0.2: unrelated attributes
           # kept 0.67 -> 0.89 for 6 points of success (docs/benchmarks-any-prompt.md)
           "universal": {"beta": 0.2},
-          # photo inversion at 64 px: a shorter projector; PTI at a higher lr (warm-up, cosine decay) with a sparser
-          # locality term. Gain over the pivot on the first 8 toy photos: 100 steps (the earlier setting, no warm-up)
-          # +3.7 dB, with warm-up and decay 200 steps +5.7, 300 +6.4, 400 +6.8; lrs of 3e-3 and more diverge. On all
-          # 32 photos 500 steps give +5.5 dB (100 steps: +2.3): hard photos plateau near +2 dB whatever the settings
-          # (benchmarks/photo_inversion.py, docs/photo-editing.md).
-          # Not the default (a trade-off left open): projector lambda_delta 0.01 (W+ rows pulled to one w) measured on
-          # 16 photos: pivot 26.9 dB (26.5 without), PTI 31.3 dB (32.4), edit success on photos 7 (global) and 16
-          # (mapper) points below sampled faces where the spread W+ pivots are 16 and 25 below: the pivots' spread
-          # rows, not the tuned generator, cost most of the edit success (pivots edited with the base generator lose
-          # as much)
-          # Projector lr 0.02: StyleGAN2's 0.1 is sized for FFHQ's W, 5x wider per coordinate than the toy's; at 0.1
-          # the latent lands far from where edits work (edit success on inverted photos 12-26 points under sampled
-          # faces; at 0.02 within 10, n=32 with 100-step PTI: InversionConfig's docstring)
+          # photo inversion at 64 px (benchmarks/photo_inversion.py, docs/photo-editing.md). Projector lr 0.02:
+          # StyleGAN2's 0.1 is sized for FFHQ's W, 5x wider per coordinate than the toy's, and at 0.1 the latent lands
+          # where edits work less (edit success on photos 12-26 points under sampled faces; at 0.02 within 10 for
+          # global and mapper). PTI: 500 steps with warm-up and cosine decay (lr 3e-3 and more diverge); hard photos
+          # plateau near +2 dB over the pivot whatever the settings. Measured, not the default: projector
+          # lambda_delta 0.01 (W+ rows pulled together) edits better but costs 1.4 dB of PTI gain (16 photos).
           "projector": {"steps": 100, "lr": 0.02},
           "pti": {"steps": 500, "lr": 1e-3, "warmup": 30, "cosine": True, "locality_every": 10}},
     "debug": {"pti": {"steps": 30, "lr": 1e-3, "locality_every": 10}},  # tiny random nets: smoke runs only
