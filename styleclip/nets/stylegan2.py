@@ -97,14 +97,19 @@ def style_layer_table(config: GeneratorConfig) -> list[StyleLayer]:
     return table
 
 
-def frozen_scaled(module: nn.Module, slot: str, p: torch.Tensor, scale: float) -> torch.Tensor:
-    """p * scale, cached on the module while p is frozen and unchanged (inference: no per-call rescaling)."""
+def frozen_scaled(module: nn.Module, slot: str, p: torch.Tensor, scale: float,
+                  order: tuple[int, ...] | None = None) -> torch.Tensor:
+    """p * scale, cached on the module while p is frozen and unchanged (inference: no per-call rescaling).
+    `order`: the cached copy's memory order of p's dims, outermost first (same values and shape)."""
     if p.requires_grad:
         return p * scale
     key = (p._version, p.data_ptr(), p.device, p.dtype)
     cached = module.__dict__.get(slot)
     if cached is None or cached[0] != key:
-        cached = (key, p.detach() * scale)
+        scaled = p.detach() * scale
+        if order is not None:
+            scaled = scaled.permute(order).contiguous().permute(sorted(range(len(order)), key=order.__getitem__))
+        cached = (key, scaled)
         module.__dict__[slot] = cached
     return cached[1]
 
@@ -160,7 +165,11 @@ class ModulatedConv2d(nn.Module):
         """weight * gain [Co,Ci,k,k] and its per-kernel sum of squares (cached while the weight is frozen)."""
         if self.weight.requires_grad:
             return self.weight[0] * self.scale, None
-        full = frozen_scaled(self, "_weight_cache", self.weight, self.scale)
+        # [1,Co,Ci,k,k] stored in the layout the convolution library takes without a copy for channels_last
+        # activations: (Co,k,k,Ci) for a convolution, (Ci,k,k,Co) for the transposed one (weight.transpose(0,
+        # 1)); modulating it (weight * factor) keeps that layout. Else each call reorders the weight (a copy).
+        order = (0, 2, 3, 4, 1) if self.upsample else (0, 1, 3, 4, 2)
+        full = frozen_scaled(self, "_weight_cache", self.weight, self.scale, order)
         if not self.demodulate:
             return full[0], None
         cached = self.__dict__.get("_wsq_cache")
