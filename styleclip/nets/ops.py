@@ -69,9 +69,10 @@ def upfirdn2d(x: torch.Tensor, kernel_1d: torch.Tensor, *, up: int = 1, pad: tup
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, demodulate: bool = True,
                      up: bool = False, blur_kernel_1d: torch.Tensor | None = None, eps: float = 1e-8,
-                     weight_sq: torch.Tensor | None = None) -> torch.Tensor:
+                     weight_sq: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
     """StyleGAN2 modulated convolution. weight [Co,Ci,k,k] (already scaled by its equalised-lr gain),
-    styles [N,Ci]; `weight_sq` = sum over the kernel of weight^2 ([Co,Ci]) may be passed precomputed.
+    styles [N,Ci]; `weight_sq` = sum over the kernel of weight^2 ([Co,Ci]) may be passed precomputed;
+    `bias` ([Co]), when given, is added to the result (inside the last convolution where it can be).
 
     Two exact evaluations of the same function (real arithmetic):
     - weight modulation (inference on a single image whose activations outweigh the weight, i.e. from about
@@ -92,13 +93,19 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         # sum_{i,k} (w[o,i,k] * s[n,i])^2 = (s^2) @ (sum_k w^2)^T
         dcoefs = torch.rsqrt(styles.float().square() @ weight_sq.t() + eps)  # [N, Co]
     grads = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad or weight.requires_grad)
+    grads = grads or (bias is not None and torch.is_grad_enabled() and bias.requires_grad)
     if not grads and _weight_modulation_pays(x, weight, n, up):
-        return _conv(x, _modulated_weight(weight, styles, dcoefs).to(x.dtype), up, blur_kernel_1d)
+        wn = _modulated_weight(weight, styles, dcoefs).to(x.dtype)
+        return _conv(x, wn, up, blur_kernel_1d, None if bias is None else bias.to(wn.dtype))
     x = x * styles.to(x.dtype).view(n, ci, 1, 1)
-    out = _conv(x, weight.to(x.dtype), up, blur_kernel_1d)
+    b = None if bias is None else bias.to(x.dtype)
+    out = _conv(x, weight.to(x.dtype), up, blur_kernel_1d, b if dcoefs is None else None)
     if dcoefs is not None:
         d = dcoefs.to(out.dtype).view(n, co, 1, 1)
         out = out.mul_(d) if _inplace_ok(out) else out * d
+        if b is not None:
+            b = b.view(1, co, 1, 1)
+            out = out.add_(b) if _inplace_ok(out) else out + b
     return out
 
 
@@ -114,11 +121,12 @@ def _modulated_weight(weight: torch.Tensor, styles: torch.Tensor, dcoefs: torch.
     """weight * styles (per input channel) * dcoefs (per output channel) * gain, for one image, in one pass
     over the weight; the result keeps the weight's memory layout (see ModulatedConv2d._scaled_weight)."""
     co, ci = weight.shape[:2]
-    factor = styles.to(weight.dtype).view(1, ci)
-    if dcoefs is not None:
-        factor = factor * dcoefs.to(weight.dtype).view(co, 1)
-    if gain != 1.0:
-        factor = factor * gain
+    s = styles.to(weight.dtype).view(ci)
+    if dcoefs is None:
+        factor = s * gain if gain != 1.0 else s
+    else:
+        d = dcoefs.to(weight.dtype).view(co)
+        factor = torch.outer(d * gain if gain != 1.0 else d, s)  # ([Co] is small: one pass of [Co,Ci])
     return weight * factor.view(-1, ci, 1, 1)
 
 
@@ -236,18 +244,22 @@ def _sum_hw_product(a: torch.Tensor, b: torch.Tensor, rows: int = 64) -> torch.T
 def styled_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *, noise: torch.Tensor | None,
                   bias: torch.Tensor | None, demodulate: bool = True, up: bool = False,
                   blur_kernel_1d: torch.Tensor | None = None, weight_sq: torch.Tensor | None = None,
-                  clamp: float | None = None, negative_slope: float = 0.2, gain: float = SQRT2) -> torch.Tensor:
-    """modulated_conv2d, + noise (already scaled, [1 or N,1,H,W]), then fused_leaky_relu(., bias) when a bias
-    is given. With frozen weights and gradients flowing to the input or styles, it runs as one autograd
+                  clamp: float | None = None, negative_slope: float = 0.2, gain: float = SQRT2,
+                  noise_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """modulated_conv2d, + noise ([1 or N,1,H,W], times the strength `noise_weight` ([1]) when given), then
+    fused_leaky_relu(., bias) when a bias is given. With frozen weights and gradients flowing to the input or styles, it runs as one autograd
     function that keeps 1 activation per layer instead of about 4 (same forward values)."""
     frozen = not (weight.requires_grad or (bias is not None and bias.requires_grad)
-                  or (noise is not None and noise.requires_grad))
+                  or (noise is not None and noise.requires_grad)
+                  or (noise_weight is not None and noise_weight.requires_grad))
     grads = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad)
+    needs_grad = grads or (torch.is_grad_enabled() and not frozen)
+    if bias is not None and not needs_grad and _weight_modulation_pays(x, weight, styles.shape[0], up):
+        return _styled_conv_inference(x, weight, styles, noise, noise_weight, bias, demodulate, up,
+                                      blur_kernel_1d, weight_sq, clamp, negative_slope, gain)
+    if noise is not None and noise_weight is not None:
+        noise = noise_weight * noise
     if not (grads and frozen and clamp is None):
-        needs_grad = grads or (torch.is_grad_enabled() and not frozen)
-        if bias is not None and not needs_grad and _weight_modulation_pays(x, weight, styles.shape[0], up):
-            return _styled_conv_inference(x, weight, styles, noise, bias, demodulate, up, blur_kernel_1d,
-                                          weight_sq, clamp, negative_slope, gain)
         out = modulated_conv2d(x, weight, styles, demodulate=demodulate, up=up, blur_kernel_1d=blur_kernel_1d,
                                weight_sq=weight_sq)
         if bias is None:
@@ -268,8 +280,8 @@ def styled_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *
                                        negative_slope, gain)
 
 
-def _styled_conv_inference(x, weight, styles, noise, bias, demodulate, up, blur_kernel_1d, weight_sq, clamp,
-                           negative_slope, gain):
+def _styled_conv_inference(x, weight, styles, noise, noise_weight, bias, demodulate, up, blur_kernel_1d,
+                           weight_sq, clamp, negative_slope, gain):
     """styled_conv2d for one image without gradients, in two passes over the output after the convolution.
 
     gain * lrelu(z) = lrelu(gain * z) for gain > 0, and gain * z = conv(x, gain * w) + gain * bias +
@@ -285,6 +297,10 @@ def _styled_conv_inference(x, weight, styles, noise, bias, demodulate, up, blur_
     wn = _modulated_weight(weight, styles, dcoefs, gain).to(x.dtype)
     out = _conv(x, wn, up, blur_kernel_1d, bias.to(wn.dtype) * gain)
     if noise is not None:
-        out.add_(noise.to(out.dtype), alpha=gain)
+        strength = gain if noise_weight is None else (noise_weight * gain).to(out.dtype)
+        if isinstance(strength, float):
+            out.add_(noise.to(out.dtype), alpha=strength)
+        else:
+            out.addcmul_(noise.to(out.dtype), strength)
     out = F.leaky_relu_(out, negative_slope)
     return out.clamp_(-clamp, clamp) if clamp is not None else out
