@@ -254,7 +254,7 @@ def styled_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, *
                   or (noise_weight is not None and noise_weight.requires_grad))
     grads = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad)
     needs_grad = grads or (torch.is_grad_enabled() and not frozen)
-    if bias is not None and not needs_grad and _weight_modulation_pays(x, weight, styles.shape[0], up):
+    if bias is not None and not needs_grad and styles.shape[0] == 1:
         return _styled_conv_inference(x, weight, styles, noise, noise_weight, bias, demodulate, up,
                                       blur_kernel_1d, weight_sq, clamp, negative_slope, gain)
     if noise is not None and noise_weight is not None:
@@ -288,6 +288,8 @@ def _styled_conv_inference(x, weight, styles, noise, noise_weight, bias, demodul
     gain * noise: the gain rides on the modulated weight (a [Co,Ci] factor), the bias is added inside the
     convolution (for the upsampling conv, inside its FIR blur), so what is left is one in-place noise add and
     one in-place leaky ReLU (the composed ops make four passes: noise, bias, activation, gain).
+    Taken for every single-image layer, also at 4-64 px where scaling the activations would move fewer bytes:
+    it makes fewer ops, and on a busy machine each op costs a thread hand-off (A/B at size 64: 1.04x).
     """
     dcoefs = None
     if demodulate:
