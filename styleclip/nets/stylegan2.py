@@ -333,12 +333,12 @@ class Generator(nn.Module):
     def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
         """w_plus [N,num_ws,D] -> the style vectors S: one [N,C_i] per entry of `self.layers`."""
         _check_shape(w_plus, (None, self.num_ws, self.config.style_dim), "w_plus")
-        if not torch.is_grad_enabled():
-            return self._styles_batched(w_plus)
+        if not any(a.weight.requires_grad or a.bias.requires_grad for a in self._affines):
+            return self._styles_batched(w_plus)  # (also with gradients to w_plus: same values in both modes)
         return [affine(w_plus[:, layer.wplus_row]) for layer, affine in zip(self.layers, self._affines)]
 
     def _styles_batched(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
-        """styles() in three ops instead of one matrix-vector product per layer (inference): every affine
+        """styles() in three ops instead of one matrix-vector product per layer (frozen affines): every affine
         against every W+ row in one matrix product ([N,num_ws,sum C_i], about 84 M multiply-adds per image at
         1024), then each layer's block (its row, its channels) gathered and the biases added. Same values up to
         float rounding; on a busy machine each of the 26 small products cost a thread hand-off (~5-7 ms)."""
