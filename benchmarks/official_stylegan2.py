@@ -8,7 +8,7 @@ StyleCLIP runs rosinality's `model.py`; on CPU its ops fall back to plain torch.
   as its own image ([N*C,1,H,W]) through one 2-D convolution with the 4x4 kernel;
 - FusedLeakyReLU (CPU path): leaky_relu(x + bias) * sqrt(2), out of place; NoiseInjection x + weight * noise;
 - NCHW layout throughout.
-Left as ours (negligible): the equalised-lr gains of frozen weights are applied once and cached instead of in
+Left as ours (negligible): ToRGB adds the upsampled skip in place; the equalised-lr gains of frozen weights are applied once and cached instead of in
 every call (one multiply over each weight, under 2 % of a forward), and the style affines run as one call per
 layer from `Generator.styles` instead of inside each conv (same operations).
 """
@@ -51,13 +51,24 @@ def modulated_conv2d_fused(x, weight, styles, *, demodulate=True, up=False, blur
     return out.view(n, co, *out.shape[2:])
 
 
+def modulated_conv2d_official(x, weight, styles, *, demodulate=True, up=False, blur_kernel_1d=None, eps=1e-8,
+                              weight_sq=None, bias=None):
+    """ToRGB's modulated conv (+ its bias, out of place) as the official code computes it."""
+    out = modulated_conv2d_fused(x, weight.contiguous(), styles, demodulate=demodulate, up=up,
+                                 blur_kernel_1d=blur_kernel_1d, eps=eps)
+    return out if bias is None else out + bias.view(1, -1, 1, 1).to(out.dtype)
+
+
 def fused_leaky_relu_cpu(x, bias, negative_slope=0.2, scale=SQRT2, clamp=None):
     out = F.leaky_relu(x + bias.view((1, -1) + (1,) * (x.ndim - 2)).to(x.dtype), negative_slope) * scale
     return out.clamp(-clamp, clamp) if clamp is not None else out
 
 
 def styled_conv2d_official(x, weight, styles, *, noise, bias, demodulate=True, up=False, blur_kernel_1d=None,
-                           weight_sq=None, clamp=None, negative_slope=0.2, gain=SQRT2):
+                           weight_sq=None, clamp=None, negative_slope=0.2, gain=SQRT2, noise_weight=None):
+    if noise is not None and noise_weight is not None:
+        noise = noise_weight * noise  # NoiseInjection: image + weight * noise
+    weight = weight.contiguous()  # the official weights are NCHW (ours are cached in the convolution's layout)
     out = modulated_conv2d_fused(x, weight, styles, demodulate=demodulate, up=up, blur_kernel_1d=blur_kernel_1d)
     if bias is None:
         return out
@@ -71,11 +82,12 @@ def official_ops():
     """Within the block, every Generator computes as the official code does on CPU (see the module doc)."""
     import styleclip.nets.stylegan2 as sg
 
-    saved = (sg.styled_conv2d, sg.upfirdn2d, sg.fused_leaky_relu, sg.Generator._constant_input)
-    sg.styled_conv2d, sg.upfirdn2d, sg.fused_leaky_relu = styled_conv2d_official, upfirdn2d_native, \
-        fused_leaky_relu_cpu
+    saved = (sg.styled_conv2d, sg.modulated_conv2d, sg.upfirdn2d, sg.fused_leaky_relu, sg.Generator._constant_input)
+    sg.styled_conv2d, sg.modulated_conv2d, sg.upfirdn2d, sg.fused_leaky_relu = styled_conv2d_official, \
+        modulated_conv2d_official, upfirdn2d_native, fused_leaky_relu_cpu
     sg.Generator._constant_input = lambda self, n: self.input.input.repeat(n, 1, 1, 1)
     try:
         yield
     finally:
-        sg.styled_conv2d, sg.upfirdn2d, sg.fused_leaky_relu, sg.Generator._constant_input = saved
+        (sg.styled_conv2d, sg.modulated_conv2d, sg.upfirdn2d, sg.fused_leaky_relu,
+         sg.Generator._constant_input) = saved

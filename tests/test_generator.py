@@ -237,6 +237,40 @@ def test_styled_conv_function_equals_composed_ops_values_and_gradients(up, act, 
     assert torch.allclose(gs1, gs2, atol=1e-5, rtol=1e-4)
 
 
+def test_single_image_inference_gives_the_reference_values(parity):
+    """Batch 1 without gradients takes the single-image path (gain folded into the modulated weight, biases
+    inside the convolutions, noise and activation in place, batched style affines): the reference per image."""
+    g, ref = parity
+    with torch.no_grad():
+        for i in range(ref["w_plus"].shape[0]):
+            img = g.synthesis(ref["w_plus"][i:i + 1])
+            assert (img - ref["img_wplus"][i:i + 1]).abs().max() < 1e-4
+            assert img.is_contiguous()
+    img = g.synthesis(ref["w_plus"][:1])  # autograd on: the composed ops
+    assert (img - ref["img_wplus"][:1]).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("clamp", [None, 0.3])
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_single_image_styled_conv_inference_equals_the_grouped_form(up, clamp, layout):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 8, 8, 8, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(6, 8, 3, 3, generator=gen) / 72 ** 0.5
+    styles = 1 + 0.3 * torch.randn(1, 8, generator=gen)
+    noise = torch.randn(1, 1, 16 if up else 8, 16 if up else 8, generator=gen)
+    strength = torch.tensor([0.7])
+    bias = 0.2 * torch.randn(6, generator=gen)
+    k1d = ops.make_kernel_1d([1, 3, 3, 1])
+    w = weight.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else weight
+    with torch.no_grad():
+        out = ops.styled_conv2d(x, w, styles, noise=noise, noise_weight=strength, bias=bias, up=up,
+                                blur_kernel_1d=k1d, clamp=clamp)
+    ref = ops.fused_leaky_relu(_fused_modconv(x, weight, styles, True, up, k1d) + strength * noise, bias,
+                               clamp=clamp)
+    assert (out - ref).abs().max() < 1e-5
+
+
 def test_synthesis_gradients_match_with_trainable_weights(parity):
     """Frozen weights take the fused autograd function, trainable ones the composed ops: same gradients."""
     g, ref = parity

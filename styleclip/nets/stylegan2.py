@@ -97,14 +97,19 @@ def style_layer_table(config: GeneratorConfig) -> list[StyleLayer]:
     return table
 
 
-def frozen_scaled(module: nn.Module, slot: str, p: torch.Tensor, scale: float) -> torch.Tensor:
-    """p * scale, cached on the module while p is frozen and unchanged (inference: no per-call rescaling)."""
+def frozen_scaled(module: nn.Module, slot: str, p: torch.Tensor, scale: float,
+                  order: tuple[int, ...] | None = None) -> torch.Tensor:
+    """p * scale, cached on the module while p is frozen and unchanged (inference: no per-call rescaling).
+    `order`: the cached copy's memory order of p's dims, outermost first (same values and shape)."""
     if p.requires_grad:
         return p * scale
     key = (p._version, p.data_ptr(), p.device, p.dtype)
     cached = module.__dict__.get(slot)
     if cached is None or cached[0] != key:
-        cached = (key, p.detach() * scale)
+        scaled = p.detach() * scale
+        if order is not None:
+            scaled = scaled.permute(order).contiguous().permute(sorted(range(len(order)), key=order.__getitem__))
+        cached = (key, scaled)
         module.__dict__[slot] = cached
     return cached[1]
 
@@ -160,7 +165,11 @@ class ModulatedConv2d(nn.Module):
         """weight * gain [Co,Ci,k,k] and its per-kernel sum of squares (cached while the weight is frozen)."""
         if self.weight.requires_grad:
             return self.weight[0] * self.scale, None
-        full = frozen_scaled(self, "_weight_cache", self.weight, self.scale)
+        # [1,Co,Ci,k,k] stored in the layout the convolution library takes without a copy for channels_last
+        # activations: (Co,k,k,Ci) for a convolution, (Ci,k,k,Co) for the transposed one (weight.transpose(0,
+        # 1)); modulating it (weight * factor) keeps that layout. Else each call reorders the weight (a copy).
+        order = (0, 2, 3, 4, 1) if self.upsample else (0, 1, 3, 4, 2)
+        full = frozen_scaled(self, "_weight_cache", self.weight, self.scale, order)
         if not self.demodulate:
             return full[0], None
         cached = self.__dict__.get("_wsq_cache")
@@ -198,7 +207,7 @@ class StyledConv(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         conv = self.conv
         weight, weight_sq = conv._scaled_weight()
-        return styled_conv2d(x, weight, style, noise=self.noise.weight * noise, bias=self.activate.bias,
+        return styled_conv2d(x, weight, style, noise=noise, noise_weight=self.noise.weight, bias=self.activate.bias,
                              up=conv.upsample, blur_kernel_1d=conv.blur_kernel_1d, weight_sq=weight_sq,
                              clamp=self.activate.clamp)
 
@@ -215,16 +224,24 @@ class ToRGB(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         weight, _ = self.conv._scaled_weight()
+        grads = torch.is_grad_enabled() and (x.requires_grad or style.requires_grad or weight.requires_grad
+                                             or self.bias.requires_grad)
+        if not grads and self.clamp is None:  # inference: the bias inside the convolution, the skip in place
+            out = modulated_conv2d(x, weight, style, demodulate=False, bias=self.bias.view(-1))
+            return out if skip is None else out.add_(self._upsample(skip))
         out = styled_conv2d(x, weight, style, noise=None, bias=None, demodulate=False)
         out = out + self.bias.to(out.dtype)
         if self.clamp is not None:
             out = out.clamp(-self.clamp, self.clamp)
         if skip is not None:
-            # rosinality Upsample: up=2, pad=(2,1) for a 4-tap kernel, gain 4
-            taps = self.up_kernel_1d.numel()
-            p = taps - 2
-            out = out + upfirdn2d(skip, self.up_kernel_1d, up=2, pad=((p + 1) // 2 + 1, p // 2), gain=4.0)
+            out = out + self._upsample(skip)
         return out
+
+    def _upsample(self, skip: torch.Tensor) -> torch.Tensor:
+        # rosinality Upsample: up=2, pad=(2,1) for a 4-tap kernel, gain 4
+        taps = self.up_kernel_1d.numel()
+        p = taps - 2
+        return upfirdn2d(skip, self.up_kernel_1d, up=2, pad=((p + 1) // 2 + 1, p // 2), gain=4.0)
 
 
 class ConstantInput(nn.Module):
@@ -316,7 +333,31 @@ class Generator(nn.Module):
     def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
         """w_plus [N,num_ws,D] -> the style vectors S: one [N,C_i] per entry of `self.layers`."""
         _check_shape(w_plus, (None, self.num_ws, self.config.style_dim), "w_plus")
+        if not any(a.weight.requires_grad or a.bias.requires_grad for a in self._affines):
+            return self._styles_batched(w_plus)  # (also with gradients to w_plus: same values in both modes)
         return [affine(w_plus[:, layer.wplus_row]) for layer, affine in zip(self.layers, self._affines)]
+
+    def _styles_batched(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
+        """styles() in three ops instead of one matrix-vector product per layer (frozen affines): every affine
+        against every W+ row in one matrix product ([N,num_ws,sum C_i], about 84 M multiply-adds per image at
+        1024), then each layer's block (its row, its channels) gathered and the biases added. Same values up to
+        float rounding; on a busy machine each of the 26 small products cost a thread hand-off (~5-7 ms)."""
+        weights = [frozen_scaled(a, "_weight_cache", a.weight, a.scale) for a in self._affines]
+        biases = [frozen_scaled(a, "_bias_cache", a.bias, a.lr_mul) for a in self._affines]
+        cached = self.__dict__.get("_affine_cat")
+        if cached is None or len(cached[0]) != len(weights + biases) or any(
+                a is not b for a, b in zip(cached[0], weights + biases)):
+            w_cat, b_cat = torch.cat(weights), torch.cat(biases)
+            total, offsets, off = w_cat.shape[0], [], 0
+            for layer in self.layers:
+                offsets.append(torch.arange(off, off + layer.channels) + layer.wplus_row * total)
+                off += layer.channels
+            cached = (weights + biases, w_cat, b_cat, torch.cat(offsets).to(w_cat.device))
+            self.__dict__["_affine_cat"] = cached
+        _, w_cat, b_cat, index = cached
+        y = torch.matmul(w_plus, w_cat.t()).flatten(1).index_select(1, index)
+        y = y.add_(b_cat.to(y.dtype))
+        return list(y.split([layer.channels for layer in self.layers], dim=1))
 
     # ---- synthesis -------------------------------------------------------------------------------
     def synthesis(self, w_plus: torch.Tensor, noise_mode: str = "const",
