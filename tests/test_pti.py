@@ -133,8 +133,10 @@ def test_lr_schedule_warms_up_then_decays():
         pti.PTIConfig(warmup=-1)
 
 
-def test_toy_defaults_keep_the_locality_term():
+def test_toy_defaults_tune_without_the_locality_term_as_pti_does():
+    """PTI's published default: no locality term (on toy photos it cost 3.6 dB of gain, docs/photo-editing.md);
+    the term stays available (locality_every > 0) and is tested above."""
     from styleclip.factory import edit_defaults
 
     cfg = pti.PTIConfig(**edit_defaults("toy-faces", "pti"))
-    assert cfg.locality_every > 0 and cfg.locality_lambda > 0 and cfg.warmup < cfg.steps
+    assert cfg.locality_every == 0 and cfg.warmup < cfg.steps and cfg.cosine
