@@ -668,6 +668,12 @@ def relevance_cache_path(g, clip, method: str = "exact", **settings) -> Path:
     return cache_path("fs3", key, ".npy")
 
 
+def computes_when_missing(g) -> bool:
+    """Whether an engine computes a missing relevance itself: only for small generators (<= 64 px, minutes);
+    at FFHQ's size it takes hours, so there a missing one is an error naming how to get it."""
+    return g.config.size <= 64
+
+
 def load_or_compute_relevance(g, clip, stats: StyleStats, path: str | Path | None = None, *,
                               method: str = "exact", compute: bool = True, progress: ProgressFn | None = None,
                               **settings) -> Relevance:

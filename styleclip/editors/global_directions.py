@@ -69,9 +69,7 @@ class GlobalDirectionsEditor:
         if rel is not None:
             self.relevance = rel
         else:
-            compute = config.compute_missing
-            if compute is None:
-                compute = g.config.size <= 64
+            compute = ss.computes_when_missing(g) if config.compute_missing is None else config.compute_missing
             self.relevance = _cached_relevance(g, clip, self.stats, config.relevance_method, compute, progress)
         d = ss.clip_dim(clip)
         if self.relevance.fs3.shape[1] != d:

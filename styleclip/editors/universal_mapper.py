@@ -161,7 +161,8 @@ class UniversalMapperEditor:
             from .. import stylespace as ss
 
             stats = ss.load_or_compute_stats(generator)
-            self.relevance = ss.load_or_compute_relevance(generator, clip, stats, compute=generator.config.size <= 64)
+            self.relevance = ss.load_or_compute_relevance(generator, clip, stats,
+                                                          compute=ss.computes_when_missing(generator))
 
     def channel_masks(self, d: torch.Tensor) -> list[torch.Tensor | None]:
         """Per entry of g.layers: [N,C] 1/0 (keep the mapper's change) on relevance layers, None elsewhere."""
