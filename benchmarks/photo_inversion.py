@@ -219,9 +219,9 @@ def write(out: Path, result: dict, edit_rows: list[dict], example) -> None:
                         ", cosine decay to 0" if tp.get("cosine") else ""])
     auto = sum(r["auto"] == "pti" for r in rows)
     locality = (f"locality term every {tp['locality_every']} steps" if tp.get("locality_every")
-                else "no locality term (PTI's published default; in a 16-photo development run the term at weight 0.1 "
-                     "every 10 steps cost 3.6 dB of gain, and leaving it out moved edit success by +3 (global), -7 "
-                     "(mapper) and +5 (optimize) points, n = 21-41: within the noise)")
+                else "no locality term (PTI's published default; in development runs on 16 photos the term cost "
+                     "several dB of gain and leaving it out changed edit success by no more than the sampling noise; "
+                     "the figures are in the commit that made this the default)")
     changed = sum(r["changed_outside_mask"] for r in rows)
     edit_table = ["| engine | settings | success: sampled | success: photos (PTI) | success: photos (projector) | "
                   "identity kept: sampled | identity kept: photos (PTI) | s / edit: sampled | s / edit: photos |",
@@ -307,13 +307,12 @@ Success on photos minus success on sampled faces: {', '.join(f'{e} {gaps[e] * 10
 (target: within 10 points). The same pivots edited with the base generator (the projector alone, no tuning):
 {', '.join(f'{e} {pivot_gaps[e] * 100:+.0f} points' for e in engines)}. Where PTI's column falls below the
 projector's, the tuned generator loses part of the edit: it was fitted to reproduce the photo at the pivot and
-keeps reproducing its hair and colours a small latent move away. The optimize engine, whose moves are the
-smallest (its L2 and identity terms stop it once CLIP is satisfied), loses most; in development runs the latent
-move it finds with the base generator, rendered with the tuned one, lost the edit as well, and a locality term
-that keeps the tuned generator's *change* around the pivot equal to the base's (weight 1, every step) did not
-bring it back (8 photos). Tuning only the 32-64 px layers kept most of the gain (7.8 of 8.6 dB) but
-not the blond-hair edits (1 of 8 with the optimize engine, 3 of 8 through the base generator): hair colour
-lives in those layers, so the tuned generator keeps the photo's colour whatever the latent says.
+keeps reproducing its hair and colours a small latent move away. The optimize engine's moves are the smallest
+(its L2 and identity terms stop it once CLIP is satisfied). In development runs on 8 photos (not part of this
+benchmark), the latent move it finds with the base generator, rendered with the tuned one, lost the edit as well;
+a locality term that keeps the tuned generator's *change* around the pivot equal to the base's did not bring it
+back; and tuning only the 32-64 px layers kept most of the gain but not the blond-hair edits: hair colour lives
+in those layers, so the tuned generator keeps the photo's colour whatever the latent says.
 
 {chr(10).join(per_prompt)}
 """
