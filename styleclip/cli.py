@@ -56,7 +56,7 @@ LIMITS = {
     "stats_samples": (2, 1_000_000), "num_latents": (1, 1_000_000), "val_interval": (1, 10_000_000),
     "save_interval": (1, 10_000_000), "image_interval": (1, 10_000_000), "ckpt_every": (1, 10_000_000),
     "eval_every": (0, 10_000_000), "threads": (1, 1024), "eval_size": (1, 10_000), "n": (1, 10_000),
-    "start_step": (0, 100_000_000), "port": (1, 65_535),
+    "partial_captions": (0.0, 1.0), "start_step": (0, 100_000_000), "port": (1, 65_535),
     "truncation": (-2.0, 2.0), "strength": (-100.0, 100.0), "alpha": (-100.0, 100.0), "beta": (0.0, 1.0),
     "lr": (0.0, 10.0), "l2_lambda": (0.0, 1e4), "id_lambda": (0.0, 1e4), "clip_lambda": (0.0, 1e4),
     "minutes": (0.0, 1e6),
@@ -1253,6 +1253,9 @@ def toy_train(
     finetune: bool = typer.Option(False, "--finetune", help="generator: last phase, --init-from the exported "
                                   "weights: train the synthesis on the mapping's outputs, truncated like the CLI."),
     anneal: bool = typer.Option(False, "--anneal", help="Decay the learning rate to zero (half cosine) by --steps."),
+    partial_captions: Optional[float] = typer.Option(
+        None, help="clip: fraction of captions naming only some attributes ('a bald face', 'a face'), each image "
+        "a positive of every caption it matches.", show_default="0; the run's with --resume"),
 ):
     """Train a toy-faces model (resumable; deterministic given the seed)."""
     import torch
@@ -1270,12 +1273,17 @@ def toy_train(
     torch.set_num_threads(threads)
     out = out or Path("toy-runs") / model
     outputs.check_dir(out, "--out")
-    if resume and (lr is None or batch_size is None):  # continue with the run's settings, not the recipe's
+    if partial_captions is not None:
+        if model != "clip":
+            raise ValueError("--partial-captions is a setting of the clip recipe only")
+        _check(partial_captions=partial_captions)
+    if resume and (lr is None or batch_size is None or partial_captions is None):  # the run's settings
         meta = load_checkpoint(out / CHECKPOINT)["meta"]
         lr = meta.get("lr") if lr is None else lr
         batch_size = meta.get("batch_size") if batch_size is None else batch_size
+        partial_captions = meta.get("partial") if partial_captions is None else partial_captions
     task = make_task(model, seed=seed, batch_size=batch_size, lr=lr, tiny=tiny or None, eval_size=eval_size,
-                     finetune=finetune or None)
+                     finetune=finetune or None, partial=partial_captions if model == "clip" else None)
     run_training(task, out, steps=steps, minutes=minutes, resume=resume,
                  ckpt_every=ckpt_every, eval_every=eval_every, init_from=init_from, start_step=start_step,
                  anneal=anneal, log=typer.echo)

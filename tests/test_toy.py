@@ -140,6 +140,47 @@ def test_clip_loss_falls_and_exported_clip_loads_through_clip_encoder(tmp_path):
     assert set(acc) == set(ATTRIBUTE_VALUES) and all(0 <= v <= 1 for v in acc.values())
 
 
+def test_partial_captions_name_a_subset_and_mark_every_matching_image():
+    """A partial caption names some attributes ('a bald face', 'a face'); every image of the batch that shows
+    all of them is its positive, its own image included; full captions name every attribute."""
+    import numpy as np
+
+    from styleclip.toy.render import Attributes, partial_caption
+
+    b = D.sample_batch(0, 3, 32)
+    caps, match = T.partial_caption_targets(b, np.random.default_rng(1), 0.5)
+    assert len(caps) == 32 and match.shape == (32, 32)
+    assert bool(match.diagonal().eq(1).all())
+    assert any(c != full for c, full in zip(caps, b.captions))  # some replaced
+    generic = [k for k, c in enumerate(caps) if c in ("a face", "a cartoon of a face", "a drawing of a face")]
+    for k in generic:  # names nothing: every image matches
+        assert bool(match[:, k].eq(1).all())
+    for k, c in enumerate(caps):
+        if c == b.captions[k]:  # a full caption: only images with the same attributes (up to background)
+            same = [j for j in range(32) if all(b.labels[a][j] == b.labels[a][k] for a in D.ATTRIBUTES
+                                                if a not in ("background", "hair_colour"))]
+            assert set(torch.nonzero(match[:, k]).flatten().tolist()) <= set(same)
+    rng = np.random.default_rng(0)
+    bald = Attributes("bald", "blond", "smiling", "none", False, "pink")
+    texts = {partial_caption(bald, rng)[0] for _ in range(200)}
+    assert "a bald face" in texts and "a face" in texts
+    assert not any("blond" in t or "glasses" in t or "beard" in t for t in texts)  # unseen or absent: unnamed
+
+
+def test_clip_loss_with_partial_captions_falls():
+    task = T.make_task("clip", tiny=True, batch_size=8, lr=1e-3, partial=0.5)
+    assert task.extra_meta() == {"partial": 0.5}
+    model = task.build()
+    opt = task.optimizer(model)
+    first = float(task.loss(model, 0)[0].detach())
+    for _ in range(15):
+        loss, _ = task.loss(model, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(task.loss(model, 0)[0].detach()) < first - 0.3
+
+
 def test_cli_train_eval_and_errors(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cls"
@@ -160,6 +201,16 @@ def test_cli_train_eval_and_errors(tmp_path):
     assert r.exit_code == 1 and "unknown toy task" in r.output
     r = runner.invoke(app, ["toy", "eval", "identity", "--weights", str(tmp_path / "none")])
     assert r.exit_code == 1 and "error:" in r.output
+    r = runner.invoke(app, ["toy", "train", "classifier", "--partial-captions", "0.5", "--steps", "1"])
+    assert r.exit_code == 1 and "clip recipe only" in r.output
+    clip = tmp_path / "clip"
+    r = runner.invoke(app, ["toy", "train", "clip", "--tiny", "--steps", "1", "--batch-size", "4", "--eval-size", "8",
+                            "--partial-captions", "0.25", "--out", str(clip)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["toy", "train", "clip", "--tiny", "--steps", "2", "--eval-size", "8", "--out", str(clip),
+                            "--resume"])
+    assert r.exit_code == 0, r.output
+    assert T.load_checkpoint(clip / T.CHECKPOINT)["meta"]["partial"] == 0.25  # kept by --resume
 
 
 def test_generator_code_samples_the_render_distribution():
@@ -287,11 +338,18 @@ def test_shipped_classifier_and_identity_weights():
     assert img.grad is not None and img.grad.abs().sum() > 0
 
 
-def test_shipped_clip_reads_every_attribute_zero_shot():
+def test_shipped_clip_reads_every_attribute_and_its_text_directions_find_them():
+    """Zero-shot among an attribute's values, and the engines' text directions (value prompt minus the neutral
+    'a face') rank the faces showing each value first. Glasses and beard are left out of the zero-shot check:
+    their absent value is the prompt that omits them, and captions that name only some attributes (as prompts
+    do) make omission mean 'unspecified' (measured on 512: 73% and 78%, the rest 100%)."""
     clip = T.load_toy_clip()
-    acc = T.zero_shot_accuracy(clip, D.eval_set(256, size=clip.input_size))
-    assert set(acc) == set(ATTRIBUTE_VALUES)
-    assert min(acc.values()) >= 0.9, acc  # measured on 512: >= 97.6% for every attribute
+    batch = D.eval_set(256, size=clip.input_size)
+    ev = T.clip_evaluation(clip, batch)
+    assert set(ev["zero_shot"]) == set(ATTRIBUTE_VALUES)
+    assert min(v for a, v in ev["zero_shot"].items() if a not in ("glasses", "beard")) >= 0.95, ev
+    assert ev["direction_auc_min"] >= 0.95, ev  # measured on 512: >= 0.997 (before partial captions: 0.48)
+    assert T.auc(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 2.0])) == 0.625  # 2 wins, 1 tie of 4
 
 
 def test_init_from_exported_weights(tmp_path):

@@ -225,3 +225,54 @@ def caption(attributes: Attributes, rng: np.random.Generator) -> str:
     if rng.random() < 0.5:
         text += f" on a {att.background} background"
     return " ".join(text.split())
+
+
+def partial_caption(attributes: Attributes, rng: np.random.Generator, p_name: float = 0.4) -> tuple[str, dict]:
+    """A caption that names a random subset of the attributes, as people write prompts ("a face with a mohawk",
+    "a bald face", "a face"), and the attributes it names {name: value}. Absent glasses or beard are never
+    named (captions do not negate), so a caption without them says nothing about them."""
+    att = attributes
+    named = {a: getattr(att, a) for a in ATTRIBUTE_VALUES if rng.random() < p_name}
+    if att.glasses == "none":
+        named.pop("glasses", None)
+    if not att.beard:
+        named.pop("beard", None)
+    if att.hair_style == "bald" and "hair_colour" in named:  # no hair colour to see: name the baldness instead
+        named.pop("hair_colour")
+        named["hair_style"] = "bald"
+    expr = str(rng.choice(_EXPR_WORDS[named["expression"]])) if "expression" in named else ""
+    parts, adjective = [], ""
+    style = named.get("hair_style")
+    if style == "bald":
+        if rng.random() < 0.5:
+            adjective = "bald"
+        else:
+            parts.append(str(rng.choice(_STYLE_WORDS["bald"])))
+    elif style is not None:
+        words = str(rng.choice(_STYLE_WORDS[style]))
+        if "hair_colour" in named:
+            words = f"{words}, {att.hair_colour} hair" if rng.random() < 0.5 else f"{words} in {att.hair_colour}"
+        parts.append(words)
+    elif "hair_colour" in named:
+        parts.append(f"with {att.hair_colour} hair")
+    if "glasses" in named:
+        parts.append(f"wearing {att.glasses}" if rng.random() < 0.5 else f"with {att.glasses}")
+    if "beard" in named:
+        parts.append(str(rng.choice(["with a beard", "bearded"])))
+    order = rng.permutation(len(parts))
+    head = str(rng.choice(["a", "a cartoon of a", "a drawing of a"]))
+    text = f"{head} {expr} {adjective} face " + " ".join(parts[i] for i in order)
+    if "background" in named:
+        text += f" on a {att.background} background"
+    return " ".join(text.split()), named
+
+
+def caption_names(attributes: Attributes, text: str) -> dict:
+    """What a full `caption` names: every attribute (absent glasses/beard by omission, hair colour unless bald),
+    the background when the text mentions it."""
+    named = {a: getattr(attributes, a) for a in ATTRIBUTE_VALUES if a != "background"}
+    if attributes.hair_style == "bald":
+        named.pop("hair_colour")
+    if text.endswith(" background"):
+        named["background"] = attributes.background
+    return named

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ from styleclip.clip_model import OPENAI_MEAN, OPENAI_STD, ClipEncoder
 from styleclip.errors import CheckpointError
 from styleclip.toy import data as D
 from styleclip.toy.models import CLIP_CONFIG, TINY_CLIP_CONFIG, AttributeClassifier, ToyIdentityNet, build_clip
-from styleclip.toy.render import ATTRIBUTE_VALUES
+from styleclip.toy.render import ATTRIBUTE_VALUES, caption_names, partial_caption
 
 TASKS = ("clip", "classifier", "identity", "generator")
 CHECKPOINT = "checkpoint.pt"
@@ -152,6 +153,43 @@ def zero_shot_accuracy(clip: ClipEncoder, batch: D.Batch, contexts: bool = True)
     return out
 
 
+def auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
+    """Probability that a positive scores above a negative (ties count half): the Mann-Whitney AUC."""
+    if not len(pos) or not len(neg):
+        return float("nan")
+    diff = pos[:, None] - neg[None, :]
+    return float((diff > 0).float().mean() + 0.5 * (diff == 0).float().mean())
+
+
+@torch.no_grad()
+def direction_auc(clip: ClipEncoder, batch: D.Batch, neutral: str = "a face") -> dict[str, float]:
+    """Per attribute value that a prompt can name (not 'no glasses', 'no beard'): the AUC with which the
+    engines' text direction unit(t_value - t_neutral) ranks the images that show the value above the rest.
+    t_value is the mean embedding of the value's face-head prompts ('a face with blond hair', ...)."""
+    img = _embed_images(clip.encode_image, batch.images)
+    t_n = clip.encode_text([neutral])[0]
+    out = {}
+    for attr, prompts in zero_shot_prompts(contexts=False).items():
+        m = _mask(attr, batch)
+        score = img[m] @ F.normalize(class_embeddings(clip, prompts) - t_n, dim=-1).t()
+        labels = batch.labels[attr][m]
+        for v, value in enumerate(ATTRIBUTE_VALUES[attr]):
+            if (attr, value) in (("glasses", "none"), ("beard", False)):
+                continue
+            name = f"{attr}={value}" if attr != "beard" else "beard"
+            out[name] = auc(score[labels == v, v], score[labels != v, v])
+    return out
+
+
+def clip_evaluation(clip: ClipEncoder, batch: D.Batch) -> dict:
+    """The toy CLIP's figures: zero-shot accuracy per attribute (omission as the absent value) and the text
+    directions' AUC against the neutral 'a face' (what the engines follow)."""
+    acc = zero_shot_accuracy(clip, batch)
+    d = direction_auc(clip, batch)
+    return {"zero_shot": acc, "zero_shot_mean": sum(acc.values()) / len(acc), "direction_auc": d,
+            "direction_auc_min": min(d.values())}
+
+
 @torch.no_grad()
 def classifier_accuracy(classifier: nn.Module, batch: D.Batch) -> dict[str, float]:
     classifier.eval()
@@ -217,6 +255,10 @@ class Task:
     def after_step(self, model: nn.Module) -> None:
         pass
 
+    def extra_meta(self) -> dict:
+        """Recipe settings beyond the common ones, kept in the checkpoint for --resume."""
+        return {}
+
     def lr_factor(self, step: int) -> float:
         return min(1.0, (step + 1) / self.warmup)
 
@@ -232,14 +274,18 @@ class ClipTask(Task):
     """Contrastive (InfoNCE, both directions) on augmented renders and their captions."""
 
     def __init__(self, *, batch_size=128, lr=5e-4, seed=0, tiny=False, warmup=200, eval_size=512,
-                 logit_scale_lr_mult=10.0):
+                 logit_scale_lr_mult=10.0, partial=0.0):
         config = TINY_CLIP_CONFIG if tiny else CLIP_CONFIG
         super().__init__("clip", batch_size, lr, seed, warmup, tiny, eval_size, dict(config))
         self.size = config["vision_cfg"]["image_size"]
         self.logit_scale_lr_mult = logit_scale_lr_mult
+        self.partial = float(partial)  # fraction of captions that name only some attributes (render.partial_caption)
         from open_clip.tokenizer import SimpleTokenizer
 
         self.tokenizer = SimpleTokenizer(context_length=config["text_cfg"]["context_length"])
+
+    def extra_meta(self):
+        return {"partial": self.partial}
 
     def build(self):
         return build_clip(self.config, seed=self.seed)
@@ -261,10 +307,17 @@ class ClipTask(Task):
 
     def loss(self, model, step):
         b = D.sample_batch(self.seed, step, self.batch_size, size=self.size, augment=True)
-        img, txt, scale = model(_preprocess_clip(b.images), self.tokenizer(b.captions))
+        captions, target = b.captions, None
+        if self.partial > 0:
+            captions, target = partial_caption_targets(b, np.random.default_rng([self.seed, step, 11]), self.partial)
+        img, txt, scale = model(_preprocess_clip(b.images), self.tokenizer(captions))
         logits = scale * img @ txt.t()
-        target = torch.arange(len(logits))
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        if target is None:
+            target = torch.arange(len(logits))
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        else:  # every image that shows what a caption names is a positive of it, in both directions
+            loss = (F.cross_entropy(logits, target / target.sum(1, keepdim=True))
+                    + F.cross_entropy(logits.t(), target.t() / target.t().sum(1, keepdim=True))) / 2
         return loss, {"logit_scale": float(scale.detach())}
 
     def after_step(self, model):
@@ -273,8 +326,28 @@ class ClipTask(Task):
 
     def evaluate(self, model):
         clip = ClipEncoder.from_config(self.config, state_dict=model.state_dict(), name="toy_faces")
-        acc = zero_shot_accuracy(clip, D.eval_set(self.eval_size, size=self.size))
-        return {"zero_shot": acc, "zero_shot_mean": sum(acc.values()) / len(acc)}
+        return clip_evaluation(clip, D.eval_set(self.eval_size, size=self.size))
+
+
+def partial_caption_targets(batch: D.Batch, rng: np.random.Generator, partial: float) -> tuple[list[str], torch.Tensor]:
+    """Captions with a fraction `partial` replaced by ones naming a subset of the attributes, and the [N, N]
+    0/1 matrix of (image i, caption k): image i shows everything caption k names (the diagonal is 1)."""
+    captions, named = [], []
+    for att, text in zip(batch.attributes, batch.captions):
+        if rng.random() < partial:
+            text, names = partial_caption(att, rng)
+        else:
+            names = caption_names(att, text)
+        captions.append(text)
+        named.append(names)
+    match = torch.ones(len(captions), len(captions))
+    bald = batch.labels["hair_style"] == ATTRIBUTE_VALUES["hair_style"].index("bald")
+    for k, names in enumerate(named):
+        for a, v in names.items():
+            match[:, k] *= (batch.labels[a] == ATTRIBUTE_VALUES[a].index(v)).float()
+        if "hair_colour" in names:  # a hair colour is seen only on hair
+            match[:, k] *= (~bald).float()
+    return captions, match
 
 
 class ClassifierTask(Task):
@@ -377,7 +450,7 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
         warm_start = int(ck["meta"].get("warm_start", 0))
         log(f"resumed {task.name} at step {step}")
     meta = {"task": task.name, "config": task.config, "seed": task.seed, "batch_size": task.batch_size,
-            "lr": task.lr, "warm_start": warm_start, "anneal_to": steps if anneal else None}
+            "lr": task.lr, "warm_start": warm_start, "anneal_to": steps if anneal else None, **task.extra_meta()}
     t0 = time.monotonic()
     logf = (out / "log.jsonl").open("a")
     model.train()
@@ -455,8 +528,7 @@ def evaluate_exported(name: str, directory: str | Path = ASSETS, n: int = 512) -
     """Evaluation figures of exported weights (the same functions the training loop reports)."""
     if name == "clip":
         clip = load_toy_clip(directory)
-        acc = zero_shot_accuracy(clip, D.eval_set(n, size=clip.input_size))
-        return {"zero_shot": acc, "zero_shot_mean": sum(acc.values()) / len(acc)}
+        return clip_evaluation(clip, D.eval_set(n, size=clip.input_size))
     if name == "classifier":
         acc = classifier_accuracy(load_toy_classifier(directory), D.eval_set(n))
         return {"accuracy": acc, "accuracy_min": min(acc.values())}
