@@ -33,8 +33,8 @@ OPT = factory.edit_defaults("toy-faces", "optimize")
 
 # (engine, prompt, target, editor options, strength, settings shown)
 ROWS = [
-    ("optimize", "a face wearing glasses", {"glasses": "glasses"}, OPT, 1.0, "toy defaults (50 steps, lr 0.1, "
-     "l2 0.008, id 0.1)"),
+    ("optimize", "a face wearing glasses", {"glasses": "glasses"}, OPT, 1.0, f"toy defaults ({OPT['steps']} steps, "
+     f"lr {OPT['lr']:g}, l2 {OPT['l2_lambda']:g}, id {OPT['id_lambda']:g})"),
     ("optimize", "a face with blond hair", {"hair_colour": "blond"}, OPT, 1.0, "same"),
     ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, OPT, 1.0, "same"),
     ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "space": "styles"}, 1.0, "same, in S"),
