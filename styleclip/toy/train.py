@@ -271,7 +271,9 @@ def _preprocess_clip(x: torch.Tensor) -> torch.Tensor:
 
 
 class ClipTask(Task):
-    """Contrastive (InfoNCE, both directions) on augmented renders and their captions."""
+    """Contrastive (InfoNCE, both directions) on augmented renders and their captions. With `partial` > 0 that
+    fraction of captions names only some attributes, and every image showing what a caption names is its positive
+    (soft targets, `partial_caption_targets`)."""
 
     def __init__(self, *, batch_size=128, lr=5e-4, seed=0, tiny=False, warmup=200, eval_size=512,
                  logit_scale_lr_mult=10.0, partial=0.0):
