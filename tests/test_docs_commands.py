@@ -72,10 +72,16 @@ OVERRIDES: dict[str, tuple[str, str]] = {
          "(1,000: minutes)"),
     "styleclip toy stylespace --images 20":
         ("toy stylespace --help", "writes into the package's shipped assets and takes an hour: only --help"),
-    'styleclip toy train clip --init-from styleclip/assets/toy_faces --start-step 4650 --lr 2e-4 --steps N '
-    '--anneal --out toy-runs/clip':
+    'styleclip toy train clip --init-from styleclip/assets/toy_faces --start-step 5650 --lr 2e-4 --steps N '
+    '--anneal --partial-captions 0.5 --out toy-runs/clip':
+        ("toy train clip --init-from styleclip/assets/toy_faces --start-step 5650 --lr 2e-4 --steps 5651 "
+         "--batch-size 8 --anneal --partial-captions 0.5 --eval-size 16 --out toy-runs/clip3",
+         "N is the user's choice: one step"),
+    'styleclip toy train clip --init-from styleclip/assets/toy_faces --start-step 4650 --lr 2e-4 --steps 5650 '
+    '--anneal --partial-captions 0.5 --eval-every 250 --out toy-runs/clip3':
         ("toy train clip --init-from styleclip/assets/toy_faces --start-step 4650 --lr 2e-4 --steps 4651 "
-         "--batch-size 8 --anneal --eval-size 16 --out toy-runs/clip3", "N is the user's choice: one step"),
+         "--batch-size 8 --anneal --partial-captions 0.5 --eval-every 250 --eval-size 16 --out toy-runs/clip3",
+         "1,000 steps take 14 minutes: one step"),
     "styleclip train-mapper --universal --model toy-faces --minutes 20 --out mappers/universal":
         ("train-mapper --universal --model toy-faces --steps 2 --batch-size 2 --num-latents 8 --out mappers/universal",
          "20 minutes"),
@@ -112,7 +118,7 @@ def _spans(text: str):
             cmd, start = line.strip(), i
             while cmd.endswith("\\") and i + 1 < len(lines):
                 i += 1
-                cmd = cmd[:-1] + " " + lines[i].strip()
+                cmd = cmd[:-1].rstrip() + " " + lines[i].strip()
             cmd = re.sub(r"^\$\s+", "", cmd)
             if re.match(r"^(python -m )?styleclip ", cmd) or re.match(r"^torchrun .*-m styleclip ", cmd):
                 out.append((start + 1, cmd))
