@@ -287,9 +287,8 @@ def auto_strength_config(model: str | None, identity=None, **overrides):
 
         overrides["identity_threshold"] = identity_threshold()
     if str(model) == TOY:
-        # 1.5 x the engine's gain target: success 0.55 -> 0.63 (global), 0.68 -> 0.73 (universal mapper) with identity
-        # kept on 99-100% either way, unrelated attributes kept 0.92 -> 0.87 and 0.89 -> 0.81 (13 prompts x 8
-        # sources; at 2.5 global gained 2 points more for 7 of unrelated kept)
+        # 1.5 x the engine's gain target: global success 0.55 -> 0.63 with identity kept on 99%, unrelated attributes
+        # kept 0.92 -> 0.87 (13 prompts x 8 sources; at 2.5: 2 points more success for 7 of unrelated kept)
         overrides.setdefault("gain_scale", 1.5)
     return AutoStrengthConfig(**overrides)
 
