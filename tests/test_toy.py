@@ -120,17 +120,23 @@ def test_resume_errors(tmp_path):
         T.make_task("vae")
 
 
-def test_clip_loss_falls_and_exported_clip_loads_through_clip_encoder(tmp_path):
-    task = T.make_task("clip", tiny=True, batch_size=8, eval_size=8, lr=2e-3, warmup=1)
+def _fit_one_batch(task, steps: int):
+    """A fresh model trained `steps` steps on the task's batch 0: (model, loss before, loss after)."""
     model = task.build()
     opt = task.optimizer(model)
     first = float(task.loss(model, 0)[0].detach())
-    for _ in range(15):  # the same batch: the contrastive loss must fall
-        loss, logs = task.loss(model, 0)
+    for _ in range(steps):
+        loss, _ = task.loss(model, 0)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(task.loss(model, 0)[0].detach()) < first - 0.3
+    return model, first, float(task.loss(model, 0)[0].detach())
+
+
+def test_clip_loss_falls_and_exported_clip_loads_through_clip_encoder(tmp_path):
+    task = T.make_task("clip", tiny=True, batch_size=8, eval_size=8, lr=2e-3, warmup=1)
+    model, first, last = _fit_one_batch(task, 15)  # the same batch: the contrastive loss must fall
+    assert last < first - 0.3
     T.export_fp16(model, tmp_path / "clip.safetensors", task.config)
     clip = T.load_toy_clip(tmp_path)
     ref = T.ClipEncoder.from_config(task.config, state_dict=model.state_dict())
@@ -170,15 +176,8 @@ def test_partial_captions_name_a_subset_and_mark_every_matching_image():
 def test_clip_loss_with_partial_captions_falls():
     task = T.make_task("clip", tiny=True, batch_size=8, lr=1e-3, partial=0.5)
     assert task.extra_meta() == {"partial": 0.5}
-    model = task.build()
-    opt = task.optimizer(model)
-    first = float(task.loss(model, 0)[0].detach())
-    for _ in range(15):
-        loss, _ = task.loss(model, 0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert float(task.loss(model, 0)[0].detach()) < first - 0.3
+    _, first, last = _fit_one_batch(task, 15)
+    assert last < first - 0.3
 
 
 def test_cli_train_eval_and_errors(tmp_path):
@@ -308,15 +307,8 @@ def test_generator_export_keeps_the_mapping_in_fp32(tmp_path):
 
 def test_generator_decoder_loss_falls():
     task = T.make_task("generator", tiny=True, batch_size=8, lr=5e-3, warmup=1, eval_size=8)
-    g = task.build()
-    opt = task.optimizer(g)
-    first = float(task.loss(g, 0)[0].detach())
-    for _ in range(20):
-        loss, _ = task.loss(g, 0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert float(task.loss(g, 0)[0].detach()) < 0.7 * first
+    g, first, last = _fit_one_batch(task, 20)
+    assert last < 0.7 * first
     ev = task.evaluate(g)
     assert ev["psnr"] > 0 and "classifier_all_attributes" not in ev  # 16 px: no classifier reading
 
