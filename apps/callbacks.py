@@ -499,7 +499,7 @@ class StyleClipApp:
     def optimize(self, session, prompt, steps=None, lr=None, l2_lambda=None, id_lambda=None, *,
                  report: Optional[Report] = None) -> EditOutput:
         """CLIP-guided latent optimization from the source (a fresh engine per call: no shared state)."""
-        from styleclip.editors.optimization import OptimizationConfig, OptimizationEditor
+        from styleclip.editors.optimization import OptimizationEditor
 
         session = self._ensure(session)
         target = _text(prompt, "prompt")
@@ -508,8 +508,8 @@ class StyleClipApp:
         lr = _number(d.lr if lr is None else lr, "learning rate", 1e-5, 10)
         l2_lambda = _number(d.l2_lambda if l2_lambda is None else l2_lambda, "the L2 lambda", 0, 100)
         id_lambda = _number(d.id_lambda if id_lambda is None else id_lambda, "the identity lambda", 0, 100)
-        config = OptimizationConfig(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda,
-                                    frame_every=max(1, steps // 8))
+        config = dataclasses.replace(d, steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda,
+                                     frame_every=max(1, steps // 8))
         editor = OptimizationEditor(self._g(session), self.clip, self.identity, config=config)
 
         def progress(done, total):

@@ -70,9 +70,9 @@ def parse_grid(text: str) -> list[dict]:
     for part in text.split(";"):
         key, _, vals = part.partition("=")
         key = key.strip().replace("-", "_")
-        if key not in ("steps", "lr", "l2_lambda", "id_lambda") or not vals:
-            raise SystemExit(f"--opt-grid: cannot read {part!r} (keys: steps, lr, l2_lambda, id_lambda)")
-        axes[key] = [int(v) if key == "steps" else float(v) for v in vals.split(",") if v.strip()]
+        if key not in ("steps", "lr", "l2_lambda", "id_lambda", "clip_views") or not vals:
+            raise SystemExit(f"--opt-grid: cannot read {part!r} (keys: steps, lr, l2_lambda, id_lambda, clip_views)")
+        axes[key] = [int(v) if key in ("steps", "clip_views") else float(v) for v in vals.split(",") if v.strip()]
     return [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
 
 
@@ -540,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None, help="[default: tuned, else 0.1]")
     g.add_argument("--l2-lambda", type=float, default=None, help="[default: tuned, else 0.008]")
     g.add_argument("--id-lambda", type=float, default=None, help="[default: tuned, else 0.005]")
+    g.add_argument("--clip-views", type=int, default=None, help="Shifted copies CLIP scores (0: the image as it "
+                   "is) [default: tuned, else 0].")
     g.add_argument("--opt-grid", default="", help="e.g. 'steps=25,50;l2_lambda=0.008,0.05;id_lambda=0.005,0.5' "
                    "(cartesian product; on --grid-prompts x --grid-seeds).")
     g.add_argument("--grid-prompts", default=None, help="Prompts of --opt-grid (default: first of each group).")
@@ -547,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("global")
     g.add_argument("--alpha", type=float, default=None, help="Strength of the summary row [default: tuned, else 4.1].")
     g.add_argument("--beta", type=float, default=None, help="Threshold of the summary row [default: tuned, else 0.15].")
-    g.add_argument("--alphas", type=floats, default="0.5,1,2,4.1,6")
+    g.add_argument("--alphas", type=floats, default="0.5,1,2,3,4.1,6")
     g.add_argument("--betas", type=floats, default="0.1,0.15,0.2,0.3,0.4")
     g.add_argument("--relevance", default="auto", help="auto (shipped/cached exact, else fast), exact, fast, "
                    "or an fs3 .npy file.")
@@ -593,7 +595,9 @@ def main(argv=None) -> dict:
                "command": "python benchmarks/edit_quality.py " + " ".join(shlex.quote(x) for x in argv),
                "machine": machine(), "prompts": list(prompts), "threshold": b.threshold,
                "generator": f"{args.model} (fingerprint {generator_fingerprint(b.g)})", "engines": {}}
-    opt_opts = dict(steps=args.steps, lr=args.lr, l2_lambda=args.l2_lambda, id_lambda=args.id_lambda)
+    opt_opts = dict(steps=args.steps, lr=args.lr, l2_lambda=args.l2_lambda, id_lambda=args.id_lambda,
+                    clip_views=tuned_opt.get("clip_views", 0) if args.clip_views is None else args.clip_views,
+                    **{k: tuned_opt[k] for k in ("clip_shift",) if k in tuned_opt})
     for eng in engines:
         log(f"{eng} ...")
         t0 = time.perf_counter()

@@ -30,20 +30,24 @@ from styleclip.types import Latent, Prompt  # noqa: E402
 
 BEGIN, END = "<!-- toy-edits:begin -->", "<!-- toy-edits:end -->"
 OPT = factory.edit_defaults("toy-faces", "optimize")
+GLOB = factory.edit_defaults("toy-faces", "global")
+A, B = GLOB["strength"], GLOB["beta"]
 
 # (engine, prompt, target, editor options, strength, settings shown)
 ROWS = [
     ("optimize", "a face wearing glasses", {"glasses": "glasses"}, OPT, 1.0, f"toy defaults ({OPT['steps']} steps, "
-     f"lr {OPT['lr']:g}, l2 {OPT['l2_lambda']:g}, id {OPT['id_lambda']:g})"),
+     f"lr {OPT['lr']:g}, l2 {OPT['l2_lambda']:g}, id {OPT['id_lambda']:g}, {OPT['clip_views']} CLIP views)"),
     ("optimize", "a face with blond hair", {"hair_colour": "blond"}, OPT, 1.0, "same"),
     ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, OPT, 1.0, "same"),
+    ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "clip_views": 0}, 1.0,
+     "same, CLIP on the image as it is (the paper)"),
     ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "space": "styles"}, 1.0, "same, in S"),
-    ("global", "a face with blond hair", {"hair_colour": "blond"}, {"beta": 0.3}, 3.0, "alpha 3, beta 0.3 (toy defaults)"),
-    ("global", "a face with a mohawk", {"hair_style": "mohawk"}, {"beta": 0.3}, 3.0, "alpha 3, beta 0.3"),
-    ("global", "a face with a mohawk", {"hair_style": "mohawk"}, {"beta": 0.3}, 6.0, "alpha 6, beta 0.3"),
-    ("global", "a face wearing glasses", {"glasses": "glasses"}, {"beta": 0.3}, 3.0, "alpha 3, beta 0.3"),
-    ("global", "a smiling face", {"expression": "smiling"}, {"beta": 0.3}, 2.0, "alpha 2, beta 0.3"),
-    ("global", "a smiling face", {"expression": "smiling"}, {"beta": 0.3}, 3.0, "alpha 3, beta 0.3 (toy defaults)"),
+    ("global", "a face with blond hair", {"hair_colour": "blond"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g} (toy defaults)"),
+    ("global", "a face with a mohawk", {"hair_style": "mohawk"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g}"),
+    ("global", "a face with a mohawk", {"hair_style": "mohawk"}, {"beta": 0.3}, A, f"alpha {A:g}, beta 0.3"),
+    ("global", "a face wearing glasses", {"glasses": "glasses"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g}"),
+    ("global", "a smiling face", {"expression": "smiling"}, {"beta": B}, 2.0, f"alpha 2, beta {B:g}"),
+    ("global", "a smiling face", {"expression": "smiling"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g} (toy defaults)"),
     ("mapper", "a face with a mohawk", {"hair_style": "mohawk"}, {"mapper": "a face with a mohawk"}, 1.0,
      "shipped, 3,000 steps"),
     ("mapper", "a face wearing glasses", {"glasses": "glasses"}, {"mapper": "a face wearing glasses"}, 1.0,

@@ -59,7 +59,7 @@ LIMITS = {
     "partial_captions": (0.0, 1.0), "start_step": (0, 100_000_000), "port": (1, 65_535),
     "truncation": (-2.0, 2.0), "strength": (-100.0, 100.0), "alpha": (-100.0, 100.0), "beta": (0.0, 1.0),
     "lr": (0.0, 10.0), "l2_lambda": (0.0, 1e4), "id_lambda": (0.0, 1e4), "clip_lambda": (0.0, 1e4),
-    "minutes": (0.0, 1e6),
+    "minutes": (0.0, 1e6), "clip_views": (0, 64),
 }
 OPEN_LO = {"lr", "minutes"}  # must be above their lower bound
 
@@ -267,7 +267,7 @@ def _edit_photo(image: Path, g, editor, text, *, face, invert, invert_options, o
 # Options that only one engine uses (the CLI refuses them with another engine rather than ignore them).
 ENGINE_OPTIONS = {
     "optimize": ("--steps", "--lr", "--l2-lambda", "--id-lambda", "--mode", "--space", "--bf16",
-                 "--checkpoint-min-res", "--gif"),
+                 "--checkpoint-min-res", "--gif", "--clip-views"),
     "global": ("--neutral", "--beta", "--relevance"),
     "mapper": ("--mapper",),
     "universal": ("--beta",),  # the universal mapper's disentanglement threshold
@@ -340,6 +340,10 @@ def edit(
     checkpoint_min_res: Optional[int] = typer.Option(None, help="optimize: recompute the blocks of this "
                                                      "resolution and above in the backward pass (less memory, "
                                                      "e.g. 512 at 1024 px).", show_default="off"),
+    clip_views: Optional[int] = typer.Option(None, help="optimize: CLIP scores the mean of this many randomly "
+                                             "shifted copies of the edit (against changes only CLIP sees); 0: "
+                                             "the image as it is, as the paper.",
+                                             show_default=_tuned_help("optimize", "clip_views", 0)),
     strength: Optional[float] = typer.Option(None, "--strength", "--alpha", help="Edit strength: alpha for "
                                              "global, residual scale for mapper (1), CLIP-term weight for "
                                              "optimize (1).", show_default="global " + _tuned_help(
@@ -378,7 +382,7 @@ def edit(
 
     if prompt is None and target_image is None:
         raise ValueError("say what to edit toward: --prompt 'mohawk' or --target-image face.png")
-    _check(seed=seed, invert_steps=invert_steps, truncation=truncation, steps=steps, lr=lr,
+    _check(seed=seed, invert_steps=invert_steps, truncation=truncation, steps=steps, lr=lr, clip_views=clip_views,
            l2_lambda=l2_lambda, id_lambda=id_lambda, checkpoint_min_res=checkpoint_min_res, strength=strength,
            beta=beta, batch_size=batch_size)
     _check_text(prompt=prompt, neutral=neutral)
@@ -392,6 +396,7 @@ def edit(
         "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
         "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
         "--bf16": bf16, "--checkpoint-min-res": checkpoint_min_res is not None, "--gif": gif,
+        "--clip-views": clip_views is not None,
         "--neutral": neutral is not None, "--beta": beta is not None, "--relevance": relevance_file is not None,
         "--mapper": mapper is not None}
     model = _model(model, checkpoint)
@@ -441,7 +446,9 @@ def edit(
     if engine == "optimize":
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode or "edit",
                        space=space or "wplus", bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,
-                       checkpoint_min_res=checkpoint_min_res, direction=direction)
+                       checkpoint_min_res=checkpoint_min_res, direction=direction,
+                       clip_views=tuned.get("clip_views", 0) if clip_views is None else clip_views,
+                       **{k: tuned[k] for k in ("clip_shift",) if k in tuned})
     elif engine == "global":
         options = dict(beta=beta or None, relevance=relevance_file, direction=direction, **auto)
     elif universal:  # --beta 0 (or a model set without a tuned beta): the mapper's whole W+ edit

@@ -103,7 +103,7 @@ def test_bad_inputs(debug_generator, clip):
 def test_cli_edit_end_to_end(tmp_path):
     out = tmp_path / "out"
     r = runner.invoke(app, ["edit", "--model", "debug", "--prompt", "mohawk", "--seeds", "0-1", "--steps", "6",
-                            "--out", str(out), "--gif"])
+                            "--out", str(out), "--gif", "--clip-views", "2"])
     assert r.exit_code == 0, r.output
     for label in ("seed0", "seed1"):
         for suffix in ("_edited.png", "_before_after.png", "_latent.pt", ".gif"):
@@ -117,7 +117,8 @@ def test_cli_edit_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output and (tmp_path / "again" / "seed0_latent_edited.png").is_file()
 
 
-@pytest.mark.parametrize("case", ["empty_prompt", "bad_shape", "missing_file", "not_a_tensor"])
+@pytest.mark.parametrize("case", ["empty_prompt", "bad_shape", "missing_file", "not_a_tensor", "bad_views",
+                                  "views_for_global"])
 def test_cli_edit_errors_are_one_line(tmp_path, case):
     args = ["edit", "--model", "debug", "--prompt", "mohawk", "--steps", "2", "--out", str(tmp_path / "o")]
     if case == "empty_prompt":
@@ -127,6 +128,10 @@ def test_cli_edit_errors_are_one_line(tmp_path, case):
         args += ["--latent", str(tmp_path / "bad.pt")]
     elif case == "missing_file":
         args += ["--latent", str(tmp_path / "nope.pt")]
+    elif case == "bad_views":
+        args += ["--clip-views", "-2"]
+    elif case == "views_for_global":
+        args = [a for a in args if a not in ("--steps", "2")] + ["--engine", "global", "--clip-views", "4"]
     else:
         (tmp_path / "text.pt").write_text("hello")
         args += ["--latent", str(tmp_path / "text.pt")]
@@ -219,3 +224,38 @@ def test_cli_train_mapper_then_edit_with_it(tmp_path):
     r = runner.invoke(app, ["edit", "--engine", "mapper", "--model", "debug", "--prompt", "purple beard",
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "official mappers are for FFHQ 1024" in r.output  # not offered at 32 px
+
+
+def test_shifted_views_are_whole_pixel_shifts_with_gradients():
+    from styleclip.augment import shifted_views
+
+    img = torch.randn(2, 3, 16, 16, requires_grad=True)
+    views = shifted_views(img, 5, 0.125, torch.Generator().manual_seed(0))
+    assert views.shape == (10, 3, 16, 16)
+    padded = torch.nn.functional.pad(img.detach(), (2, 2, 2, 2), mode="reflect")
+    crops = {(dy, dx): padded[:, :, dy:dy + 16, dx:dx + 16] for dy in range(5) for dx in range(5)}
+    moved = 0
+    for v in views.detach().view(5, 2, 3, 16, 16):  # each view: one shift of the whole batch, exact pixels
+        match = [k for k, c in crops.items() if torch.equal(c, v)]
+        assert match, "a view is not a whole-pixel shift of the batch"
+        moved += match[0] != (2, 2)
+    assert moved >= 3
+    views.square().sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+    again = shifted_views(img.detach(), 5, 0.125, torch.Generator().manual_seed(0))
+    assert torch.equal(again, views.detach())
+    assert torch.equal(shifted_views(img.detach(), 3, 0.0, torch.Generator()), img.detach().repeat(3, 1, 1, 1))
+
+
+def test_clip_views_reproducible_batch_independent_and_different_from_plain(debug_generator, clip, source):
+    cfg = OptimizationConfig(steps=10, clip_views=4)
+    a = OptimizationEditor(debug_generator, clip, config=cfg).edit(source, Prompt("blond hair"))
+    b = OptimizationEditor(debug_generator, clip, config=cfg).edit(source, Prompt("blond hair"))
+    assert torch.equal(a.latent, b.latent)
+    single = OptimizationEditor(debug_generator, clip, config=cfg).edit(Latent(source.w_plus[1:]), Prompt("blond hair"))
+    assert torch.allclose(single.latent[0], a.latent[1], atol=1e-5)
+    plain = OptimizationEditor(debug_generator, clip, config=OptimizationConfig(steps=10)).edit(
+        source, Prompt("blond hair"))
+    assert not torch.allclose(plain.latent, a.latent)
+    with pytest.raises(ValueError, match="clip_views"):
+        OptimizationConfig(clip_views=-1)

@@ -8,6 +8,8 @@ from styleclip.toy.evaluate import pick_sources, score_edits, summarize
 from styleclip.toy.train import load_toy_classifier
 from styleclip.types import Latent, Prompt
 
+GLOBAL = factory.edit_defaults("toy-faces", "global")  # the toy defaults the CLI edits with
+
 
 @pytest.fixture(scope="module")
 def toy():
@@ -45,8 +47,8 @@ def test_global_direction_gives_blond_hair(toy):
     g, clip, identity, classifier = toy
     target = {"hair_colour": "blond"}
     w = sources(g, classifier, target, n=12, with_hair=True)
-    editor = factory.create_editor("global", g, clip, identity, beta=0.3, compute_missing=False)
-    result = editor.edit(Latent(w), Prompt("a face with blond hair", neutral="a face", strength=3.0))
+    editor = factory.create_editor("global", g, clip, identity, beta=GLOBAL["beta"], compute_missing=False)
+    result = editor.edit(Latent(w), Prompt("a face with blond hair", neutral="a face", strength=GLOBAL["strength"]))
     # the figures on these 12 sources, and for mohawk and glasses: benchmarks/toy_edits.py -> docs/toy-faces.md
     check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.75)
 
@@ -57,8 +59,8 @@ def test_global_direction_gives_glasses(toy):
     g, clip, identity, classifier = toy
     target = {"glasses": "glasses"}
     w = sources(g, classifier, target, n=12)
-    editor = factory.create_editor("global", g, clip, identity, beta=0.3, compute_missing=False)
-    result = editor.edit(Latent(w), Prompt("a face wearing glasses", neutral="a face", strength=3.0))
+    editor = factory.create_editor("global", g, clip, identity, beta=GLOBAL["beta"], compute_missing=False)
+    result = editor.edit(Latent(w), Prompt("a face wearing glasses", neutral="a face", strength=GLOBAL["strength"]))
     # 10/12 on these sources: benchmarks/toy_edits.py -> docs/toy-faces.md
     check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.75)
 

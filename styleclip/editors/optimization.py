@@ -1,7 +1,8 @@
 """Engine 1: CLIP-guided latent optimization (STYLECLIP_SPEC 1).
 
 Minimises  strength * (1 - cos(CLIP(G(w)), t)) + l2_lambda * sum((w - w_s)^2) + id_lambda * (1 - <R(G(w)), R(G(w_s))>)
-over W+ (all rows) with Adam and the official warm-up / cosine ramp-down schedule, fixed noise.
+over W+ (all rows) with Adam and the official warm-up / cosine ramp-down schedule, fixed noise. With
+`clip_views` K > 0 the CLIP term scores the mean embedding of K randomly shifted copies (styleclip.augment).
 Only the latent gets gradients: generator, CLIP and identity net are frozen, the text is embedded once and
 the source image's identity embedding is computed once.
 """
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import image_directions as idir
+from ..augment import view_embedding
 from ..errors import InputError, NumericalError
 from ..losses import clip_loss, identity_loss, latent_l2
 from ..types import EditResult, Latent, ProgressFn, Prompt
@@ -36,6 +38,9 @@ class OptimizationConfig:
     checkpoint_min_res: int | None = None  # recompute blocks >= this resolution in backward (less memory)
     direction: str = "text"  # "text": CLIP target t (the paper); "image": unit(e(source) + the prompt's
     # image-side shift: how the mean embedding of generated faces that match it differs from the others)
+    clip_views: int = 0  # 0: CLIP scores the rendered image (the paper); K: the mean embedding of K copies shifted
+    clip_shift: float = 0.125  # by up to this fraction of the size (styleclip.augment: against adversarial edits)
+    seed: int = 0  # of the shifts: an edit is reproducible
 
     def __post_init__(self):
         from ..checks import integer, number
@@ -45,6 +50,9 @@ class OptimizationConfig:
         number(self.l2_lambda, "l2_lambda", lo=0.0, hi=1e4)
         number(self.id_lambda, "id_lambda", lo=0.0, hi=1e4)
         integer(self.frame_every, "frame_every", 0, 1_000_000)
+        integer(self.clip_views, "clip_views", 0, 64)
+        number(self.clip_shift, "clip_shift", lo=0.0, hi=0.5)
+        integer(self.seed, "seed", 0, 2**63 - 1)
         if self.mode not in ("edit", "free_generation"):
             raise InputError(f"mode must be 'edit' or 'free_generation', got {self.mode!r}")
         if self.space not in ("wplus", "styles"):
@@ -131,6 +139,7 @@ class OptimizationEditor:
                 return latent_l2(w, w_source)
 
         opt = torch.optim.Adam(params, lr=cfg.lr)
+        shifts = torch.Generator().manual_seed(cfg.seed)
         frames = []
         nonfinite = None  # checked on the host every step on a CPU, every 25 steps elsewhere: no sync per step
         for step in range(cfg.steps):
@@ -138,7 +147,8 @@ class OptimizationEditor:
                 group["lr"] = learning_rate(step, cfg.steps, cfg.lr, cfg.rampdown, cfg.rampup)
             with self._autocast():
                 img = render()
-                c_loss = clip_loss(self.clip.encode_image(img), text) * prompt.strength
+                c_loss = clip_loss(view_embedding(self.clip, img, cfg.clip_views, cfg.clip_shift, shifts),
+                                   text) * prompt.strength
                 loss = c_loss
                 terms = {"clip": c_loss}
                 if cfg.mode == "edit":
