@@ -246,8 +246,8 @@ def _load_as(kind: str, path: Path) -> None:
 MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
     # optimize: l2_lambda 0.002 edits more faces than 0.008 (success 0.63 vs 0.46 on 13 prompts x 8 sources, both
     # keeping identity on all) for fewer unrelated attributes kept (0.68 vs 0.81): docs/benchmarks.md
-    # clip_views: CLIP scores 4 copies shifted by up to 1/8 of the size (styleclip.augment): success 0.64 -> 0.81
-    # with identity kept on all, for 1.7x the time per edit (docs/benchmarks.md)
+    # clip_views: CLIP scores 4 copies shifted by up to 1/8 of the size (styleclip.augment): success 0.64 -> 0.79
+    # with identity kept on all, for 1.8x the time per edit (docs/benchmarks.md)
     TOY: {"optimize": {"steps": 50, "lr": 0.1, "l2_lambda": 0.002, "id_lambda": 0.1, "clip_views": 4,
                        "clip_shift": 0.125},
           # global: the best pooled good-edit rate of the alpha x beta grid, docs/benchmarks.md (0.68 at beta 0.2, as
