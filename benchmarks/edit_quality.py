@@ -39,11 +39,13 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from styleclip import factory  # noqa: E402
 from styleclip.errors import StyleClipError  # noqa: E402
+from styleclip.editors.auto_strength import BUDGET_CANDIDATES  # noqa: E402
 from styleclip.sources import latents_from_seeds  # noqa: E402
 from styleclip.toy import evaluate as E  # noqa: E402
 from styleclip.types import Latent, Prompt  # noqa: E402
 
-ENGINES = ("optimize", "global", "global-auto", "mapper", "universal", "universal-auto", "universal-wplus")
+ENGINES = ("optimize", "global", "global-auto", "global-keep-identity", "mapper", "universal", "universal-auto",
+           "universal-wplus")
 # the universal mapper is trained without any text, so every benchmark prompt is held out of its training
 HELD_OUT_ALL = ("universal", "universal-auto", "universal-wplus")
 NEUTRAL = "a face"
@@ -288,9 +290,9 @@ def bench_with_editor(b: Bench, prompts: dict, editor, strength: float = 1.0) ->
     return rows
 
 
-def auto_config(b: Bench):
-    return factory.auto_strength_config(b.model, b.identity, **({} if b.model == "toy-faces" or b.threshold is None
-                                                                 else {"identity_threshold": b.threshold}))
+def auto_config(b: Bench, **overrides):
+    return factory.auto_strength_config(b.model, b.identity, **overrides, **(
+        {} if b.model == "toy-faces" or b.threshold is None else {"identity_threshold": b.threshold}))
 
 
 # ---- report -------------------------------------------------------------------------------------------
@@ -619,13 +621,20 @@ def main(argv=None) -> dict:
                     pooled.append({"beta": beta, "alpha": alpha, "summary": s,
                                    "channels_kept": sum(p["channels_kept"] for p in pts) / max(len(pts), 1)})
                 r["grid"] = pooled
-            elif eng == "global-auto":
-                editor, rel_kind = global_editor(b, args.beta)
-                editor = factory.create_editor("global", b.g, b.clip, b.identity, beta=args.beta, stats=editor.stats,
-                                               relevance=editor.relevance, auto=True, auto_strength=auto_config(b))
-                r["rows"] = bench_with_editor(b, prompts, editor, args.alpha)
-                r["settings"] = (f"alpha {args.alpha:g} x {', '.join(f'{c:g}' for c in editor.config.auto_strength.candidates)}"
-                                 f" per face, beta {args.beta:g}")
+            elif eng in ("global-auto", "global-keep-identity"):
+                alpha, beta, budget = args.alpha, args.beta, {}
+                if eng == "global-keep-identity":  # the CLI's alpha / beta with --keep-identity
+                    tuned_ki = edit_defaults(args.model, "global-keep-identity")
+                    alpha, beta = tuned_ki.get("strength", alpha), tuned_ki.get("beta", beta)
+                    budget = dict(target="identity", candidates=BUDGET_CANDIDATES)
+                editor, rel_kind = global_editor(b, beta)
+                editor = factory.create_editor("global", b.g, b.clip, b.identity, beta=beta, stats=editor.stats,
+                                               relevance=editor.relevance, auto=True,
+                                               auto_strength=auto_config(b, **budget))
+                r["rows"] = bench_with_editor(b, prompts, editor, alpha)
+                r["settings"] = (f"alpha {alpha:g} x {', '.join(f'{c:g}' for c in editor.config.auto_strength.candidates)}"
+                                 f" per face ({'the strongest keeping identity' if budget else 'reaching the CLIP gain'})"
+                                 f", beta {beta:g}")
             elif eng in ("universal", "universal-auto", "universal-wplus"):
                 auto = eng == "universal-auto"
                 # the CLI's disentanglement (the model set's beta); universal-wplus: the mapper's whole W+ edit

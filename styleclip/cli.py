@@ -364,6 +364,10 @@ def edit(
     auto_strength: bool = typer.Option(False, "--auto-strength", help="global / mapper: pick the strength per "
                                        "face (the smallest multiple of --strength reaching the CLIP gain while "
                                        "the identity net still says same person); reported per face."),
+    keep_identity: bool = typer.Option(False, "--keep-identity", help="global / mapper: per face, the strongest "
+                                       "of 0.25, 0.5, 0.75 and 1 x --strength that the identity net still reads as "
+                                       "the same person (an identity budget); reported per face. Global on "
+                                       "toy-faces: alpha 4, beta 0.1 by default with it."),
     direction: Optional[str] = typer.Option(None, help="optimize / global: 'text' (the paper's CLIP text "
                                             "target) or 'image' (the prompt's image-side CLIP direction, from "
                                             "ranking generated faces) [default: text; or the model's]."),
@@ -412,6 +416,8 @@ def edit(
                           {**given, "--mapper": mapper is not None and not universal})
     beta_given = beta is not None
     tuned = factory.edit_defaults(model if checkpoint is None else None, "universal" if universal else engine)
+    if engine == "global" and keep_identity:  # the model set's own alpha / beta for an identity budget
+        tuned.update(factory.edit_defaults(model if checkpoint is None else None, "global-keep-identity"))
     steps, lr, l2_lambda, id_lambda, beta, strength = (
         tuned.get(k, d) if v is None else v for k, v, d in (
             ("steps", steps, 300), ("lr", lr, 0.1), ("l2_lambda", l2_lambda, 0.008), ("id_lambda", id_lambda, 0.005),
@@ -434,15 +440,25 @@ def edit(
         typer.echo(not_faces, err=True)
     # the identity net: the loss of optimize, the budget of auto strength and the universal mapper's figure; on
     # the small built-in models also a figure for every engine
-    wants_identity = (engine == "optimize" and id_lambda > 0 and not not_faces) or auto_strength or universal or \
+    wants_identity = (engine == "optimize" and id_lambda > 0 and not not_faces) or auto_strength or keep_identity or \
+        universal or \
         (checkpoint is None and model in (factory.TOY, "debug"))
     identity = _identity(model, dev) if wants_identity or image is not None else None  # photos: fidelity figures
     options = {}
     auto = {}
-    if auto_strength:
+    if auto_strength and keep_identity:
+        raise ValueError("--auto-strength (reach the CLIP gain) and --keep-identity (the strongest edit that keeps "
+                         "the person) pick the strength in two ways: choose one")
+    if auto_strength or keep_identity:
+        flag = "--auto-strength" if auto_strength else "--keep-identity"
         if engine == "optimize":
-            raise ValueError("--auto-strength is for --engine global or mapper (optimize has --id-lambda)")
-        auto = dict(auto=True, auto_strength=factory.auto_strength_config(model, identity))
+            raise ValueError(f"{flag} is for --engine global or mapper (optimize has --id-lambda)")
+        if keep_identity and identity is None:
+            raise ValueError("--keep-identity needs an identity net, and this model set has none")
+        from .editors.auto_strength import BUDGET_CANDIDATES
+
+        budget = dict(target="identity", candidates=BUDGET_CANDIDATES) if keep_identity else {}
+        auto = dict(auto=True, auto_strength=factory.auto_strength_config(model, identity, **budget))
     if engine == "optimize":
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode or "edit",
                        space=space or "wplus", bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,

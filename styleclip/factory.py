@@ -254,6 +254,9 @@ MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
           # at 0.15, vs 0.58 at 0.3: the partial-caption CLIP's relevance spreads a prompt over more channels; at 0.3
           # mohawk kept 22 channels and reached 1 face in 12); 0.2 keeps more unrelated attributes than 0.15
           "global": {"strength": 3.0, "beta": 0.2},
+          # global --keep-identity: each face gets the strongest of 0.25..1 x alpha that keeps the person, so a larger
+          # alpha and more channels pay: good edits 0.76 at alpha 4, beta 0.1 (0.70 at 3 / 0.2; 13 prompts x 8 sources)
+          "global-keep-identity": {"strength": 4.0, "beta": 0.1},
           # the universal mapper's change kept on channels with |relevance . d| >= 0.2: unrelated attributes
           # kept 0.67 -> 0.89 for 6 points of success (docs/benchmarks-any-prompt.md)
           "universal": {"beta": 0.2},

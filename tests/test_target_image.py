@@ -1,4 +1,6 @@
 """Reference-image prompts (`--target-image`), image-side prompt directions and auto strength."""
+import re
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -130,6 +132,15 @@ def test_pick_strengths_stops_before_identity_breaks():
     assert s.tolist() == [1.5, 0.5]
     assert info["gain_reached"] == [True, False]
     assert torch.equal(img[:, 0, 0, 0], torch.tensor([1.5, 0.5]))
+    # an identity budget: the strongest candidate that keeps the person, whatever the gain
+    s, img, info = pick_strengths(render, clip=Clip(), identity=Identity(), source_img=src, direction=d,
+                                  target_gain=1.5, config=AutoStrengthConfig(candidates=(0.5, 1, 1.5, 2, 3),
+                                                                             identity_threshold=0.5,
+                                                                             target="identity"))
+    assert s.tolist() == [2.0, 0.5] and "gain_reached" not in info
+    assert torch.equal(img[:, 0, 0, 0], torch.tensor([2.0, 0.5]))
+    with pytest.raises(ValueError, match="target"):
+        AutoStrengthConfig(target="clip")
 
 
 def test_global_auto_strength_reports_alpha_per_face():
@@ -145,6 +156,22 @@ def test_global_auto_strength_reports_alpha_per_face():
     kept = [s >= cfg.identity_threshold for s in r.metrics["identity_similarity"]]
     smallest = [a == 3.0 * cfg.candidates[0] for a in r.metrics["alpha"]]
     assert all(k or sm for k, sm in zip(kept, smallest))  # identity kept unless even the smallest alpha breaks it
+
+
+def test_cli_keep_identity_picks_alpha_per_face_within_the_budget(tmp_path):
+    runner = CliRunner()
+    args = ["edit", "--model", "toy-faces", "--engine", "global", "--prompt", "a smiling face", "--seeds", "0-3",
+            "--out", str(tmp_path / "out")]
+    r = runner.invoke(app, args + ["--keep-identity"])
+    assert r.exit_code == 0, r.output
+    alphas = [float(a) for a in re.findall(r"beta 0\.10, alpha ([\d.]+)\)", r.output)]
+    sims = [float(x) for x in re.findall(r"identity similarity ([\d.]+)", r.output)]
+    assert len(alphas) == 4 and all(a / 4.0 in (0.25, 0.5, 0.75, 1.0) for a in alphas), r.output  # toy: alpha 4
+    assert all(s >= 0.825 or a == 1.0 for s, a in zip(sims, alphas))  # kept, unless even the smallest breaks it
+    assert len(set(alphas)) > 1  # per face: a smile changes some people sooner than others
+    for extra, message in ((["--auto-strength"], "choose one"), (["--engine", "optimize"], "--keep-identity")):
+        r = runner.invoke(app, args + ["--keep-identity"] + extra)
+        assert r.exit_code == 1 and message in r.output, r.output
 
 
 def test_cli_target_image(tmp_path):

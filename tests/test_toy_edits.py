@@ -53,6 +53,28 @@ def test_global_direction_gives_blond_hair(toy):
     check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.75)
 
 
+def test_global_smile_within_an_identity_budget(toy):
+    """At the fixed default alpha a smile changes the person on half of these sources; --keep-identity backs off
+    per face and keeps the person on all but those that even a quarter of its alpha changes (3 of 12)."""
+    from styleclip.editors.auto_strength import BUDGET_CANDIDATES
+
+    g, clip, identity, classifier = toy
+    target = {"expression": "smiling"}
+    w = sources(g, classifier, target, n=12)
+    ki = factory.edit_defaults("toy-faces", "global-keep-identity")
+    editor = factory.create_editor("global", g, clip, identity, beta=ki["beta"], compute_missing=False, auto=True,
+                                   auto_strength=factory.auto_strength_config("toy-faces", target="identity",
+                                                                              candidates=BUDGET_CANDIDATES))
+    result = editor.edit(Latent(w), Prompt("a smiling face", neutral="a face", strength=ki["strength"]))
+    # the figures on these 12 sources: benchmarks/toy_edits.py -> docs/toy-faces.md
+    budget = check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.75)
+    fixed = factory.create_editor("global", g, clip, identity, beta=GLOBAL["beta"], compute_missing=False)
+    plain = summarize(score_edits(classifier, identity, g.synthesis(w),
+                                  fixed.edit(Latent(w), Prompt("a smiling face", strength=GLOBAL["strength"])).image,
+                                  target))
+    assert budget["good_rate"] > plain["good_rate"] and budget["identity_kept_rate"] > plain["identity_kept_rate"]
+
+
 def test_global_direction_gives_glasses(toy):
     """The text direction 'a face' -> 'a face wearing glasses' of the toy CLIP fine-tuned with partial captions
     finds glasses (with the previous CLIP it ranked faces with glasses no better than chance: 0/12 here)."""

@@ -169,7 +169,8 @@ class GlobalDirectionsEditor:
             if len(prompts) != 1:
                 raise StyleClipError("auto strength works on one prompt at a time")
             edited, img, auto_info = self._auto_edit(prompts[0], styles, source)
-            metrics.update(alpha=auto_info["strength"], gain_reached=auto_info["gain_reached"])
+            metrics.update(alpha=auto_info["strength"],
+                           **{k: auto_info[k] for k in ("gain_reached",) if k in auto_info})
         else:
             edited = ss.apply_direction(styles, total, 1.0)
             img = g.synthesis_from_styles(edited)
@@ -197,9 +198,11 @@ class GlobalDirectionsEditor:
             gain = (ref - self.clip.encode_image(source).float()) @ dt
         else:
             dt = self.text_direction(prompt.neutral, prompt.target)
-            _, raw = idir.prompt_direction(self.clip, idir.face_bank(self.generator, self.clip), prompt.target,
-                                           prompt.neutral)
-            gain = float(raw @ dt)
+            gain = 0.0  # an identity budget needs no gain target (nor the face bank it comes from)
+            if self.config.auto_strength.target == "gain":
+                _, raw = idir.prompt_direction(self.clip, idir.face_bank(self.generator, self.clip), prompt.target,
+                                               prompt.neutral)
+                gain = float(raw @ dt)
         ds, _, _ = self.direction(prompt, delta_t=dt if prompt.image is not None else None)
 
         def shifted(alphas):

@@ -394,7 +394,7 @@ class MapperEditor:
                     target_gain=auto[1], config=cfg.auto_strength, base=strength)
                 w_hat = w + s.view(-1, 1, 1) * residual
                 chosen += s.tolist()
-                reached += info["gain_reached"]
+                reached += info.get("gain_reached", [])
             else:
                 w_hat = self.edit_latent(w, strength)
                 img = g.synthesis(w_hat, noise_mode=cfg.noise_mode)
@@ -411,7 +411,7 @@ class MapperEditor:
             report(progress, min(i + cfg.batch_size, n), n)
         metrics: dict = {"residual_scale": cfg.residual_scale * strength}
         if chosen:
-            metrics.update(strength=chosen, gain_reached=reached)
+            metrics.update(strength=chosen, **({"gain_reached": reached} if reached else {}))
         if before:
             metrics.update(clip_before=before, clip_after=after)
         if ident:

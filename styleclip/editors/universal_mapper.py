@@ -229,7 +229,7 @@ class UniversalMapperEditor:
                 s, img, info = pick_strengths(render, clip=self.clip, identity=self.identity, source_img=src,
                                               direction=d, target_gain=goal, config=cfg.auto_strength,
                                               base=prompt.strength)
-                reached += info["gain_reached"]
+                reached += info.get("gain_reached", [])
             else:
                 s = torch.full((w.shape[0],), float(prompt.strength), device=w.device)
                 img = render(s)
