@@ -188,9 +188,11 @@ class StyleClipApp:
 
         return OptimizationConfig(**factory.edit_defaults(self.model, "optimize"))
 
-    def global_defaults(self) -> tuple[float, float]:
-        """(alpha, beta) the page starts with."""
+    def global_defaults(self, keep_identity: bool = False) -> tuple[float, float]:
+        """(alpha, beta) the page starts with (keep_identity: the model set's own for an identity budget)."""
         tuned = factory.edit_defaults(self.model, "global")
+        if keep_identity:
+            tuned.update(factory.edit_defaults(self.model, "global-keep-identity"))
         return float(tuned.get("strength", 4.1)), float(tuned.get("beta", 0.15))
 
     def examples(self, engine: str) -> list[list]:
@@ -530,32 +532,44 @@ class StyleClipApp:
     # ---- any prompt / reference image ----------------------------------------------------------------------
     ANY_PROMPT_ENGINES = ("universal mapper", "global", "optimize")
 
+    STRENGTH_MODES = ("fixed", "auto (CLIP gain)", "keep identity")
+
     def any_prompt_edit(self, session, prompt, image_path=None, engine="universal mapper", strength=1.0,
                         auto=False, *, report: Optional[Report] = None) -> EditOutput:
         """An edit toward a text and/or a reference image (its CLIP embedding is the target) with the
-        universal mapper, global directions or optimization; `auto` picks the strength per face."""
+        universal mapper, global directions or optimization. `auto` (one of STRENGTH_MODES, or a bool: True is
+        'auto (CLIP gain)') picks the strength per face: the smallest reaching the CLIP gain, or the strongest
+        up to the slider's that keeps the person."""
+        from styleclip.editors.auto_strength import BUDGET_CANDIDATES
         from styleclip.image_directions import load_reference_image
 
         session = self._ensure(session)
         if engine not in self.ANY_PROMPT_ENGINES:
             raise InputError(f"engine must be one of {', '.join(self.ANY_PROMPT_ENGINES)}, got {engine!r}")
+        mode = {True: "auto (CLIP gain)", False: "fixed", None: "fixed"}.get(auto, auto)
+        if mode not in self.STRENGTH_MODES:
+            raise InputError(f"strength per face must be one of {', '.join(self.STRENGTH_MODES)}, got {auto!r}")
         text = " ".join(str(prompt or "").split())
         ref = load_reference_image(image_path, self.size) if image_path else None
         if not text and ref is None:
             raise InputError("say what to edit toward: type a prompt or upload a reference image")
         strength = _number(strength, "strength", 0, 20)
+        budget = mode == "keep identity" and engine != "optimize"
+        alpha, beta = self.global_defaults(keep_identity=budget)
         if engine == "global":
-            strength *= self.global_defaults()[0]  # the slider is a multiple of the model's alpha
+            strength *= alpha  # the slider is a multiple of the model's alpha
         target = Prompt(text, strength=strength, image=ref)
         options: dict = {}
-        if auto and engine != "optimize":
-            options = dict(auto=True, auto_strength=factory.auto_strength_config(self.model, self.identity))
+        if mode != "fixed" and engine != "optimize":
+            if self.identity is None and budget:
+                raise InputError("'keep identity' needs an identity net, and this model set has none")
+            extra = dict(target="identity", candidates=BUDGET_CANDIDATES) if budget else {}
+            options = dict(auto=True, auto_strength=factory.auto_strength_config(self.model, self.identity, **extra))
         if engine == "universal mapper":
             editor = factory.create_editor("mapper", self.generator, self.clip, self.identity, mapper="universal",
                                            beta=factory.edit_defaults(self.model, "universal").get("beta"),
                                            **options)  # the CLI's default disentanglement
         elif engine == "global":
-            alpha, beta = self.global_defaults()
             g = self.global_editor()
             editor = factory.create_editor("global", self.generator, self.clip, self.identity, beta=beta,
                                            stats=g.stats, relevance=g.relevance, **options)
@@ -573,7 +587,9 @@ class StyleClipApp:
         info = f"**{engine.capitalize()}** toward {'the reference image' if ref is not None else ''}" \
                f"{' and ' if ref is not None and text else ''}{f'“{text}”' if text else ''}, strength {chosen:g}" \
                + (" (auto: CLIP gain " + ("reached" if metrics.get("gain_reached") else "not reached") + ")"
-                  if "gain_reached" in metrics else "") + ". " + _clip_line(metrics)
+                  if "gain_reached" in metrics else "") \
+            + (" (keep identity: the strongest up to the slider's that keeps the person)" if budget else "") \
+            + ". " + _clip_line(metrics)
         latent = result.latent.cpu() if isinstance(result.latent, torch.Tensor) else [s.cpu() for s in result.latent]
         return self._output(engine.split()[0], session, result.image, latent, info, metrics)
 

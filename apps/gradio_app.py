@@ -141,7 +141,10 @@ def build_demo(app: StyleClipApp) -> gr.Blocks:
                                                   label="Engine")
                             any_strength = gr.Slider(0, 4, 1.0, step=0.25, label="Strength (x the engine's "
                                                      f"default; global: x alpha {alpha_default:g})")
-                            any_auto = gr.Checkbox(False, label="Auto strength (per face, identity kept)")
+                            any_auto = gr.Radio(list(app.STRENGTH_MODES), value="fixed", label="Strength per face",
+                                                info="auto: the smallest reaching the prompt's CLIP gain; keep "
+                                                     "identity: the strongest up to the slider's that keeps the "
+                                                     "person")
                         any_button = gr.Button("Edit", variant="primary", elem_id="any-edit")
         gr.Markdown("### 3 · Result")
         with gr.Row(equal_height=True):

@@ -190,6 +190,21 @@ def test_cli_target_image(tmp_path):
     assert r.exit_code == 1 and "--target-image" in r.output
 
 
+def test_app_any_prompt_tab_strength_per_face(tmp_path):
+    from apps.callbacks import StyleClipApp
+
+    app_ = StyleClipApp("toy-faces", device="cpu", out_dir=tmp_path / "app")
+    session = app_.face_from_seed(2).session
+    fixed = app_.any_prompt_edit(session, "a smiling face", None, "global", 1.0, "fixed")
+    kept = app_.any_prompt_edit(session, "a smiling face", None, "global", 1.0, "keep identity")
+    assert "keep identity" in kept.info and kept.image_file.is_file()
+    assert kept.metrics["alpha"] / 4.0 in (0.25, 0.5, 0.75, 1.0)  # toy: alpha 4 with an identity budget
+    assert kept.metrics["identity"] >= 0.825 or kept.metrics["alpha"] == 1.0
+    assert fixed.metrics["alpha"] == 3.0 and "keep identity" not in fixed.info
+    with pytest.raises(InputError, match="strength per face"):
+        app_.any_prompt_edit(session, "a smiling face", None, "global", 1.0, "max")
+
+
 def test_app_any_prompt_tab_with_a_reference_image(tmp_path):
     from apps.callbacks import StyleClipApp
 
