@@ -566,9 +566,10 @@ class StyleClipApp:
             extra = dict(target="identity", candidates=BUDGET_CANDIDATES) if budget else {}
             options = dict(auto=True, auto_strength=factory.auto_strength_config(self.model, self.identity, **extra))
         if engine == "universal mapper":
+            tuned = factory.edit_defaults(self.model, "universal")
             editor = factory.create_editor("mapper", self.generator, self.clip, self.identity, mapper="universal",
-                                           beta=factory.edit_defaults(self.model, "universal").get("beta"),
-                                           **options)  # the CLI's default disentanglement
+                                           beta=tuned.get("beta"), min_change=tuned.get("min_change", 0.0),
+                                           **options)  # the CLI's defaults
         elif engine == "global":
             g = self.global_editor()
             editor = factory.create_editor("global", self.generator, self.clip, self.identity, beta=beta,

@@ -638,14 +638,17 @@ def main(argv=None) -> dict:
             elif eng in ("universal", "universal-auto", "universal-wplus"):
                 auto = eng == "universal-auto"
                 # the CLI's disentanglement (the model set's beta); universal-wplus: the mapper's whole W+ edit
-                beta = None if eng == "universal-wplus" else factory.edit_defaults(args.model, "universal").get("beta")
+                tuned_u = factory.edit_defaults(args.model, "universal")
+                beta = None if eng == "universal-wplus" else tuned_u.get("beta")
+                floor = tuned_u.get("min_change", 0.0)
                 editor = factory.create_editor("mapper", b.g, b.clip, b.identity, mapper=args.universal,
-                                               batch_size=args.batch_size, beta=beta,
+                                               batch_size=args.batch_size, beta=beta, min_change=floor,
                                                **(dict(auto=True, auto_strength=auto_config(b)) if auto else {}))
                 r["rows"] = bench_with_editor(b, prompts, editor)
                 step = editor.info.get("step")
                 secs = editor.info.get("train_seconds")
                 r["settings"] = ("strength per face (auto)" if auto else "strength 1") + \
+                    (f", change of W+ norm >= {floor:g}" if floor else "") + \
                     (f", style changes kept where relevance >= {beta:g}" if beta else ", whole W+ edit") + \
                     "; one network for all prompts, none seen in training"
                 r["setup"] = f"training {secs:.0f} s once ({step} steps, text-free)" if secs else ""

@@ -469,7 +469,7 @@ def edit(
         options = dict(beta=beta or None, relevance=relevance_file, direction=direction, **auto)
     elif universal:  # --beta 0 (or a model set without a tuned beta): the mapper's whole W+ edit
         ubeta = beta if beta_given else tuned.get("beta")
-        options = dict(mapper=mapper, beta=ubeta or None, **auto)
+        options = dict(mapper=mapper, beta=ubeta or None, min_change=tuned.get("min_change", 0.0), **auto)
     elif engine == "mapper":
         if target_image is not None:
             raise ValueError("a per-prompt mapper edits toward the text it was trained for; use --mapper "

@@ -259,7 +259,9 @@ MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
           "global-keep-identity": {"strength": 4.0, "beta": 0.1},
           # the universal mapper's change kept on channels with |relevance . d| >= 0.2: unrelated attributes
           # kept 0.67 -> 0.89 for 6 points of success (docs/benchmarks-any-prompt.md)
-          "universal": {"beta": 0.2},
+          # min_change: the mapper's change floored at a W+ norm of 6 (a mohawk's is ~9, glasses' ~3.6): held-out
+          # success 0.74 -> 0.79 (glasses 0/5 -> 4/5), as a whole W+ edit good edits 0.80 -> 0.83; 5: 0.77, 7-8: 0.79
+          "universal": {"beta": 0.2, "min_change": 6.0},
           # photo inversion at 64 px (benchmarks/photo_inversion.py, docs/photo-editing.md). Projector lr 0.02:
           # StyleGAN2's 0.1 is sized for FFHQ's W, 5x wider per coordinate than the toy's, and at 0.1 the latent lands
           # where edits work less (edit success on photos 12-26 points under sampled faces; at 0.02 within 10 for

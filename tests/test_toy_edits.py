@@ -108,6 +108,23 @@ def test_universal_mapper_gives_a_mohawk(toy):
     check(result, w, toy, target, success=8 / 12, kept=2 / 3, unrelated=0.5)
 
 
+def test_universal_mapper_gives_glasses_with_its_change_floored(toy):
+    """The mapper answers the glasses direction with a small change (W+ norm ~3.6, a mohawk's ~9); the CLI's
+    floor on its size (toy-faces: 6) makes the glasses appear."""
+    g, clip, identity, classifier = toy
+    target = {"glasses": "glasses"}
+    w = sources(g, classifier, target, n=12)
+    defaults = factory.edit_defaults("toy-faces", "universal")
+    result = factory.create_editor("mapper", g, clip, identity, mapper="universal", **defaults).edit(
+        Latent(w), Prompt("a face wearing glasses"))
+    s = check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.75)
+    plain = factory.create_editor("mapper", g, clip, identity, mapper="universal",
+                                  **{**defaults, "min_change": 0.0}).edit(Latent(w), Prompt("a face wearing glasses"))
+    with torch.no_grad():
+        src = g.synthesis(w)
+    assert s["success_rate"] > summarize(score_edits(classifier, identity, src, plain.image, target))["success_rate"]
+
+
 def test_disentangled_universal_mapper_keeps_what_the_prompt_does_not_name(toy):
     """The CLI's universal mapper on toy-faces (beta 0.2): the mapper's change kept only on channels relevant to
     the prompt's direction. The other channels, toRGB included, keep the source's styles exactly, and the
@@ -115,8 +132,8 @@ def test_disentangled_universal_mapper_keeps_what_the_prompt_does_not_name(toy):
     g, clip, identity, classifier = toy
     target = {"hair_style": "mohawk"}
     w = sources(g, classifier, target, n=12)
-    beta = factory.edit_defaults("toy-faces", "universal")["beta"]
-    editor = factory.create_editor("mapper", g, clip, identity, mapper="universal", beta=beta)
+    editor = factory.create_editor("mapper", g, clip, identity, mapper="universal",
+                                   **factory.edit_defaults("toy-faces", "universal"))
     result = editor.edit(Latent(w), Prompt("a face with a mohawk"))
     s = check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.75)
     whole = factory.create_editor("mapper", g, clip, identity, mapper="universal").edit(

@@ -98,6 +98,17 @@ def test_engine_text_and_image_prompts(debug, tmp_path, monkeypatch):
     e_src = clip.encode_image(g.synthesis(w))
     d_img = torch.nn.functional.normalize(clip.encode_image(ref) - e_src, dim=-1)
     assert torch.allclose(r.latent, w + m(w, d_img), atol=1e-5)
+    # a floor on the size of the change: small changes are scaled up to it, larger ones left alone
+    sizes = (expect - w).norm(dim=(1, 2)) / 2.0
+    floor = float(sizes.median())
+    r = UniversalMapperEditor(g, clip, ident, config=UniversalMapperConfig(mapper=m, min_change=floor)).edit(
+        Latent(w), Prompt("a photo of a cat"))
+    got = (r.latent - w).norm(dim=(1, 2))
+    assert torch.allclose(got, sizes.clamp_min(floor), rtol=1e-4)
+    assert torch.allclose(torch.nn.functional.normalize((r.latent - w).flatten(1), dim=1),
+                          torch.nn.functional.normalize((expect - w).flatten(1), dim=1), atol=1e-5)  # same direction
+    with pytest.raises(ValueError, match="min_change"):
+        UniversalMapperConfig(min_change=-1.0)
     auto = UniversalMapperEditor(g, clip, ident, config=UniversalMapperConfig(mapper=m, auto=True))
     r = auto.edit(Latent(w), Prompt("a photo of a cat"))
     assert len(r.metrics["strength"]) == 3 and len(r.metrics["gain_reached"]) == 3

@@ -1,6 +1,7 @@
 """The universal mapper engine: one trained network edits toward any text or reference image.
 
-w_hat = w + residual_scale * strength * M(w, d), where d is a unit CLIP image-space direction: for a text
+w_hat = w + residual_scale * strength * M(w, d) (the change scaled up to a W+ norm of at least `min_change`
+when one is set), where d is a unit CLIP image-space direction: for a text
 prompt the prompt's image direction (`image_directions.image_direction`, the space the mapper was trained
 in), for a reference image unit(e(reference) - e(source)) per face. Files: `.safetensors` with the
 UniversalMapper state dict and JSON metadata (format "styleclip-universal-mapper": architecture, the
@@ -132,10 +133,16 @@ class UniversalMapperConfig:
     auto_strength: AutoStrengthConfig = field(default_factory=AutoStrengthConfig)
     gain_fraction: float = 0.6
     beta: float | None = None  # keep style changes only where |relevance . d| >= beta; None: the whole W+ edit
+    # the mapper's change per face is scaled up to at least this W+ norm (0: as it comes). The mapper answers
+    # directions that are a small part of the differences between random training faces (glasses) with a small
+    # change: a third of a mohawk's on toy-faces, too small for the attribute to appear
+    min_change: float = 0.0
 
     def __post_init__(self):
         if self.beta is not None and not 0 <= self.beta <= 1:
             raise ValueError(f"beta must be in [0, 1] (a relevance cosine), got {self.beta}")
+        if not (self.min_change >= 0 and self.min_change < float("inf")):
+            raise ValueError(f"min_change must be a finite number >= 0, got {self.min_change}")
 
 
 @register_engine("universal")
@@ -211,6 +218,9 @@ class UniversalMapperEditor:
             src = g.synthesis(w)
             d, target, goal = self.directions(prompt, src)
             residual = self.residual_scale * self.mapper(w, d)
+            if cfg.min_change > 0:
+                size = residual.norm(dim=(1, 2), keepdim=True)
+                residual = residual * (cfg.min_change / size.clamp_min(1e-12)).clamp_min(1.0)
             masks = self.channel_masks(d) if self.relevance is not None else None
             s_src = g.styles(w) if masks is not None else None
 
