@@ -190,9 +190,7 @@ class StyleClipApp:
 
     def global_defaults(self, keep_identity: bool = False) -> tuple[float, float]:
         """(alpha, beta) the page starts with (keep_identity: the model set's own for an identity budget)."""
-        tuned = factory.edit_defaults(self.model, "global")
-        if keep_identity:
-            tuned.update(factory.edit_defaults(self.model, "global-keep-identity"))
+        tuned = factory.edit_defaults(self.model, "global", keep_identity=keep_identity)
         return float(tuned.get("strength", 4.1)), float(tuned.get("beta", 0.15))
 
     def examples(self, engine: str) -> list[list]:
@@ -540,7 +538,6 @@ class StyleClipApp:
         universal mapper, global directions or optimization. `auto` (one of STRENGTH_MODES, or a bool: True is
         'auto (CLIP gain)') picks the strength per face: the smallest reaching the CLIP gain, or the strongest
         up to the slider's that keeps the person."""
-        from styleclip.editors.auto_strength import BUDGET_CANDIDATES
         from styleclip.image_directions import load_reference_image
 
         session = self._ensure(session)
@@ -563,8 +560,8 @@ class StyleClipApp:
         if mode != "fixed" and engine != "optimize":
             if self.identity is None and budget:
                 raise InputError("'keep identity' needs an identity net, and this model set has none")
-            extra = dict(target="identity", candidates=BUDGET_CANDIDATES) if budget else {}
-            options = dict(auto=True, auto_strength=factory.auto_strength_config(self.model, self.identity, **extra))
+            options = dict(auto=True, auto_strength=factory.auto_strength_config(
+                self.model, self.identity, target="identity" if budget else "gain"))
         if engine == "universal mapper":
             tuned = factory.edit_defaults(self.model, "universal")
             editor = factory.create_editor("mapper", self.generator, self.clip, self.identity, mapper="universal",

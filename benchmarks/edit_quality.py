@@ -39,7 +39,6 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from styleclip import factory  # noqa: E402
 from styleclip.errors import StyleClipError  # noqa: E402
-from styleclip.editors.auto_strength import BUDGET_CANDIDATES  # noqa: E402
 from styleclip.sources import latents_from_seeds  # noqa: E402
 from styleclip.toy import evaluate as E  # noqa: E402
 from styleclip.types import Latent, Prompt  # noqa: E402
@@ -598,8 +597,7 @@ def main(argv=None) -> dict:
                "machine": machine(), "prompts": list(prompts), "threshold": b.threshold,
                "generator": f"{args.model} (fingerprint {generator_fingerprint(b.g)})", "engines": {}}
     opt_opts = dict(steps=args.steps, lr=args.lr, l2_lambda=args.l2_lambda, id_lambda=args.id_lambda,
-                    clip_views=tuned_opt.get("clip_views", 0) if args.clip_views is None else args.clip_views,
-                    **{k: tuned_opt[k] for k in ("clip_shift",) if k in tuned_opt})
+                    clip_views=tuned_opt.get("clip_views", 0) if args.clip_views is None else args.clip_views)
     for eng in engines:
         log(f"{eng} ...")
         t0 = time.perf_counter()
@@ -622,15 +620,14 @@ def main(argv=None) -> dict:
                                    "channels_kept": sum(p["channels_kept"] for p in pts) / max(len(pts), 1)})
                 r["grid"] = pooled
             elif eng in ("global-auto", "global-keep-identity"):
-                alpha, beta, budget = args.alpha, args.beta, {}
-                if eng == "global-keep-identity":  # the CLI's alpha / beta with --keep-identity
-                    tuned_ki = edit_defaults(args.model, "global-keep-identity")
+                alpha, beta, budget = args.alpha, args.beta, eng == "global-keep-identity"
+                if budget:  # the CLI's alpha / beta with --keep-identity
+                    tuned_ki = edit_defaults(args.model, "global", keep_identity=True)
                     alpha, beta = tuned_ki.get("strength", alpha), tuned_ki.get("beta", beta)
-                    budget = dict(target="identity", candidates=BUDGET_CANDIDATES)
                 editor, rel_kind = global_editor(b, beta)
                 editor = factory.create_editor("global", b.g, b.clip, b.identity, beta=beta, stats=editor.stats,
                                                relevance=editor.relevance, auto=True,
-                                               auto_strength=auto_config(b, **budget))
+                                               auto_strength=auto_config(b, target="identity" if budget else "gain"))
                 r["rows"] = bench_with_editor(b, prompts, editor, alpha)
                 r["settings"] = (f"alpha {alpha:g} x {', '.join(f'{c:g}' for c in editor.config.auto_strength.candidates)}"
                                  f" per face ({'the strongest keeping identity' if budget else 'reaching the CLIP gain'})"

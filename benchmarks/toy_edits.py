@@ -24,7 +24,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from styleclip import factory  # noqa: E402
-from styleclip.editors.auto_strength import BUDGET_CANDIDATES  # noqa: E402
 from styleclip.toy import evaluate as E  # noqa: E402
 from styleclip.toy.train import load_toy_classifier  # noqa: E402
 from styleclip.types import Latent, Prompt  # noqa: E402
@@ -33,7 +32,7 @@ BEGIN, END = "<!-- toy-edits:begin -->", "<!-- toy-edits:end -->"
 OPT = factory.edit_defaults("toy-faces", "optimize")
 GLOB = factory.edit_defaults("toy-faces", "global")
 A, B = GLOB["strength"], GLOB["beta"]
-KI = factory.edit_defaults("toy-faces", "global-keep-identity")
+KI = factory.edit_defaults("toy-faces", "global", keep_identity=True)
 
 # (engine, prompt, target, editor options, strength, settings shown)
 ROWS = [
@@ -52,7 +51,7 @@ ROWS = [
     ("global", "a smiling face", {"expression": "smiling"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g} (toy defaults)"),
     ("global", "a smiling face", {"expression": "smiling"},
      {"beta": KI["beta"], "auto": True, "auto_strength": factory.auto_strength_config(
-         "toy-faces", target="identity", candidates=BUDGET_CANDIDATES)}, KI["strength"],
+         "toy-faces", target="identity")}, KI["strength"],
      f"--keep-identity: alpha {KI['strength']:g} x 0.25..1 per face, beta {KI['beta']:g}"),
     ("mapper", "a face with a mohawk", {"hair_style": "mohawk"}, {"mapper": "a face with a mohawk"}, 1.0,
      "shipped, 3,000 steps"),

@@ -4,7 +4,7 @@ Why. Optimizing a latent against CLIP on the one rendered image finds changes th
 without making the attribute (an adversarial direction of CLIP): on the toy model the CLIP gain of 50
 optimization steps was the highest of all engines while the evaluation classifier saw the prompt on 64% of
 faces. Scoring the mean embedding of a few copies shifted by a few pixels asks for a change that CLIP sees
-wherever it lies, which the image's content does and pixel-precise patterns do not (success 0.64 -> 0.81,
+wherever it lies, which the image's content does and pixel-precise patterns do not (success 0.64 -> 0.79,
 docs/benchmarks.md). Shifts are whole pixels over a reflected border: no resampling.
 """
 from __future__ import annotations

@@ -415,9 +415,8 @@ def edit(
     _check_engine_options("universal" if universal else engine,
                           {**given, "--mapper": mapper is not None and not universal})
     beta_given = beta is not None
-    tuned = factory.edit_defaults(model if checkpoint is None else None, "universal" if universal else engine)
-    if engine == "global" and keep_identity:  # the model set's own alpha / beta for an identity budget
-        tuned.update(factory.edit_defaults(model if checkpoint is None else None, "global-keep-identity"))
+    tuned = factory.edit_defaults(model if checkpoint is None else None, "universal" if universal else engine,
+                                  keep_identity=keep_identity)
     steps, lr, l2_lambda, id_lambda, beta, strength = (
         tuned.get(k, d) if v is None else v for k, v, d in (
             ("steps", steps, 300), ("lr", lr, 0.1), ("l2_lambda", l2_lambda, 0.008), ("id_lambda", id_lambda, 0.005),
@@ -455,16 +454,13 @@ def edit(
             raise ValueError(f"{flag} is for --engine global or mapper (optimize has --id-lambda)")
         if keep_identity and identity is None:
             raise ValueError("--keep-identity needs an identity net, and this model set has none")
-        from .editors.auto_strength import BUDGET_CANDIDATES
-
-        budget = dict(target="identity", candidates=BUDGET_CANDIDATES) if keep_identity else {}
-        auto = dict(auto=True, auto_strength=factory.auto_strength_config(model, identity, **budget))
+        auto = dict(auto=True, auto_strength=factory.auto_strength_config(
+            model, identity, target="identity" if keep_identity else "gain"))
     if engine == "optimize":
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode or "edit",
                        space=space or "wplus", bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,
                        checkpoint_min_res=checkpoint_min_res, direction=direction,
-                       clip_views=tuned.get("clip_views", 0) if clip_views is None else clip_views,
-                       **{k: tuned[k] for k in ("clip_shift",) if k in tuned})
+                       clip_views=tuned.get("clip_views", 0) if clip_views is None else clip_views)
     elif engine == "global":
         options = dict(beta=beta or None, relevance=relevance_file, direction=direction, **auto)
     elif universal:  # --beta 0 (or a model set without a tuned beta): the mapper's whole W+ edit

@@ -248,8 +248,7 @@ MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
     # keeping identity on all) for fewer unrelated attributes kept (0.68 vs 0.81): docs/benchmarks.md
     # clip_views: CLIP scores 4 copies shifted by up to 1/8 of the size (styleclip.augment): success 0.64 -> 0.79
     # with identity kept on all, for 1.8x the time per edit (docs/benchmarks.md)
-    TOY: {"optimize": {"steps": 50, "lr": 0.1, "l2_lambda": 0.002, "id_lambda": 0.1, "clip_views": 4,
-                       "clip_shift": 0.125},
+    TOY: {"optimize": {"steps": 50, "lr": 0.1, "l2_lambda": 0.002, "id_lambda": 0.1, "clip_views": 4},
           # global: the best pooled good-edit rate of the alpha x beta grid, docs/benchmarks.md (0.68 at beta 0.2, as
           # at 0.15, vs 0.58 at 0.3: the partial-caption CLIP's relevance spreads a prompt over more channels; at 0.3
           # mohawk kept 22 channels and reached 1 face in 12); 0.2 keeps more unrelated attributes than 0.15
@@ -284,14 +283,23 @@ def default_engine(model: str | None) -> str:
     return MODEL_DEFAULT_ENGINE.get(str(model), "optimize")
 
 
-def edit_defaults(model: str | None, engine: str) -> dict:
-    """Settings tuned for this model set and engine (empty: the engine's own defaults apply)."""
-    return dict(MODEL_EDIT_DEFAULTS.get(str(model), {}).get(engine, {}))
+def edit_defaults(model: str | None, engine: str, *, keep_identity: bool = False) -> dict:
+    """Settings tuned for this model set and engine (empty: the engine's own defaults apply); keep_identity:
+    global's own alpha / beta under an identity budget (`--keep-identity`) where tuned."""
+    tuned = MODEL_EDIT_DEFAULTS.get(str(model), {})
+    out = dict(tuned.get(engine, {}))
+    if keep_identity and engine == "global":
+        out.update(tuned.get("global-keep-identity", {}))
+    return out
 
 
 def auto_strength_config(model: str | None, identity=None, **overrides):
-    """AutoStrengthConfig for a model set: its identity net's verification threshold where measured (toy)."""
-    from .editors.auto_strength import AutoStrengthConfig
+    """AutoStrengthConfig for a model set: its identity net's verification threshold where measured (toy);
+    target="identity" (an identity budget) tries BUDGET_CANDIDATES unless candidates are given."""
+    from .editors.auto_strength import BUDGET_CANDIDATES, AutoStrengthConfig
+
+    if overrides.get("target") == "identity":
+        overrides.setdefault("candidates", BUDGET_CANDIDATES)
 
     if str(model) == TOY and "identity_threshold" not in overrides:
         from .toy.evaluate import identity_threshold

@@ -56,15 +56,12 @@ def test_global_direction_gives_blond_hair(toy):
 def test_global_smile_within_an_identity_budget(toy):
     """At the fixed default alpha a smile changes the person on half of these sources; --keep-identity backs off
     per face and keeps the person on all but those that even a quarter of its alpha changes (3 of 12)."""
-    from styleclip.editors.auto_strength import BUDGET_CANDIDATES
-
     g, clip, identity, classifier = toy
     target = {"expression": "smiling"}
     w = sources(g, classifier, target, n=12)
-    ki = factory.edit_defaults("toy-faces", "global-keep-identity")
+    ki = factory.edit_defaults("toy-faces", "global", keep_identity=True)
     editor = factory.create_editor("global", g, clip, identity, beta=ki["beta"], compute_missing=False, auto=True,
-                                   auto_strength=factory.auto_strength_config("toy-faces", target="identity",
-                                                                              candidates=BUDGET_CANDIDATES))
+                                   auto_strength=factory.auto_strength_config("toy-faces", target="identity"))
     result = editor.edit(Latent(w), Prompt("a smiling face", neutral="a face", strength=ki["strength"]))
     # the figures on these 12 sources: benchmarks/toy_edits.py -> docs/toy-faces.md
     budget = check(result, w, toy, target, success=8 / 12, kept=0.75, unrelated=0.75)
