@@ -258,11 +258,15 @@ def bench_mapper(b: Bench, prompts: dict) -> tuple[list[dict], dict]:
                                     val_interval=a.mapper_steps, save_interval=a.mapper_steps,
                                     image_interval=a.mapper_steps, log_interval=a.mapper_steps)
             t0 = time.perf_counter()
-            res = train_mapper(b.g, b.clip, prompt, identity=b.identity, config=cfg)
-            train_s, steps, origin = time.perf_counter() - t0, res.step, "trained here"
+            teacher, start = factory.distill_teacher(a.mapper_init, b.g, b.clip, prompt, model=b.model,
+                                                     neutral=NEUTRAL)
+            res = train_mapper(b.g, b.clip, prompt, identity=b.identity, config=cfg, teacher=teacher)
+            train_s, steps = time.perf_counter() - t0, res.step
+            origin = "trained here" + (f" from the universal mapper (fitted in {cfg.distill_steps} steps)"
+                                       if teacher is not None else " from a random start")
             mapper, scale = res.mapper, cfg.residual_scale
             log(f"  mapper: trained {prompt!r} for {steps} steps in {train_s:.1f} s ({k}/{len(prompts)}, "
-                f"{eta(t_all, k, len(prompts))})")
+                f"{eta(t_all, k, len(prompts))}; start: {start})")
         editor = MapperEditor(b.g, b.clip, None, config=MapperConfig(mapper=mapper, residual_scale=scale,
                                                                      batch_size=a.batch_size))
         img, sec = b.run_editor(editor, Prompt(prompt, neutral=NEUTRAL))
@@ -356,7 +360,8 @@ def write_report(results: dict, out: Path, plots: Path) -> None:
          f"Engines as the CLI builds them, neutral text '{NEUTRAL}'. Mapper: a mapper trained for this generator "
          "is used when one is found (its recorded training time is shown); otherwise one is trained here per "
          f"prompt for {a['mapper_steps']} steps on {a['mapper_latents']} latents sampled from seed "
-         f"{a['mapper_seed']} (not the sources' seeds).", ""]
+         f"{a['mapper_seed']} (not the sources' seeds), started as `train-mapper --init {a['mapper_init']}` "
+         "does (auto: first fitted to the universal mapper's edit for the prompt when one is found).", ""]
     L += ["## Summary", "", "| engine | settings | success | identity kept | identity cos | unrelated kept | "
           "good | CLIP gain | s / edit | setup |", "|---|---|---|---|---|---|---|---|---|---|"]
     for eng in a["engines"]:
@@ -560,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "benchmark's source seeds).")
     g.add_argument("--mapper-latents", type=int, default=1000)
     g.add_argument("--train-mappers", action="store_true", help="Train even where a trained mapper is found.")
+    g.add_argument("--mapper-init", default="auto", help="Start of the mappers trained here, as `train-mapper "
+                   "--init`: auto (the universal mapper when one is found), universal, none or a file.")
     p.add_argument("--universal", default="universal", help="The universal mapper file (default: the one found "
                    "for this generator).")
     return p
@@ -653,7 +660,7 @@ def main(argv=None) -> dict:
                 r["rows"], _ = bench_mapper(b, prompts)
                 tr = [row.get("train_seconds") for row in r["rows"]]
                 known = [t for t in tr if t is not None]
-                r["settings"] = "residual scale 0.1"
+                r["settings"] = f"residual scale 0.1; mappers trained here start as --init {args.mapper_init}"
                 r["setup"] = (f"training {sum(known) / len(known):.0f} s / prompt" if known else
                               "training time not recorded")
             for row in r["rows"]:

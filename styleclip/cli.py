@@ -51,7 +51,7 @@ def friendly(fn):
 
 # Bounds of the numeric options (name -> lo, hi): checked before anything is loaded. Integers have int bounds.
 LIMITS = {
-    "seed": (0, 2 ** 63 - 1), "steps": (1, 1_000_000), "invert_steps": (1, 100_000), "batch_size": (1, 256),
+    "seed": (0, 2 ** 63 - 1), "steps": (1, 1_000_000), "distill_steps": (0, 1_000_000), "invert_steps": (1, 100_000), "batch_size": (1, 256),
     "face_index": (0, 10_000), "checkpoint_min_res": (4, 8192), "size": (16, 2048), "images": (1, 100_000),
     "stats_samples": (2, 1_000_000), "num_latents": (1, 1_000_000), "val_interval": (1, 10_000_000),
     "save_interval": (1, 10_000_000), "image_interval": (1, 10_000_000), "ckpt_every": (1, 10_000_000),
@@ -792,6 +792,11 @@ def train_mapper_command(
     save_interval: int = typer.Option(2000, help="Write a resumable checkpoint every N steps."),
     image_interval: int = typer.Option(2000, help="Write a source|edited image grid every N steps."),
     seed: int = typer.Option(0, help="Seed of the sampled latents, the mapper's initial weights and shuffling."),
+    init: str = typer.Option("auto", help="Starting point: 'universal' (or a universal mapper file): the mapper "
+                             "is first fitted to the text-conditioned mapper's edit for this prompt (seconds), so "
+                             "a few hundred steps suffice; 'none': random (the paper's); 'auto': universal when "
+                             "one is found for this generator."),
+    distill_steps: int = typer.Option(1000, help="Steps of fitting to the universal mapper (with --init)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: mappers/<prompt>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
     model: Optional[str] = typer.Option(None, help=MODEL_HELP),
@@ -819,7 +824,7 @@ def train_mapper_command(
 
     _check(num_latents=num_latents, steps=steps, batch_size=batch_size, lr=lr, clip_lambda=clip_lambda,
            l2_lambda=l2_lambda, id_lambda=id_lambda, val_interval=val_interval, save_interval=save_interval,
-           image_interval=image_interval, seed=seed)
+           image_interval=image_interval, seed=seed, distill_steps=distill_steps)
     _check_text(prompt=prompt)
     _check_device(device)
     out = out or Path("mappers") / outputs.short_name(normalize_name(prompt) or "mapper", 100)
@@ -829,7 +834,7 @@ def train_mapper_command(
                                clip_lambda=clip_lambda, l2_lambda=l2_lambda, id_lambda=id_lambda,
                                no_coarse=no_coarse, no_medium=no_medium, no_fine=no_fine, num_latents=num_latents,
                                val_interval=val_interval, save_interval=save_interval,
-                               image_interval=image_interval, seed=seed)
+                               image_interval=image_interval, seed=seed, distill_steps=distill_steps)
     model = _model(model, checkpoint)
     g = _generator(model, checkpoint, device)
     if latents is None:
@@ -852,9 +857,12 @@ def train_mapper_command(
     kw = dict(num_ws=g.num_ws, style_dim=g.config.style_dim)
     train = load_latents(latents, **kw) if latents is not None else None
     val = load_latents(val_latents, **kw) if val_latents is not None else None
+    teacher, start = factory.distill_teacher(init, g, clip, prompt, model=model)
+    if not (resume and (out / "train_state.pt").is_file()):
+        _say(f"start: {start}")
     notes = {"latents": str(latents) if latents is not None else f"sampled ({num_latents}, seed {seed})",
              "val_latents": str(val_latents) if val_latents is not None else None,
-             "processes": world.size, "batch_per_process": batch_size}
+             "processes": world.size, "batch_per_process": batch_size, "init": start}
     if world.size > 1:
         _say(f"effective batch {config.batch_size} = {batch_size} per process x {world.size} processes; "
              f"lr {lr:g} as given")
@@ -870,7 +878,7 @@ def train_mapper_command(
 
     try:
         result = train_mapper(g, clip, prompt, identity=identity, config=config, latents=train, val_latents=val,
-                              out_dir=out, resume=resume, progress=progress, log=log, notes=notes)
+                              out_dir=out, resume=resume, progress=progress, log=log, notes=notes, teacher=teacher)
     finally:
         bar.close()
     if not world.is_main:

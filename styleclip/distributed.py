@@ -93,6 +93,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def broadcast_tensors(tensors, src: int = 0) -> None:
+    """Overwrite each tensor (in place) with rank `src`'s values; nothing in a world of one."""
+    if world().size > 1:
+        for t in tensors:
+            dist.broadcast(t, src=src)
+
+
 def broadcast_object(obj, src: int = 0):
     """Rank `src`'s `obj` on every rank (picklable objects made by this program only)."""
     if world().size == 1:

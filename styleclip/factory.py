@@ -351,6 +351,31 @@ def create_editor(kind: str, generator, clip, identity=None, **config):
     return cls(generator, clip, identity, config=cls.config_class(**config))
 
 
+def distill_teacher(init: str | Path, generator, clip, prompt: str, *, model: str | None = None,
+                    neutral: str = "a face"):
+    """(teacher or None, what it is) for training a per-prompt mapper (`train-mapper --init`): 'none' -> the
+    paper's random start; 'universal' or a universal mapper file -> that mapper's whole W+ change toward
+    `prompt` (with the model set's min_change); 'auto' -> 'universal' when one is found for this generator,
+    else none."""
+    from .editors.universal_mapper import find_universal_mapper
+
+    init = str(init)
+    if init == "none":
+        return None, "random (the paper's)"
+    if init == "auto":
+        try:
+            find_universal_mapper("universal", generator)
+        except StyleClipError:
+            return None, "random (the paper's; no universal mapper found for this generator)"
+        init = "universal"
+    if init != "universal" and not is_universal_mapper(init):
+        raise InputError(f"--init {init}: expected auto, none, universal or a universal mapper file")
+    path = find_universal_mapper(init, generator)
+    floor = edit_defaults(model, "universal").get("min_change", 0.0)
+    editor = create_editor("universal", generator, clip, mapper=path, min_change=floor)
+    return editor.teacher(prompt, neutral), f"distilled from the universal mapper {path}"
+
+
 IDENTITY_ALIASES = {"arcface": "arcface-ir-se50", "facenet": "facenet-vggface2"}
 
 

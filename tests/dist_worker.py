@@ -1,5 +1,5 @@
 """Run under torchrun by tests/test_distributed.py: sharded style statistics, exact and fast relevance, and a few
-DDP mapper steps on the debug models; rank 0 saves what the test compares with a single-process run."""
+DDP mapper steps (after fitting to a teacher) on the debug models; rank 0 saves what the test compares with a single-process run."""
 import sys
 from pathlib import Path
 
@@ -15,12 +15,18 @@ STATS = dict(n=3000, batch=1000)
 EXACT = dict(n_images=2, layers=[3, 9], image_batch=1, channel_block=8)
 FAST = dict(n_images=3, layers=[5, 9])
 MAPPER = dict(steps=2, batch_size=4, num_latents=8, num_val_latents=2, val_interval=2, save_interval=2,
-              image_interval=100, seed=3)
+              image_interval=100, seed=3, distill_steps=5)
 PROMPT = "a smiling face"
 
 
 def models():
     return debug_generator(), load_clip("debug"), load_identity("debug")
+
+
+def teacher(g):
+    """A fixed W+ change for the mapper to be fitted to first (as a universal mapper's, `--init`)."""
+    c = torch.randn(g.config.style_dim, generator=torch.Generator().manual_seed(7))
+    return lambda w: 0.05 * c.to(w).expand_as(w)
 
 
 def main(out: Path, parts: str) -> None:
@@ -43,7 +49,7 @@ def main(out: Path, parts: str) -> None:
         from styleclip.editors.mapper_training import MapperTrainConfig
 
         trainer = MapperTrainer(g, clip, PROMPT, identity=identity, config=MapperTrainConfig(**MAPPER),
-                                out_dir=out / "mapper")
+                                out_dir=out / "mapper", teacher=teacher(g))
         trainer.run()
     distributed.destroy()
 

@@ -93,7 +93,8 @@ def _single_trainer(out_dir, **overrides):
 
     g, clip, identity = worker.models()
     return MapperTrainer(g, clip, worker.PROMPT, identity=identity,
-                         config=MapperTrainConfig(**{**worker.MAPPER, **overrides}), out_dir=out_dir)
+                         config=MapperTrainConfig(**{**worker.MAPPER, **overrides}), out_dir=out_dir,
+                         teacher=worker.teacher(g))
 
 
 def _mapper_state(path: Path) -> dict:

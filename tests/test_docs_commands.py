@@ -37,8 +37,9 @@ SUBCOMMANDS = {"generate", "edit", "convert", "faces", "invert", "weights", "tra
 
 # doc command (as extracted) -> (arguments actually run, why)
 OVERRIDES: dict[str, tuple[str, str]] = {
-    'styleclip train-mapper --prompt "mohawk" --no-fine --steps 50000 --out mappers/mohawk':
-        ('train-mapper --prompt "mohawk" --no-fine --steps 3 --val-interval 2 --num-latents 16 --out mappers/mohawk',
+    'styleclip train-mapper --prompt "mohawk" --no-fine --steps 50000 --init none --out mappers/mohawk':
+        ('train-mapper --prompt "mohawk" --no-fine --steps 3 --init none --val-interval 2 --num-latents 16 '
+         '--out mappers/mohawk',
          "the paper's 50,000 steps take hours"),
     'styleclip train-mapper --prompt "mohawk" --latents train_faces.pt --out mappers/mohawk_e4e':
         ('train-mapper --prompt "mohawk" --latents train_faces.pt --steps 3 --val-interval 2 --out mappers/mohawk_e4e',

@@ -392,3 +392,80 @@ def test_cli_train_mapper_and_resume(tmp_path, monkeypatch):
     assert torch.load(run / "train_state.pt", weights_only=True)["step"] == 4
     r = CliRunner().invoke(app, args + ["--steps", "4", "--lr", "0.1", "--resume"])
     assert r.exit_code == 1 and "error:" in r.output
+
+
+def _fixed_teacher(g, seed=0, scale=0.3):
+    """A teacher like a universal mapper's edit for one prompt: a fixed change plus a part that depends on the
+    latent (a row-wise tanh of a fixed linear map), the same function on every W+ row as the mappers' MLPs are."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(g.config.style_dim, g.config.style_dim, generator=gen) / g.config.style_dim ** 0.5
+    c = torch.randn(g.config.style_dim, generator=gen)
+    calls = []
+
+    def teacher(w):
+        calls.append(w.shape[0])
+        return scale * (c + 0.3 * torch.tanh(w @ a))
+
+    return teacher, calls
+
+
+def _rel_error(tr, teacher, w):
+    with torch.no_grad():
+        t = teacher(w)
+        return float((tr.cfg.residual_scale * tr.mapper(w) - t).square().sum() / t.square().sum())
+
+
+def test_distillation_fits_the_teacher_before_the_clip_steps(debug_generator, debug_clip):
+    teacher, calls = _fixed_teacher(debug_generator)
+    cfg = dict(steps=3, num_latents=64, num_val_latents=8, distill_steps=300, distill_lr=0.3, distill_batch=32)
+    cold = _trainer(debug_generator, debug_clip, cfg=cfg)
+    w = cold.val_latents
+    assert _rel_error(cold, teacher, w) > 0.9  # the random start is nowhere near the teacher
+    warm = _trainer(debug_generator, debug_clip, cfg=cfg, teacher=teacher)
+    result = warm.run()
+    assert len(calls) == 300 + 1 + 1  # 300 fitting batches, the validation check, and this test's
+    assert result.step == 3 and warm.distilled["steps"] == 300
+    assert warm.distilled["relative_error"] < 0.2, warm.distilled
+    assert _rel_error(warm, teacher, w) < 0.3  # three CLIP steps later it is still near the teacher
+    info = warm.info()
+    assert info["distilled"] == warm.distilled and info["train_seconds"] >= warm.distilled["seconds"]
+    cold.run()  # no teacher: no distillation
+    assert cold.distilled is None and _rel_error(cold, teacher, w) > 0.9
+
+
+def test_resumed_warm_run_does_not_fit_again_and_matches(debug_generator, debug_clip, tmp_path):
+    teacher, calls = _fixed_teacher(debug_generator)
+    cfg = MapperTrainConfig(steps=6, num_latents=8, num_val_latents=2, val_interval=3, save_interval=2,
+                            image_interval=6, distill_steps=20)
+    full = train_mapper(debug_generator, debug_clip, "a photo of a cat", config=cfg, teacher=teacher)
+    with pytest.raises(Kill):
+        train_mapper(debug_generator, debug_clip, "a photo of a cat", out_dir=tmp_path / "r", config=cfg,
+                     teacher=teacher, progress=_killer(4))
+    calls.clear()
+    resumed = train_mapper(debug_generator, debug_clip, "a photo of a cat", out_dir=tmp_path / "r", config=cfg,
+                           teacher=teacher, resume=True)
+    assert calls == []  # the fitted start is in the saved state
+    for k, v in full.mapper.state_dict().items():
+        assert torch.equal(v, resumed.mapper.state_dict()[k]), k
+    assert load_mapper(tmp_path / "r" / "last.safetensors").info["distilled"]["steps"] == 20
+
+
+def test_init_option_chooses_the_start(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from styleclip import factory
+    from styleclip.cli import app
+
+    g, clip = factory.debug_generator(), factory.load_clip("debug")
+    assert factory.distill_teacher("none", g, clip, "mohawk")[0] is None
+    monkeypatch.chdir(tmp_path)  # no universal mapper for the debug generator here
+    teacher, start = factory.distill_teacher("auto", g, clip, "mohawk")
+    assert teacher is None and "no universal mapper" in start
+    with pytest.raises(InputError, match="--init"):
+        factory.distill_teacher("nonsense", g, clip, "mohawk")
+    args = ["train-mapper", "--prompt", "mohawk", "--model", "debug", "--device", "cpu", "--num-latents", "6",
+            "--steps", "1", "--val-interval", "1"]
+    r = CliRunner().invoke(app, args + ["--init", "universal"])
+    assert r.exit_code == 1 and "no universal mapper found" in r.output
+    r = CliRunner().invoke(app, args + ["--init", "none"])
+    assert r.exit_code == 0 and "start: random" in r.output, r.output

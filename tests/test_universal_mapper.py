@@ -141,3 +141,28 @@ def test_s_space_latent_is_a_clear_error(debug):
     styles = g.styles(g.broadcast(g.w_avg.unsqueeze(0)))
     with pytest.raises(InputError, match="S space"):
         editor.edit(Latent(None, styles=tuple(styles)), Prompt("a face with a mohawk"))
+
+
+def test_teacher_is_the_editors_whole_wplus_change_and_a_mapper_learns_it(debug, tmp_path, monkeypatch):
+    """`train-mapper --init universal`: the per-prompt mapper starts from the universal mapper's edit."""
+    from styleclip.editors.mapper_training import MapperTrainConfig, train_mapper
+
+    monkeypatch.setattr(idir, "BANK_SIZE", 64)
+    g, clip, ident = debug
+    m = UniversalMapper(g.num_ws, g.config.style_dim, 32, hidden=32)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = save_universal_mapper(m, tmp_path / "u.safetensors")
+    teacher, start = factory.distill_teacher(str(path), g, clip, "a photo of a cat")
+    assert str(path) in start
+    z = torch.randn(3, g.config.style_dim, generator=torch.Generator().manual_seed(1))
+    w = g.mapping_plus(z, truncation_psi=0.7)
+    edited = factory.create_editor("mapper", g, clip, ident, mapper=str(path)).edit(Latent(w),
+                                                                                      Prompt("a photo of a cat"))
+    assert torch.allclose(teacher(w), edited.latent - w, atol=1e-5)
+    res = train_mapper(g, clip, "a photo of a cat", config=MapperTrainConfig(
+        steps=1, num_latents=64, num_val_latents=8, val_interval=1, distill_steps=300, distill_batch=32),
+        teacher=teacher)
+    with torch.no_grad():
+        err = (0.1 * res.mapper(w) - teacher(w)).square().sum() / teacher(w).square().sum()
+    assert err < 0.3, float(err)

@@ -3,6 +3,10 @@
 loss = clip_lambda * mean(1 - cos(CLIP(G(w_hat)), t)) + l2_lambda * MSE(w_hat, w) + id_lambda * ID(G(w_hat), G(w))
 with w_hat = w + residual_scale * M(w); only the mapper is optimised (Ranger, lr 0.5, batch 2).
 
+Warm start: given a teacher (the text-conditioned mapper's W+ change toward the same prompt), a fresh run first
+fits M to it (`distill`, MSE, a few seconds) and then takes the CLIP steps from there: on toy-faces 1000
+distillation steps + 100 CLIP steps (~13 s) edit better than 3000 CLIP steps from the random start (~10 min).
+
 Efficiency: the generator and CLIP are frozen and the backward pass asks for the mapper's gradients only
 (`backward(inputs=...)`), so no weight gradient of G or CLIP is ever computed; the source image G(w) is
 needed only for the identity loss and is then rendered under no_grad once per latent and its identity
@@ -45,6 +49,8 @@ from .mapper import generator_fingerprint, save_mapper
 
 LogFn = Callable[[int, dict], None]
 """log(step, losses): the latest training losses (and `val_*` entries after a validation)."""
+Teacher = Callable[[torch.Tensor], torch.Tensor]
+"""teacher(w [N,num_ws,D]) -> the W+ change [N,num_ws,D] a mapper is first fitted to (a universal mapper's)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,11 @@ class MapperTrainConfig:
     log_interval: int = 50
     num_image_pairs: int = 4
     seed: int = 0
+    # with a teacher (a universal mapper, `MapperTrainer(teacher=...)`): steps of fitting the mapper to the
+    # teacher's W+ change before the CLIP steps (Adam, batches of distill_batch training latents)
+    distill_steps: int = 1000
+    distill_lr: float = 0.3
+    distill_batch: int = 64
 
     def __post_init__(self):
         from ..checks import integer, number, seed
@@ -78,11 +89,13 @@ class MapperTrainConfig:
         if self.optimizer not in ("ranger", "adam"):
             raise InputError(f"optimizer must be 'ranger' or 'adam', got {self.optimizer!r}")
         for name in ("steps", "batch_size", "val_interval", "save_interval", "image_interval", "log_interval",
-                     "num_latents", "num_image_pairs"):
+                     "num_latents", "num_image_pairs", "distill_batch"):
             integer(getattr(self, name), name, 1 if name != "num_image_pairs" else 0,
                     1024 if name == "batch_size" else 10_000_000)
         integer(self.num_val_latents, "num_val_latents", 0, 100_000)
+        integer(self.distill_steps, "distill_steps", 0, 10_000_000)
         number(self.lr, "lr", lo=0.0, hi=10.0, open_lo=True)
+        number(self.distill_lr, "distill_lr", lo=0.0, hi=100.0, open_lo=True)
         for name in ("clip_lambda", "l2_lambda", "id_lambda"):
             number(getattr(self, name), name, lo=0.0, hi=1e4)
         number(self.residual_scale, "residual_scale", lo=-100.0, hi=100.0)
@@ -153,10 +166,12 @@ class MapperTrainer:
 
     def __init__(self, generator, clip, prompt: str, *, identity=None, config: MapperTrainConfig = MapperTrainConfig(),
                  latents: torch.Tensor | None = None, val_latents: torch.Tensor | None = None,
-                 out_dir: str | Path | None = None, notes: dict | None = None):
+                 out_dir: str | Path | None = None, notes: dict | None = None, teacher: Teacher | None = None):
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty: say what the mapper should edit toward, e.g. --prompt 'mohawk'")
         self.g, self.clip, self.identity, self.cfg = generator, clip, identity, config
+        self.teacher = teacher
+        self.distilled: dict | None = None  # how the distillation went (a fresh run with a teacher)
         self.prompt = prompt
         self.device = generator.w_avg.device
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -316,6 +331,33 @@ class MapperTrainer:
         pairs = [t for pair in zip(self._val_src, edited) for t in pair]
         return upscale_for_viewing(grid(pairs, ncols=2), min_size=512)
 
+    def distill(self) -> dict:
+        """Fit the mapper to the teacher's W+ change on the training latents: MSE of residual_scale * M(w)
+        against teacher(w) for `distill_steps` Adam steps (the starting point of the CLIP steps). Returns the
+        relative error |change - teacher| / |teacher| (squared norms, over the validation latents when there are
+        any) and the seconds taken."""
+        cfg, t0 = self.cfg, time.perf_counter()
+        rng = torch.Generator().manual_seed(cfg.seed + 2)
+        opt = torch.optim.Adam(self.params, lr=cfg.distill_lr)
+        n = self.latents.shape[0]
+        for _ in range(cfg.distill_steps):
+            w = self.latents[torch.randint(0, n, (min(cfg.distill_batch, n),), generator=rng)].to(self.device)
+            loss = (cfg.residual_scale * self.mapper(w) - self.teacher(w)).square().mean()
+            if not torch.isfinite(loss):
+                raise NumericalError("the distillation loss became NaN/inf; lower distill_lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward(inputs=self.params)
+            opt.step()
+        distributed.broadcast_tensors([p.data for p in self.params])  # every rank starts from rank 0's fit
+        held = self.val_latents if self.val_latents.shape[0] else self.latents[:256]
+        with torch.no_grad():
+            w = held.to(self.device)
+            target = self.teacher(w)
+            err = (cfg.residual_scale * self.mapper(w) - target).square().sum() / target.square().sum().clamp_min(1e-12)
+        self.distilled = {"steps": cfg.distill_steps, "relative_error": round(float(err), 5),
+                          "seconds": round(time.perf_counter() - t0, 3)}
+        return self.distilled
+
     # ---- checkpoints ---------------------------------------------------------------------------------
     def info(self) -> dict:
         if self._fingerprint is None:
@@ -326,7 +368,7 @@ class MapperTrainer:
                 "training": {**dataclasses.asdict(self.cfg), **self.notes}, "step": self.step,
                 "losses": self.losses, "best_val_loss": self.best_val_loss,
                 "val": self.val_history[-1] if self.val_history else None,
-                "train_seconds": round(self.train_seconds, 3)}
+                "distilled": self.distilled, "train_seconds": round(self.train_seconds, 3)}
 
     def state_dict(self) -> dict:
         return {"format": "styleclip-mapper-train-state", "step": self.step, "prompt": self.prompt,
@@ -335,7 +377,7 @@ class MapperTrainer:
                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.get_state(), "perm": self.perm,
                 "pos": self.pos, "best_val_loss": self.best_val_loss, "losses": self.losses,
                 "val_history": json.dumps(self.val_history), "latents_checksum": self.latents_checksum,
-                "train_seconds": self.train_seconds}
+                "train_seconds": self.train_seconds, "distilled": json.dumps(self.distilled)}
 
     def load_state_dict(self, state: dict, *, source: str = "train state") -> None:
         if state.get("format") != "styleclip-mapper-train-state":
@@ -364,6 +406,7 @@ class MapperTrainer:
         self.losses = dict(state["losses"])
         self.val_history = json.loads(state["val_history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.distilled = json.loads(state.get("distilled", "null"))
 
     def _finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.mapper.parameters())
@@ -410,6 +453,11 @@ class MapperTrainer:
         self._in_update = False
         t0, base = time.perf_counter(), self.train_seconds
         main = self.world.is_main  # rank 0 alone validates and writes
+        if self.step == 0 and self.teacher is not None and cfg.distill_steps > 0:
+            self.distill()
+            self.train_seconds = base + time.perf_counter() - t0
+            if main:
+                self._log({"step": 0, "time": time.time(), **{f"distill_{k}": v for k, v in self.distilled.items()}})
         if self.step == 0 and main:
             first = self.validate()  # sanity value (the official trainer discards it for "best" too)
             if first:
@@ -462,9 +510,10 @@ class MapperTrainer:
 def train_mapper(generator, clip, prompt: str, *, identity=None, config: MapperTrainConfig = MapperTrainConfig(),
                  latents: torch.Tensor | None = None, val_latents: torch.Tensor | None = None,
                  out_dir: str | Path | None = None, resume: bool = False, progress: ProgressFn | None = None,
-                 log: LogFn | None = None, notes: dict | None = None) -> TrainResult:
-    """Train (or with resume=True continue) a LevelsMapper for `prompt`; see MapperTrainer."""
+                 log: LogFn | None = None, notes: dict | None = None, teacher: Teacher | None = None) -> TrainResult:
+    """Train (or with resume=True continue) a LevelsMapper for `prompt`; see MapperTrainer. With a teacher
+    (e.g. `UniversalMapperEditor.teacher(prompt)`) a fresh run starts from the mapper fitted to its W+ change."""
     trainer = MapperTrainer(generator, clip, prompt, identity=identity, config=config, latents=latents,
-                            val_latents=val_latents, out_dir=out_dir, notes=notes)
+                            val_latents=val_latents, out_dir=out_dir, notes=notes, teacher=teacher)
     start_or_resume(trainer, out_dir, resume)
     return trainer.run(progress=progress, log=log)

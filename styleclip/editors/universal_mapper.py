@@ -186,6 +186,31 @@ class UniversalMapperEditor:
             row += c
         return masks
 
+    def text_direction(self, target: str, neutral: str = "a face") -> tuple[torch.Tensor, torch.Tensor]:
+        """(unit image-space direction d [E] of a text prompt, the raw bank difference [E])."""
+        return idir.prompt_direction(self.clip, idir.face_bank(self.generator, self.clip), target, neutral)
+
+    def change(self, w: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """The W+ change [N,num_ws,D] at strength 1 for latents w [N,num_ws,D] and unit directions d [N,E]
+        (residual_scale * M(w, d), scaled up to a W+ norm of min_change when smaller)."""
+        residual = self.residual_scale * self.mapper(w, d)
+        if self.config.min_change > 0:
+            size = residual.norm(dim=(1, 2), keepdim=True)
+            residual = residual * (self.config.min_change / size.clamp_min(1e-12)).clamp_min(1.0)
+        return residual
+
+    def teacher(self, target: str, neutral: str = "a face"):
+        """w [N,num_ws,D] -> this mapper's whole W+ change toward a text prompt (what a per-prompt mapper is
+        distilled from, `MapperTrainer.distill`)."""
+        d = self.text_direction(target, neutral)[0]
+
+        @torch.no_grad()
+        def change(w: torch.Tensor) -> torch.Tensor:
+            w = w.to(self.generator.w_avg.device, torch.float32)
+            return self.change(w, d.expand(w.shape[0], -1))
+
+        return change
+
     def directions(self, prompt: Prompt, src_img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(unit directions [N,E], target embedding [1,E] or [N,E] for the metrics, target gain [N])."""
         n = src_img.shape[0]
@@ -195,8 +220,7 @@ class UniversalMapperEditor:
             diff = ref - e_src
             d = F.normalize(diff, dim=-1)
             return d, ref, (diff * d).sum(-1) * self.config.gain_fraction
-        d, raw = idir.prompt_direction(self.clip, idir.face_bank(self.generator, self.clip), prompt.target,
-                                       prompt.neutral)
+        d, raw = self.text_direction(prompt.target, prompt.neutral)
         gain = float(raw @ d) * self.config.gain_fraction
         text = self.clip.encode_text([prompt.target]).float()
         return d.expand(n, -1), text, torch.full((n,), gain, device=e_src.device)
@@ -217,10 +241,7 @@ class UniversalMapperEditor:
             w = w_all[i:i + cfg.batch_size].to(g.w_avg.device, torch.float32)
             src = g.synthesis(w)
             d, target, goal = self.directions(prompt, src)
-            residual = self.residual_scale * self.mapper(w, d)
-            if cfg.min_change > 0:
-                size = residual.norm(dim=(1, 2), keepdim=True)
-                residual = residual * (cfg.min_change / size.clamp_min(1e-12)).clamp_min(1.0)
+            residual = self.change(w, d)
             masks = self.channel_masks(d) if self.relevance is not None else None
             s_src = g.styles(w) if masks is not None else None
 
