@@ -546,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None, help="[default: tuned, else 0.1]")
     g.add_argument("--l2-lambda", type=float, default=None, help="[default: tuned, else 0.008]")
     g.add_argument("--id-lambda", type=float, default=None, help="[default: tuned, else 0.005]")
+    g.add_argument("--opt-init", choices=("source", "universal"), default=None, help="Where optimization starts "
+                   "(default: the model set's; toy-faces: universal, the universal mapper's edit).")
     g.add_argument("--clip-views", type=int, default=None, help="Shifted copies CLIP scores (0: the image as it "
                    "is) [default: tuned, else 0].")
     g.add_argument("--opt-grid", default="", help="e.g. 'steps=25,50;l2_lambda=0.008,0.05;id_lambda=0.005,0.5' "
@@ -604,7 +606,10 @@ def main(argv=None) -> dict:
                "machine": machine(), "prompts": list(prompts), "threshold": b.threshold,
                "generator": f"{args.model} (fingerprint {generator_fingerprint(b.g)})", "engines": {}}
     opt_opts = dict(steps=args.steps, lr=args.lr, l2_lambda=args.l2_lambda, id_lambda=args.id_lambda,
-                    clip_views=tuned_opt.get("clip_views", 0) if args.clip_views is None else args.clip_views)
+                    clip_views=tuned_opt.get("clip_views", 0) if args.clip_views is None else args.clip_views,
+                    init=args.opt_init or tuned_opt.get("init", "source"))
+    if opt_opts["init"] == "universal":
+        opt_opts["init_min_change"] = tuned_opt.get("init_min_change", 0.0)
     for eng in engines:
         log(f"{eng} ...")
         t0 = time.perf_counter()
@@ -612,7 +617,8 @@ def main(argv=None) -> dict:
         try:
             if eng == "optimize":
                 r["rows"] = bench_optimize(b, prompts, opt_opts)
-                r["settings"] = ", ".join(f"{k} {v:g}" for k, v in opt_opts.items())
+                r["settings"] = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                                          for k, v in opt_opts.items())
             elif eng == "global":
                 rows, grid, info = bench_global(b, prompts)
                 r["rows"] = rows

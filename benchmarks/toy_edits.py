@@ -38,11 +38,14 @@ KI = factory.edit_defaults("toy-faces", "global", keep_identity=True)
 SHIPPED = "shipped"  # the row's label is read from the shipped file
 ROWS = [
     ("optimize", "a face wearing glasses", {"glasses": "glasses"}, OPT, 1.0, f"toy defaults ({OPT['steps']} steps, "
-     f"lr {OPT['lr']:g}, l2 {OPT['l2_lambda']:g}, id {OPT['id_lambda']:g}, {OPT['clip_views']} CLIP views)"),
+     f"lr {OPT['lr']:g}, l2 {OPT['l2_lambda']:g}, id {OPT['id_lambda']:g}, {OPT['clip_views']} CLIP views, "
+     f"from the universal mapper's edit)"),
     ("optimize", "a face with blond hair", {"hair_colour": "blond"}, OPT, 1.0, "same"),
     ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, OPT, 1.0, "same"),
-    ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "clip_views": 0}, 1.0,
-     "same, CLIP on the image as it is (the paper)"),
+    ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "init": "source"}, 1.0,
+     "same, from the source"),
+    ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "init": "source", "clip_views": 0}, 1.0,
+     "same, from the source, CLIP on the image as it is (the paper)"),
     ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "space": "styles"}, 1.0, "same, in S"),
     ("global", "a face with blond hair", {"hair_colour": "blond"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g} (toy defaults)"),
     ("global", "a face with a mohawk", {"hair_style": "mohawk"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g}"),

@@ -267,7 +267,7 @@ def _edit_photo(image: Path, g, editor, text, *, face, invert, invert_options, o
 # Options that only one engine uses (the CLI refuses them with another engine rather than ignore them).
 ENGINE_OPTIONS = {
     "optimize": ("--steps", "--lr", "--l2-lambda", "--id-lambda", "--mode", "--space", "--bf16",
-                 "--checkpoint-min-res", "--gif", "--clip-views"),
+                 "--checkpoint-min-res", "--gif", "--clip-views", "--init"),
     "global": ("--neutral", "--beta", "--relevance"),
     "mapper": ("--mapper",),
     "universal": ("--beta",),  # the universal mapper's disentanglement threshold
@@ -344,6 +344,10 @@ def edit(
                                              "shifted copies of the edit (against changes only CLIP sees); 0: "
                                              "the image as it is, as the paper.",
                                              show_default=_tuned_help("optimize", "clip_views", 0)),
+    init_from: Optional[str] = typer.Option(None, "--init", help="optimize: where the latent starts: 'source' "
+                                            "(the paper) or 'universal' (the universal mapper's edit toward the "
+                                            "prompt, then refined; needs a universal mapper for the generator).",
+                                            show_default="source, toy-faces universal"),
     strength: Optional[float] = typer.Option(None, "--strength", "--alpha", help="Edit strength: alpha for "
                                              "global, residual scale for mapper (1), CLIP-term weight for "
                                              "optimize (1).", show_default="global " + _tuned_help(
@@ -400,7 +404,7 @@ def edit(
         "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
         "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
         "--bf16": bf16, "--checkpoint-min-res": checkpoint_min_res is not None, "--gif": gif,
-        "--clip-views": clip_views is not None,
+        "--clip-views": clip_views is not None, "--init": init_from is not None,
         "--neutral": neutral is not None, "--beta": beta is not None, "--relevance": relevance_file is not None,
         "--mapper": mapper is not None}
     model = _model(model, checkpoint)
@@ -460,7 +464,8 @@ def edit(
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode or "edit",
                        space=space or "wplus", bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,
                        checkpoint_min_res=checkpoint_min_res, direction=direction,
-                       clip_views=tuned.get("clip_views", 0) if clip_views is None else clip_views)
+                       clip_views=tuned.get("clip_views", 0) if clip_views is None else clip_views,
+                       init=init_from or tuned.get("init", "source"), init_min_change=tuned.get("init_min_change", 0.0))
     elif engine == "global":
         options = dict(beta=beta or None, relevance=relevance_file, direction=direction, **auto)
     elif universal:  # --beta 0 (or a model set without a tuned beta): the mapper's whole W+ edit

@@ -259,3 +259,46 @@ def test_clip_views_reproducible_batch_independent_and_different_from_plain(debu
     assert not torch.allclose(plain.latent, a.latent)
     with pytest.raises(ValueError, match="clip_views"):
         OptimizationConfig(clip_views=-1)
+
+
+def test_start_from_the_universal_mappers_edit(debug_generator, clip, source, tmp_path, monkeypatch):
+    """init 'universal': the latent starts at the universal mapper's whole W+ edit (with lr 0 it stays there), the
+    L2 term still measures the distance to the source, and S-space latents or a missing mapper are clear errors."""
+    from styleclip import image_directions as idir
+    from styleclip.editors.universal_mapper import save_universal_mapper
+    from styleclip.errors import InputError
+    from styleclip.nets.universal_mapper import UniversalMapper
+
+    monkeypatch.setattr(idir, "BANK_SIZE", 64)
+    g = debug_generator
+    m = UniversalMapper(g.num_ws, g.config.style_dim, 32, hidden=32)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = save_universal_mapper(m, tmp_path / "u.safetensors")
+    w = source.w_plus
+    d = idir.image_direction(g, clip, "glasses")
+    change = m(w, d.expand(len(w), -1)).detach()
+    floor = float(change.norm(dim=(1, 2)).max()) * 2  # every change scaled up to this W+ norm
+    start = w + change * (floor / change.norm(dim=(1, 2), keepdim=True))
+    ed = create_editor("optimize", g, clip, steps=3, lr=0.0, init="universal", init_mapper=str(path),
+                       init_min_change=floor)
+    res = ed.edit(source, Prompt("glasses"))
+    assert torch.allclose(res.latent, start, atol=1e-5)
+    l2 = float(((start - w) ** 2).sum(dim=(1, 2)).mean())
+    assert res.metrics["final_losses"]["l2"] == pytest.approx(l2, rel=1e-4)
+    plain = create_editor("optimize", g, clip, steps=3, lr=0.0).edit(source, Prompt("glasses"))
+    assert torch.equal(plain.latent, w)
+    moved = create_editor("optimize", g, clip, steps=5, lr=0.05, init="universal", init_mapper=str(path)).edit(
+        source, Prompt("glasses"))
+    assert not torch.allclose(moved.latent, w + change, atol=1e-4)  # then optimized from there
+    in_s = create_editor("optimize", g, clip, steps=3, lr=0.0, space="styles", init="universal",
+                         init_mapper=str(path), init_min_change=floor)
+    styles = in_s.edit(source, Prompt("glasses"))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(styles.latent, g.styles(start)))
+    with pytest.raises(InputError, match="W\\+ latent"):
+        in_s.edit(Latent(None, styles=g.styles(w)), Prompt("glasses"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="no universal mapper found"):
+        create_editor("optimize", g, clip, init="universal")
+    with pytest.raises(InputError, match="init"):
+        OptimizationConfig(init="mapper")

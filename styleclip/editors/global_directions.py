@@ -39,12 +39,10 @@ class GlobalDirectionsConfig:
     gain_fraction: float = 0.6  # auto: target gain = this x how far matching faces lie from others along delta_t
 
     def __post_init__(self):
-        if self.direction not in ("text", "image"):
-            raise ValueError(f"direction must be 'text' or 'image', got {self.direction!r}")
-
-    def __post_init__(self):
         from ..checks import integer, number
 
+        if self.direction not in ("text", "image"):
+            raise ValueError(f"direction must be 'text' or 'image', got {self.direction!r}")
         if self.beta is not None:
             number(self.beta, "beta", lo=0.0, hi=1.0)
         if self.alpha is not None:

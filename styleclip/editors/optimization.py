@@ -4,13 +4,16 @@ Minimises  strength * (1 - cos(CLIP(G(w)), t)) + l2_lambda * sum((w - w_s)^2) + 
 over W+ (all rows) with Adam and the official warm-up / cosine ramp-down schedule, fixed noise. With
 `clip_views` K > 0 the CLIP term scores the mean embedding of K randomly shifted copies (styleclip.augment).
 Only the latent gets gradients: generator, CLIP and identity net are frozen, the text is embedded once and
-the source image's identity embedding is computed once.
+the source image's identity embedding is computed once. With `init` "universal" the latent starts at the
+universal mapper's edit instead of the source (CLIP alone drifts toward changes only CLIP sees; started from an
+edit the mapper learned on real image differences, it refines one): toy-faces good edits 0.79 -> 0.89.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +44,12 @@ class OptimizationConfig:
     clip_views: int = 0  # 0: CLIP scores the rendered image (the paper); K: the mean embedding of K copies shifted
     clip_shift: float = 0.125  # by up to this fraction of the size (styleclip.augment: against adversarial edits)
     seed: int = 0  # of the shifts: an edit is reproducible
+    # where the optimization starts (mode "edit"): "source" (the paper), or "universal": the universal mapper's
+    # whole W+ edit toward the prompt (`init_mapper`, its change floored at `init_min_change`); the L2 term
+    # still measures the distance to the source
+    init: str = "source"
+    init_mapper: Any = "universal"
+    init_min_change: float = 0.0
 
     def __post_init__(self):
         from ..checks import integer, number
@@ -57,6 +66,9 @@ class OptimizationConfig:
             raise InputError(f"mode must be 'edit' or 'free_generation', got {self.mode!r}")
         if self.space not in ("wplus", "styles"):
             raise InputError(f"space must be 'wplus' or 'styles', got {self.space!r}")
+        if self.init not in ("source", "universal"):
+            raise InputError(f"init must be 'source' or 'universal', got {self.init!r}")
+        number(self.init_min_change, "init_min_change", lo=0.0, hi=1e6)
         if self.direction not in ("text", "image"):
             raise InputError(f"direction must be 'text' or 'image', got {self.direction!r}")
         if self.steps < 1:
@@ -85,6 +97,12 @@ class OptimizationEditor:
         self.identity = identity
         self.config = config
         self._losses: dict[str, torch.Tensor] = {}  # the latest step's, kept on the device
+        self.start = None  # the universal mapper editor that gives the starting point (init "universal")
+        if config.init == "universal" and config.mode == "edit":
+            from .universal_mapper import UniversalMapperConfig, UniversalMapperEditor
+
+            self.start = UniversalMapperEditor(generator, clip, config=UniversalMapperConfig(
+                mapper=config.init_mapper, min_change=config.init_min_change))
 
     @property
     def last_losses(self) -> dict[str, float]:
@@ -116,10 +134,12 @@ class OptimizationEditor:
             clip_before = (self.clip.encode_image(img_source) * text).sum(-1)
             id_source = self.identity.embed(img_source) if self.identity is not None else None
 
+        w_start = self._start_latent(w_source, img_source, prompt, s_given) if self.start is not None else w_source
         if cfg.space == "styles":
             with torch.no_grad():
                 s_source = g.styles(w_source) if s_given is None else s_given
-            variables = [s.clone().requires_grad_(layer.kind == "conv") for s, layer in zip(s_source, g.layers)]
+                s_start = s_source if w_start is w_source else g.styles(w_start)
+            variables = [s.clone().requires_grad_(layer.kind == "conv") for s, layer in zip(s_start, g.layers)]
             pairs = [(v, s) for v, s in zip(variables, s_source) if v.requires_grad]  # toRGB styles stay fixed
             params = [v for v, _ in pairs]
 
@@ -129,7 +149,7 @@ class OptimizationEditor:
             def l2():
                 return sum(latent_l2(v, s) for v, s in pairs)
         else:
-            w = w_source.clone().requires_grad_(True)
+            w = w_start.clone().requires_grad_(True)
             params = [w]
 
             def render():
@@ -184,6 +204,15 @@ class OptimizationEditor:
         edited = [v.detach() for v in variables] if cfg.space == "styles" else w.detach()
         return EditResult(image=img, latent=edited, engine=self.name, metrics=metrics, source_image=img_source,
                           frames=tuple(frames))
+
+    @torch.no_grad()
+    def _start_latent(self, w_source, img_source, prompt: Prompt, s_given) -> torch.Tensor:
+        """init "universal": the source plus the universal mapper's W+ change toward the prompt (text or image)."""
+        if s_given is not None:
+            raise InputError("--init universal starts from the universal mapper's W+ edit: give a W+ latent, not an "
+                             "S-space one (or use --init source)")
+        d, _, _ = self.start.directions(prompt, img_source)
+        return w_source + self.start.change(w_source, d)
 
     @torch.no_grad()
     def target_embedding(self, prompt: Prompt, img_source: torch.Tensor) -> torch.Tensor:
