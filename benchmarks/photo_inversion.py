@@ -307,9 +307,10 @@ Success on photos minus success on sampled faces: {', '.join(f'{e} {gaps[e] * 10
 (target: within 10 points). The same pivots edited with the base generator (the projector alone, no tuning):
 {', '.join(f'{e} {pivot_gaps[e] * 100:+.0f} points' for e in engines)}. Where PTI's column falls below the
 projector's, the tuned generator loses part of the edit: it was fitted to reproduce the photo at the pivot and
-keeps reproducing its hair and colours a small latent move away. The optimize engine's moves are the smallest
-(its L2 and identity terms stop it once CLIP is satisfied). In development runs on 8 photos (not part of this
-benchmark), the latent move it finds with the base generator, rendered with the tuned one, lost the edit as well;
+keeps reproducing its hair and colours a small latent move away. In development runs on 8 photos (not part of
+this benchmark), with optimization started at the source (its moves were then the smallest: its L2 and identity
+terms stop it once CLIP is satisfied), the latent move it found with the base generator, rendered with the tuned
+one, lost the edit as well;
 a locality term that keeps the tuned generator's *change* around the pivot equal to the base's did not bring it
 back; and tuning only the 32-64 px layers kept most of the gain but not the blond-hair edits: hair colour lives
 in those layers, so the tuned generator keeps the photo's colour whatever the latent says.
