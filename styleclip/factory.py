@@ -367,15 +367,14 @@ def distill_teacher(init: str | Path, generator, clip, prompt: str, *, model: st
     init = str(init)
     if init == "none":
         return None, "random (the paper's)"
-    if init == "auto":
-        try:
-            find_universal_mapper("universal", generator)
-        except StyleClipError:
-            return None, "random (the paper's; no universal mapper found for this generator)"
-        init = "universal"
-    if init != "universal" and not is_universal_mapper(init):
+    if init not in ("auto", "universal") and not is_universal_mapper(init):
         raise InputError(f"--init {init}: expected auto, none, universal or a universal mapper file")
-    path = find_universal_mapper(init, generator)
+    try:
+        path = find_universal_mapper("universal" if init == "auto" else init, generator)
+    except StyleClipError:
+        if init != "auto":
+            raise
+        return None, "random (the paper's; no universal mapper found for this generator)"
     floor = edit_defaults(model, "universal").get("min_change", 0.0)
     editor = create_editor("universal", generator, clip, mapper=path, min_change=floor)
     return editor.teacher(prompt, neutral), f"distilled from the universal mapper {path}"

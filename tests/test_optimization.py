@@ -265,16 +265,12 @@ def test_start_from_the_universal_mappers_edit(debug_generator, clip, source, tm
     """init 'universal': the latent starts at the universal mapper's whole W+ edit (with lr 0 it stays there), the
     L2 term still measures the distance to the source, and S-space latents or a missing mapper are clear errors."""
     from styleclip import image_directions as idir
-    from styleclip.editors.universal_mapper import save_universal_mapper
     from styleclip.errors import InputError
-    from styleclip.nets.universal_mapper import UniversalMapper
+    from helpers import random_universal_mapper
 
     monkeypatch.setattr(idir, "BANK_SIZE", 64)
     g = debug_generator
-    m = UniversalMapper(g.num_ws, g.config.style_dim, 32, hidden=32)
-    for p in m.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    path = save_universal_mapper(m, tmp_path / "u.safetensors")
+    m, path = random_universal_mapper(g, tmp_path / "u.safetensors")
     w = source.w_plus
     d = idir.image_direction(g, clip, "glasses")
     change = m(w, d.expand(len(w), -1)).detach()

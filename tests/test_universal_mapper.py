@@ -14,6 +14,8 @@ from styleclip.errors import CheckpointError, InputError
 from styleclip.nets.universal_mapper import UniversalMapper
 from styleclip.types import Latent, Prompt
 
+from helpers import random_universal_mapper
+
 
 @pytest.fixture(scope="module")
 def debug():
@@ -80,10 +82,7 @@ def test_training_lowers_the_loss_and_resume_is_exact(debug, tmp_path):
 def test_engine_text_and_image_prompts(debug, tmp_path, monkeypatch):
     monkeypatch.setattr(idir, "BANK_SIZE", 64)
     g, clip, ident = debug
-    m = UniversalMapper(g.num_ws, g.config.style_dim, 32, hidden=32)
-    for p in m.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    path = save_universal_mapper(m, tmp_path / "u.safetensors")
+    m, path = random_universal_mapper(g, tmp_path / "u.safetensors")
     editor = factory.create_editor("mapper", g, clip, ident, mapper=str(path))
     assert isinstance(editor, UniversalMapperEditor)
     z = torch.randn(3, g.config.style_dim, generator=torch.Generator().manual_seed(0))
@@ -149,10 +148,7 @@ def test_teacher_is_the_editors_whole_wplus_change_and_a_mapper_learns_it(debug,
 
     monkeypatch.setattr(idir, "BANK_SIZE", 64)
     g, clip, ident = debug
-    m = UniversalMapper(g.num_ws, g.config.style_dim, 32, hidden=32)
-    for p in m.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    path = save_universal_mapper(m, tmp_path / "u.safetensors")
+    m, path = random_universal_mapper(g, tmp_path / "u.safetensors")
     teacher, start = factory.distill_teacher(str(path), g, clip, "a photo of a cat")
     assert str(path) in start
     z = torch.randn(3, g.config.style_dim, generator=torch.Generator().manual_seed(1))

@@ -4,8 +4,8 @@ loss = clip_lambda * mean(1 - cos(CLIP(G(w_hat)), t)) + l2_lambda * MSE(w_hat, w
 with w_hat = w + residual_scale * M(w); only the mapper is optimised (Ranger, lr 0.5, batch 2).
 
 Warm start: given a teacher (the text-conditioned mapper's W+ change toward the same prompt), a fresh run first
-fits M to it (`distill`, MSE, a few seconds) and then takes the CLIP steps from there: on toy-faces 1000
-distillation steps + 100 CLIP steps (~13 s) edit better than 3000 CLIP steps from the random start (~10 min).
+fits M to it (`distill`, MSE, a few seconds) and then takes the CLIP steps from there, so a hundred steps give a
+usable mapper (toy-faces figures: docs/benchmarks.md against docs/benchmarks-mapper-start.md).
 
 Efficiency: the generator and CLIP are frozen and the backward pass asks for the mapper's gradients only
 (`backward(inputs=...)`), so no weight gradient of G or CLIP is ever computed; the source image G(w) is
