@@ -218,6 +218,10 @@ def clip_fingerprint(clip) -> str:
     return _fingerprint(clip.model, f"{clip.name}|{clip.official_input}")
 
 
+def identity_fingerprint(identity) -> str:
+    return _fingerprint(identity, type(identity).__name__)
+
+
 SHIPPED_DIR = Path(__file__).resolve().parent / "assets" / "stylespace"  # precomputed for the embedded models
 
 
@@ -228,7 +232,7 @@ def cache_path(kind: str, key: str, suffix: str) -> Path:
     return pretrained.cache_dir() / "stylespace" / f"{kind}-{key}{suffix}"
 
 
-def _shipped_or(path: Path) -> Path:
+def shipped_or(path: Path) -> Path:
     """The copy of a cache entry shipped in the package (same name) if there is one, else `path`."""
     shipped = SHIPPED_DIR / path.name
     return shipped if shipped.is_file() else path
@@ -300,8 +304,8 @@ def load_or_compute_stats(g, path: str | Path | None = None, **kwargs) -> StyleS
     if path is not None:
         return StyleStats.load(path, g)
     cached = stats_cache_path(g, **kwargs)
-    if _shipped_or(cached).is_file():
-        return StyleStats.load(_shipped_or(cached), g)
+    if shipped_or(cached).is_file():
+        return StyleStats.load(shipped_or(cached), g)
     prepared = _prepared_file(g, "stats", **{f"stats_{k}": v for k, v in kwargs.items()})
     if prepared is not None:
         return StyleStats.load(prepared, g)
@@ -333,13 +337,7 @@ class Relevance:
 
     def save(self, path: str | Path) -> Path:
         """`path` (.npy, interchangeable with the official fs3.npy) plus `path`.json with metadata."""
-        path = Path(path)
-        finite_tensors(self.fs3, "channel relevance")
-        meta = dict(self.meta, layers=list(self.layers), rows=int(self.fs3.shape[0]))
-        with Outputs() as out:
-            out.write(path, lambda tmp: np.save(tmp, self.fs3.detach().cpu().float().numpy()))
-            out.write(Path(str(path) + ".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
-        return path
+        return save_rows(path, self.fs3, self.layers, self.meta, "channel relevance")
 
     @classmethod
     def load(cls, path: str | Path, g) -> "Relevance":
@@ -379,6 +377,17 @@ class Relevance:
         d = self.fs3.shape[1]
         return [rows.get(layer.index, self.fs3.new_zeros(layer.channels, d)) if layer.kind == "conv" else None
                 for layer in g.layers]
+
+
+def save_rows(path: str | Path, rows: torch.Tensor, layers, meta: dict, what: str) -> Path:
+    """Per-channel rows of `layers` as `path` (.npy, float32) plus `path`.json (meta, layers, rows), together."""
+    path = Path(path)
+    finite_tensors(rows, what)
+    meta = dict(meta, layers=list(layers), rows=int(rows.shape[0]))
+    with Outputs() as out:
+        out.write(path, lambda tmp: np.save(tmp, rows.detach().cpu().float().numpy()))
+        out.write(Path(str(path) + ".json"), lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+    return path
 
 
 def _add(acc: dict, part: dict) -> None:
@@ -684,8 +693,8 @@ def load_or_compute_relevance(g, clip, stats: StyleStats, path: str | Path | Non
     if method not in ("exact", "fast"):
         raise StyleClipError(f"relevance method must be 'exact' or 'fast', got {method!r}")
     cached = relevance_cache_path(g, clip, method, **settings)
-    if _shipped_or(cached).is_file():
-        return Relevance.load(_shipped_or(cached), g)
+    if shipped_or(cached).is_file():
+        return Relevance.load(shipped_or(cached), g)
     shipped = shipped_relevance(g, clip) if not settings else None
     if shipped is not None:
         return Relevance.load(shipped, g)
@@ -737,17 +746,42 @@ def auto_beta(relevance: Relevance, delta_t: torch.Tensor, *, k: int = 20, betas
     return fallback
 
 
-def delta_s(g, relevance: Relevance, stats: StyleStats, delta_t: torch.Tensor, beta: float
-            ) -> tuple[list[torch.Tensor], int]:
+def decorrelated_scores(relevance: Relevance, delta_t: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Channel scores a = fs3 (fs3^T fs3 + ridge * lambda_max I)^-1 delta_t, scaled to max|fs3 . delta_t|: the
+    ridge least-squares weights whose combined image change sum_c a_c fs3_c points along delta_t. The paper's
+    r = fs3 . delta_t is the limit ridge -> inf; there many channels sharing one CLIP direction (a smile's) all
+    score high and crowd out the other part of a compound prompt ("smiling ... with a mohawk")."""
+    u = relevance.fs3.double()
+    gram = u.T @ u
+    lam = float(ridge) * float(torch.linalg.eigvalsh(gram)[-1])
+    a = u @ torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device),
+                               delta_t.to(u))
+    r = u @ delta_t.to(u)
+    return (a * (r.abs().max() / a.abs().max().clamp_min(1e-30))).to(relevance.fs3.dtype)
+
+
+def delta_s(g, relevance: Relevance, stats: StyleStats, delta_t: torch.Tensor, beta: float, *,
+            ridge: float | None = None, identity_cost: torch.Tensor | None = None,
+            identity_damping: float | None = None) -> tuple[list[torch.Tensor], int]:
     """(delta_s per entry of g.layers, channels kept) as SPEC 3.5: r = fs3 . delta_t; |r| < beta -> 0;
-    r / max|r|; times the channel std; zero on toRGB layers and on layers without relevance."""
+    r / max|r|; times the channel std; zero on toRGB layers and on layers without relevance.
+
+    Extensions (off by default, the paper's direction then bit for bit): `ridge` scores the kept channels by
+    `decorrelated_scores` instead of r; `identity_cost` [rows] (styleclip.identity_cost) with
+    `identity_damping` q0 divides each score by (1 + q_c / q0) before the normalisation."""
     r = channel_scores(relevance, delta_t)
     keep = r.abs() >= beta
     kept = int(keep.sum())
     if kept == 0:
         raise InputError(f"beta too high: beta = {beta:g} keeps no channel; only {kept} channels have "
                          f"|r| >= {beta:g} (largest |r| is {float(r.abs().max()):.3f}); lower beta")
+    if ridge is not None:
+        r = decorrelated_scores(relevance, delta_t, ridge)
     r = torch.where(keep, r, torch.zeros_like(r))
+    if identity_damping is not None and identity_cost is not None:
+        r = r / (1 + identity_cost.to(r) / identity_damping)
+    if float(r.abs().max()) == 0:
+        raise InputError("the direction scores no kept channel (every kept score is zero); lower beta")
     r = r / r.abs().max()
     out = [stats.std[layer.index].new_zeros(layer.channels) for layer in g.layers]
     row = 0

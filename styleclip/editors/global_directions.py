@@ -22,7 +22,11 @@ class GlobalDirectionsConfig:
     """beta: disentanglement threshold on |fs3 . delta_t| (None: the GUI's auto-beta keeping > auto_beta_k
     channels). alpha: strength; None takes `Prompt.strength` (the notebooks use 4.1 = NOTEBOOK_ALPHA).
     stats / relevance: a StyleStats / Relevance object or a file path; None loads them from the cache or
-    computes them (`relevance_method` 'exact' or 'fast'; automatic only for small generators)."""
+    computes them (`relevance_method` 'exact' or 'fast'; automatic only for small generators).
+    ridge / identity_damping: optional refinements of delta_s (`stylespace.delta_s`; None: the paper's):
+    decorrelated channel scores, and channels that change the person held back by their identity cost
+    (`identity_cost`: an IdentityCost or file; None loads or, for small generators, computes it with the
+    identity net)."""
 
     beta: float | None = 0.15
     alpha: float | None = None
@@ -37,6 +41,9 @@ class GlobalDirectionsConfig:
     auto: bool = False  # pick alpha per face (auto_strength: multiples of the prompt's alpha)
     auto_strength: AutoStrengthConfig = field(default_factory=AutoStrengthConfig)
     gain_fraction: float = 0.6  # auto: target gain = this x how far matching faces lie from others along delta_t
+    ridge: float | None = None
+    identity_damping: float | None = None
+    identity_cost: object = field(default=None, compare=False)
 
     def __post_init__(self):
         from ..checks import integer, number
@@ -48,6 +55,10 @@ class GlobalDirectionsConfig:
         if self.alpha is not None:
             number(self.alpha, "alpha", lo=-100.0, hi=100.0)
         integer(self.auto_beta_k, "auto_beta_k", 1, 100_000)
+        if self.ridge is not None:
+            number(self.ridge, "ridge", lo=1e-6, hi=1e6)
+        if self.identity_damping is not None:
+            number(self.identity_damping, "identity_damping", lo=1e-9, hi=1e6)
 
 
 @register_engine("global")
@@ -73,6 +84,14 @@ class GlobalDirectionsEditor:
         if self.relevance.fs3.shape[1] != d:
             raise CheckpointError(f"the channel relevance has {self.relevance.fs3.shape[1]} columns, but this CLIP "
                                   f"embeds in {d} dimensions (computed for another CLIP model?)")
+        self.identity_cost = None
+        if config.identity_damping is not None:
+            from ..identity_cost import IdentityCost, load_or_compute_identity_cost
+
+            ic = config.identity_cost
+            self.identity_cost = ic if isinstance(ic, IdentityCost) else load_or_compute_identity_cost(
+                g, identity, self.stats, ic, compute=ss.computes_when_missing(g), progress=progress)
+            self.identity_cost.check(self.relevance)
         self._directions: dict[tuple, tuple[list[torch.Tensor], int, float]] = {}
 
     @classmethod
@@ -101,7 +120,9 @@ class GlobalDirectionsEditor:
         if delta_t is not None or key not in self._directions:
             dt = delta_t if delta_t is not None else self.text_direction(prompt.neutral, prompt.target)
             b = ss.auto_beta(self.relevance, dt, k=self.config.auto_beta_k) if beta is None else beta
-            ds, kept = ss.delta_s(self.generator, self.relevance, self.stats, dt, b)
+            ds, kept = ss.delta_s(self.generator, self.relevance, self.stats, dt, b, ridge=self.config.ridge,
+                                  identity_cost=None if self.identity_cost is None else self.identity_cost.cost,
+                                  identity_damping=self.config.identity_damping)
             if delta_t is not None:
                 return ds, kept, b
             self._directions[key] = (ds, kept, b)
