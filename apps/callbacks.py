@@ -244,9 +244,10 @@ class StyleClipApp:
                     any(ss.relevance_cache_path(g, self.clip, m).is_file() for m in ("exact", "fast"))
                 if rel_found or self.stats_file is not None or g.config.size > SMALL_GENERATOR:
                     # the CLI's lookup: the files given, else the shipped or cached statistics and relevance
-                    self._global = GlobalDirectionsEditor.from_files(
+                    self._global = GlobalDirectionsEditor.from_files(  # with the model set's refinements
                         g, self.clip, relevance=self.relevance_file, stats=self.stats_file, compute_missing=False,
-                        progress=progress)
+                        progress=progress, identity=self.identity,
+                        **factory.global_direction_options(self.model, self.identity))
                 else:  # nothing shipped or cached for this small generator (debug): a quick estimate, said so
                     stats = ss.load_or_compute_stats(g, n=SMALL_STATS_SAMPLES)
                     rel = ss.load_or_compute_relevance(g, self.clip, stats, n_images=SMALL_RELEVANCE_IMAGES,
@@ -570,7 +571,9 @@ class StyleClipApp:
         elif engine == "global":
             g = self.global_editor()
             editor = factory.create_editor("global", self.generator, self.clip, self.identity, beta=beta,
-                                           stats=g.stats, relevance=g.relevance, **options)
+                                           stats=g.stats, relevance=g.relevance, identity_cost=g.identity_cost,
+                                           ridge=g.config.ridge, identity_damping=g.config.identity_damping,
+                                           **options)
         else:
             editor = factory.create_editor("optimize", self.generator, self.clip, self.identity,
                                            **dataclasses.asdict(self.optimize_defaults()))

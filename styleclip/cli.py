@@ -357,7 +357,7 @@ def edit(
     beta: Optional[float] = typer.Option(None, help="global: disentanglement threshold (channels with "
                                          "|relevance| < beta are left alone); 0 picks it automatically. "
                                          "Universal mapper: its change is kept only on channels with "
-                                         "|relevance| >= beta (default: toy-faces 0.2, else off); 0: off.",
+                                         "|relevance| >= beta (default: toy-faces 0.1, else off); 0: off.",
                                          show_default=_tuned_help("global", "beta", 0.15)),
     relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="global: channel relevance .npy "
                                                   "(ours or the official fs3.npy).",
@@ -368,10 +368,12 @@ def edit(
     auto_strength: bool = typer.Option(False, "--auto-strength", help="global / mapper: pick the strength per "
                                        "face (the smallest multiple of --strength reaching the CLIP gain while "
                                        "the identity net still says same person); reported per face."),
-    keep_identity: bool = typer.Option(False, "--keep-identity", help="global / mapper: per face, the strongest "
-                                       "of 0.25, 0.5, 0.75 and 1 x --strength that the identity net still reads as "
-                                       "the same person (an identity budget); reported per face. Global on "
-                                       "toy-faces: alpha 4, beta 0.1 by default with it."),
+    keep_identity: Optional[bool] = typer.Option(None, "--keep-identity/--fixed-strength", help="global / mapper: "
+                                                 "per face, the strongest of 0.25, 0.5, 0.75 and 1 x --strength "
+                                                 "that the identity net still reads as the same person (an identity "
+                                                 "budget); reported per face. --fixed-strength: --strength on every "
+                                                 "face.", show_default="fixed; global on toy-faces: keep identity "
+                                                 "(alpha 5, beta 0.1)"),
     direction: Optional[str] = typer.Option(None, help="optimize / global: 'text' (the paper's CLIP text "
                                             "target) or 'image' (the prompt's image-side CLIP direction, from "
                                             "ranking generated faces) [default: text; or the model's]."),
@@ -419,8 +421,11 @@ def edit(
     _check_engine_options("universal" if universal else engine,
                           {**given, "--mapper": mapper is not None and not universal})
     beta_given = beta is not None
-    tuned = factory.edit_defaults(model if checkpoint is None else None, "universal" if universal else engine,
-                                  keep_identity=keep_identity)
+    tuned_for = model if checkpoint is None else None
+    if keep_identity is None:  # the model set's choice (toy-faces global: an identity budget), unless --auto-strength
+        keep_identity = not auto_strength and not universal and bool(
+            factory.edit_defaults(tuned_for, engine).get("keep_identity"))
+    tuned = factory.edit_defaults(tuned_for, "universal" if universal else engine, keep_identity=keep_identity)
     steps, lr, l2_lambda, id_lambda, beta, strength = (
         tuned.get(k, d) if v is None else v for k, v, d in (
             ("steps", steps, 300), ("lr", lr, 0.1), ("l2_lambda", l2_lambda, 0.008), ("id_lambda", id_lambda, 0.005),
@@ -467,7 +472,8 @@ def edit(
                        clip_views=tuned.get("clip_views", 0) if clip_views is None else clip_views,
                        init=init_from or tuned.get("init", "source"), init_min_change=tuned.get("init_min_change", 0.0))
     elif engine == "global":
-        options = dict(beta=beta or None, relevance=relevance_file, direction=direction, **auto)
+        options = dict(beta=beta or None, relevance=relevance_file, direction=direction, **auto,
+                       **factory.global_direction_options(tuned_for, identity))
     elif universal:  # --beta 0 (or a model set without a tuned beta): the mapper's whole W+ edit
         ubeta = beta if beta_given else tuned.get("beta")
         options = dict(mapper=mapper, beta=ubeta or None, min_change=tuned.get("min_change", 0.0), **auto)
@@ -1161,7 +1167,7 @@ def sweep(
     from .imaging import grid, save_gif, to_pil, upscale_for_viewing
     from .types import Prompt
 
-    from .factory import edit_defaults
+    from .factory import edit_defaults, global_direction_options
     from .imaging import label_grid
 
     _check(seed=seed, truncation=truncation, stats_samples=stats_samples)
@@ -1182,7 +1188,10 @@ def sweep(
     st = st or _stats_for(g, stats, stats_samples)
     checks.memory(len(alpha_list) * len(beta_list) * 3 * g.config.size ** 2 * 4 * 2,
                   f"a {len(beta_list)}x{len(alpha_list)} grid of {g.config.size}-px images", hint="fewer values")
-    editor = GlobalDirectionsEditor(g, enc, config=GlobalDirectionsConfig(stats=st, relevance=relevance_file))
+    tuned_for = model if checkpoint is None else None
+    identity = _identity(model, g.w_avg.device) if "identity_damping" in tuned and tuned_for else None
+    editor = GlobalDirectionsEditor(g, enc, identity, config=GlobalDirectionsConfig(
+        stats=st, relevance=relevance_file, **global_direction_options(tuned_for, identity)))
     dev = g.w_avg.device
     z = torch.randn(1, g.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
     with torch.no_grad():
@@ -1344,12 +1353,13 @@ def toy_stylespace(
     images: int = typer.Option(100, help="Sampled images per channel for the relevance (official: 100)."),
     threads: int = typer.Option(2, help="torch CPU threads."),
 ):
-    """Compute the packaged toy model's style statistics and exact channel relevance into the package
-    (styleclip/assets/stylespace/), where the global-directions engine finds them."""
+    """Compute the packaged toy model's style statistics, exact channel relevance and the channels' identity
+    cost into the package (styleclip/assets/stylespace/), where the global-directions engine finds them."""
     import torch
 
+    from . import identity_cost as ic
     from . import stylespace as ss
-    from .factory import load_clip, load_generator
+    from .factory import load_clip, load_generator, load_identity
 
     _check(images=images, threads=threads)
     torch.set_num_threads(threads)
@@ -1362,7 +1372,10 @@ def toy_stylespace(
     rel = ss.compute_relevance(g, enc, stats, n_images=images, checkpoint=Path(str(out) + ".partial"),
                                progress=ss.EtaPrinter("relevance", say))
     rel.save(out)
-    typer.echo(f"wrote {stats_path} and {out} ({rel.fs3.shape[0]} x {rel.fs3.shape[1]})")
+    identity = load_identity("toy-faces")
+    cost = ic.compute_identity_cost(g, identity, stats, progress=ss.EtaPrinter("identity cost", say))
+    cost_path = cost.save(ss.SHIPPED_DIR / ic.cache_path(g, identity).name)
+    typer.echo(f"wrote {stats_path}, {out} ({rel.fs3.shape[0]} x {rel.fs3.shape[1]}) and {cost_path}")
 
 
 def main():

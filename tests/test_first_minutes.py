@@ -34,8 +34,8 @@ def test_help_has_defaults_and_no_eaten_brackets(command):
     flat = " ".join(text.split())
     if command == ["edit"]:
         for option, default in (("--steps", "300, toy-faces 50"), ("--lr", "0.1"), ("--l2-lambda", "0.008"),
-                                ("--id-lambda", "0.005, toy-faces 0.1"), ("--beta", "0.15, toy-faces 0.2"), ("--clip-views", "0, toy-faces 4"),
-                                ("--strength", "4.1, toy-faces 3")):
+                                ("--id-lambda", "0.005, toy-faces 0.1"), ("--beta", "0.15"), ("--clip-views", "0, toy-faces 4"),
+                                ("--strength", "4.1, toy-faces 4")):
             assert re.search(re.escape(option) + r".*?default: \(?[^)]*" + re.escape(default), flat), option
     if command == ["serve"]:
         assert "default: (ffhq, or toy-faces" in flat
@@ -150,11 +150,15 @@ def test_app_on_toy_faces_examples_relevance_and_mapper_by_name(toy, tmp_path):
     from styleclip.factory import create_editor
 
     app_ = StyleClipApp("toy-faces", device="cpu", out_dir=tmp_path / "out")
-    assert app_.global_defaults() == (3.0, 0.2)
+    assert app_.global_defaults() == (4.0, 0.15)
     rows = app_.examples("global")
-    assert all(r[2:] == [3.0, 0.2] for r in rows) and "a face with blond hair" in [r[1] for r in rows]
-    cli_editor = create_editor("global", app_.generator, app_.clip, beta=0.2)
-    assert torch.equal(app_.global_editor().relevance.fs3, cli_editor.relevance.fs3)  # one relevance for both
+    assert all(r[2:] == [4.0, 0.15] for r in rows) and "a face with blond hair" in [r[1] for r in rows]
+    cli_editor = create_editor("global", app_.generator, app_.clip, app_.identity, beta=0.15,
+                               ridge=0.2, identity_damping=0.005)
+    ours = app_.global_editor()
+    assert torch.equal(ours.relevance.fs3, cli_editor.relevance.fs3)  # one relevance for both
+    assert torch.equal(ours.identity_cost.cost, cli_editor.identity_cost.cost)  # and the same refinements
+    assert (ours.config.ridge, ours.config.identity_damping) == (0.2, 0.005)
     src = app_.face_from_seed(0).session
     out = app_.mapper_edit(src, "mohawk", 1.0)  # a short name, as an API caller sends it
     assert "a face with a mohawk" in out.info
@@ -219,7 +223,7 @@ def test_sweep_defaults_follow_the_model_and_grid_is_labelled(tmp_path):
     out = tmp_path / "grid.png"
     r = runner.invoke(app, ["sweep", "--model", "toy-faces", "--prompt", "a face with blond hair", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "rows beta 0.133, 0.2, 0.267; columns alpha -3, 0, 3" in r.output
+    assert "rows beta 0.1, 0.15, 0.2; columns alpha -4, 0, 4" in r.output
     img = np.asarray(Image.open(out).convert("L"))
     assert img.shape[0] % 3 != 0 or img.shape[1] % 3 != 0  # a label margin beside the 3 x 3 tiles
     assert (img[:12, img.shape[1] // 2 - 60: img.shape[1] // 2 + 60] < 100).any()  # text above the columns

@@ -159,6 +159,7 @@ def test_global_auto_strength_reports_alpha_per_face():
 
 
 def test_cli_keep_identity_picks_alpha_per_face_within_the_budget(tmp_path):
+    """On toy-faces the identity budget is global's default; --fixed-strength gives every face the same alpha."""
     runner = CliRunner()
     args = ["edit", "--model", "toy-faces", "--engine", "global", "--prompt", "a smiling face", "--seeds", "0-3",
             "--out", str(tmp_path / "out")]
@@ -166,9 +167,13 @@ def test_cli_keep_identity_picks_alpha_per_face_within_the_budget(tmp_path):
     assert r.exit_code == 0, r.output
     alphas = [float(a) for a in re.findall(r"beta 0\.10, alpha ([\d.]+)\)", r.output)]
     sims = [float(x) for x in re.findall(r"identity similarity ([\d.]+)", r.output)]
-    assert len(alphas) == 4 and all(a / 4.0 in (0.25, 0.5, 0.75, 1.0) for a in alphas), r.output  # toy: alpha 4
-    assert all(s >= 0.825 or a == 1.0 for s, a in zip(sims, alphas))  # kept, unless even the smallest breaks it
-    assert len(set(alphas)) > 1  # per face: a smile changes some people sooner than others
+    assert len(alphas) == 4 and all(a / 5.0 in (0.25, 0.5, 0.75, 1.0) for a in alphas), r.output  # toy: alpha 5
+    assert all(s >= 0.825 or a == 1.25 for s, a in zip(sims, alphas))  # kept, unless even the smallest breaks it
+    default = runner.invoke(app, args)
+    per_face = r"seed\d: CLIP similarity .*"
+    assert default.exit_code == 0 and re.findall(per_face, default.output) == re.findall(per_face, r.output)
+    fixed = runner.invoke(app, args + ["--fixed-strength"])
+    assert fixed.exit_code == 0 and len(re.findall(r"beta 0\.15, alpha 4\)", fixed.output)) == 4, fixed.output
     for extra, message in ((["--auto-strength"], "choose one"), (["--engine", "optimize"], "--keep-identity")):
         r = runner.invoke(app, args + ["--keep-identity"] + extra)
         assert r.exit_code == 1 and message in r.output, r.output
@@ -198,9 +203,9 @@ def test_app_any_prompt_tab_strength_per_face(tmp_path):
     fixed = app_.any_prompt_edit(session, "a smiling face", None, "global", 1.0, "fixed")
     kept = app_.any_prompt_edit(session, "a smiling face", None, "global", 1.0, "keep identity")
     assert "keep identity" in kept.info and kept.image_file.is_file()
-    assert kept.metrics["alpha"] / 4.0 in (0.25, 0.5, 0.75, 1.0)  # toy: alpha 4 with an identity budget
-    assert kept.metrics["identity"] >= 0.825 or kept.metrics["alpha"] == 1.0
-    assert fixed.metrics["alpha"] == 3.0 and "keep identity" not in fixed.info
+    assert kept.metrics["alpha"] / 5.0 in (0.25, 0.5, 0.75, 1.0)  # toy: alpha 5 with an identity budget
+    assert kept.metrics["identity"] >= 0.825 or kept.metrics["alpha"] == 1.25
+    assert fixed.metrics["alpha"] == 4.0 and "keep identity" not in fixed.info
     with pytest.raises(InputError, match="strength per face"):
         app_.any_prompt_edit(session, "a smiling face", None, "global", 1.0, "max")
 
