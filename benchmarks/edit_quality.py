@@ -43,8 +43,8 @@ from styleclip.sources import latents_from_seeds  # noqa: E402
 from styleclip.toy import evaluate as E  # noqa: E402
 from styleclip.types import Latent, Prompt  # noqa: E402
 
-ENGINES = ("optimize", "global", "global-auto", "global-keep-identity", "mapper", "universal", "universal-auto",
-           "universal-wplus")
+ENGINES = ("optimize", "global", "global-paper", "global-auto", "global-keep-identity", "mapper", "universal",
+           "universal-auto", "universal-wplus")
 # the universal mapper is trained without any text, so every benchmark prompt is held out of its training
 HELD_OUT_ALL = ("universal", "universal-auto", "universal-wplus")
 NEUTRAL = "a face"
@@ -182,10 +182,21 @@ def bench_optimize(b: Bench, prompts: dict, opts: dict, seeds_w=None) -> list[di
     return rows
 
 
-def global_editor(b: Bench, beta: float):
+def refinements(args, paper: bool = False) -> dict:
+    """The global direction's refinements (--ridge, --identity-damping); paper: none, the paper's delta_s."""
+    return {} if paper else {k: v for k, v in (("ridge", args.ridge), ("identity_damping", args.identity_damping))
+                             if v is not None}
+
+
+def describe_refinements(args, paper: bool = False) -> str:
+    r = refinements(args, paper)
+    return ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in r.items()) or "the paper's delta_s"
+
+
+def global_editor(b: Bench, beta: float, paper: bool = False):
     """Shipped / cached relevance when present; else (per --relevance) the fast estimate, computed once."""
     how = b.args.relevance
-    common = dict(beta=beta, alpha=None)
+    common = dict(beta=beta, alpha=None, identity=b.identity, **refinements(b.args, paper))
     if how not in ("auto", "exact", "fast"):
         return factory.create_editor("global", b.g, b.clip, relevance=how, **common), f"file {how}"
     if how in ("auto", "exact"):
@@ -361,7 +372,11 @@ def write_report(results: dict, out: Path, plots: Path) -> None:
          "is used when one is found (its recorded training time is shown); otherwise one is trained here per "
          f"prompt for {a['mapper_steps']} steps on {a['mapper_latents']} latents sampled from seed "
          f"{a['mapper_seed']} (not the sources' seeds), started as `train-mapper --init {a['mapper_init']}` "
-         "does (auto: first fitted to the universal mapper's edit for the prompt when one is found).", ""]
+         "does (auto: first fitted to the universal mapper's edit for the prompt when one is found). "
+         "Global: `styleclip edit --engine global` uses the model set's default strength mode (toy-faces: "
+         "global-keep-identity, an identity budget per face; the global row is `--fixed-strength`, and its "
+         "beta x alpha grid below uses the same delta_s); global-paper is the paper's delta_s at the global row's "
+         "alpha and beta.", ""]
     L += ["## Summary", "", "| engine | settings | success | identity kept | identity cos | unrelated kept | "
           "good | CLIP gain | s / edit | setup |", "|---|---|---|---|---|---|---|---|---|---|"]
     for eng in a["engines"]:
@@ -557,6 +572,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("global")
     g.add_argument("--alpha", type=float, default=None, help="Strength of the summary row [default: tuned, else 4.1].")
     g.add_argument("--beta", type=float, default=None, help="Threshold of the summary row [default: tuned, else 0.15].")
+    g.add_argument("--ridge", type=float, default=None, help="Decorrelated channel scores (stylespace.delta_s) "
+                   "[default: tuned, else off; 0: off].")
+    g.add_argument("--identity-damping", type=float, default=None, help="q0 of the identity damping "
+                   "(styleclip.identity_cost) [default: tuned, else off; 0: off].")
     g.add_argument("--alphas", type=floats, default="0.5,1,2,3,4.1,6")
     g.add_argument("--betas", type=floats, default="0.1,0.15,0.2,0.3,0.4")
     g.add_argument("--relevance", default="auto", help="auto (shipped/cached exact, else fast), exact, fast, "
@@ -586,6 +605,9 @@ def main(argv=None) -> dict:
                                        ("alpha", "strength", tuned_glob, 4.1), ("beta", "beta", tuned_glob, 0.15)):
         if getattr(args, name) is None:
             setattr(args, name, tuned.get(key, fallback))
+    for name in ("ridge", "identity_damping"):  # None: the model set's; 0: off
+        value = getattr(args, name)
+        setattr(args, name, tuned_glob.get(name) if value is None else (value or None))
     if args.threads:
         torch.set_num_threads(args.threads)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
@@ -622,7 +644,8 @@ def main(argv=None) -> dict:
             elif eng == "global":
                 rows, grid, info = bench_global(b, prompts)
                 r["rows"] = rows
-                r["settings"] = f"alpha {args.alpha:g}, beta {args.beta:g}, relevance: {info['relevance']}"
+                r["settings"] = (f"alpha {args.alpha:g}, beta {args.beta:g}, {describe_refinements(args)}, relevance: "
+                                 f"{info['relevance']}")
                 r["setup"] = f"relevance {info['setup_seconds']:.1f} s"
                 pooled = []
                 for beta, alpha in itertools.product(args.betas, args.alphas):
@@ -632,6 +655,10 @@ def main(argv=None) -> dict:
                     pooled.append({"beta": beta, "alpha": alpha, "summary": s,
                                    "channels_kept": sum(p["channels_kept"] for p in pts) / max(len(pts), 1)})
                 r["grid"] = pooled
+            elif eng == "global-paper":  # the same alpha / beta, the paper's delta_s (no refinement)
+                editor, rel_kind = global_editor(b, args.beta, paper=True)
+                r["rows"] = bench_with_editor(b, prompts, editor, args.alpha)
+                r["settings"] = f"alpha {args.alpha:g}, beta {args.beta:g}, {describe_refinements(args, True)}"
             elif eng in ("global-auto", "global-keep-identity"):
                 alpha, beta, budget = args.alpha, args.beta, eng == "global-keep-identity"
                 if budget:  # the CLI's alpha / beta with --keep-identity
@@ -639,12 +666,13 @@ def main(argv=None) -> dict:
                     alpha, beta = tuned_ki.get("strength", alpha), tuned_ki.get("beta", beta)
                 editor, rel_kind = global_editor(b, beta)
                 editor = factory.create_editor("global", b.g, b.clip, b.identity, beta=beta, stats=editor.stats,
-                                               relevance=editor.relevance, auto=True,
+                                               relevance=editor.relevance, identity_cost=editor.identity_cost,
+                                               **refinements(args), auto=True,
                                                auto_strength=auto_config(b, target="identity" if budget else "gain"))
                 r["rows"] = bench_with_editor(b, prompts, editor, alpha)
                 r["settings"] = (f"alpha {alpha:g} x {', '.join(f'{c:g}' for c in editor.config.auto_strength.candidates)}"
                                  f" per face ({'the strongest keeping identity' if budget else 'reaching the CLIP gain'})"
-                                 f", beta {beta:g}")
+                                 f", beta {beta:g}, {describe_refinements(args)}")
             elif eng in ("universal", "universal-auto", "universal-wplus"):
                 auto = eng == "universal-auto"
                 # the CLI's disentanglement (the model set's beta); universal-wplus: the mapper's whole W+ edit

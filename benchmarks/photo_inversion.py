@@ -72,10 +72,15 @@ def photos(n: int, seed: int):
 def editors(g, clip, identity):
     """Engines as `styleclip edit` builds them for the toy model."""
     opt = factory.edit_defaults(MODEL, "optimize")
-    glob = factory.edit_defaults(MODEL, "global")
+    glob = factory.edit_defaults(MODEL, "global", keep_identity=True)  # the CLI's default there: an identity budget
+    budget = factory.auto_strength_config(MODEL, identity, target="identity")
     made = {"optimize": (lambda p: factory.create_editor("optimize", g, clip, identity, **opt), 1.0, str(opt)),
-            "global": (lambda p: factory.create_editor("global", g, clip, beta=glob["beta"]), glob["strength"],
-                       f"alpha {glob['strength']:g}, beta {glob['beta']:g}"),
+            "global": (lambda p: factory.create_editor("global", g, clip, identity, beta=glob["beta"], auto=True,
+                                                       auto_strength=budget,
+                                                       **factory.global_direction_options(MODEL, identity)),
+                       glob["strength"], f"alpha {glob['strength']:g} x 0.25..1 per face keeping identity, beta "
+                                         f"{glob['beta']:g}, ridge {glob['ridge']:g}, identity damping "
+                                         f"{glob['identity_damping']:g}"),
             "mapper": (lambda p: factory.create_editor("mapper", g, clip, mapper=p), 1.0, "shipped mappers")}
     return made
 

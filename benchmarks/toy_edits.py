@@ -33,6 +33,10 @@ OPT = factory.edit_defaults("toy-faces", "optimize")
 GLOB = factory.edit_defaults("toy-faces", "global")
 A, B = GLOB["strength"], GLOB["beta"]
 KI = factory.edit_defaults("toy-faces", "global", keep_identity=True)
+REF = {k: GLOB[k] for k in factory.GLOBAL_DIRECTION_OPTIONS if k in GLOB}  # the toy's refined delta_s
+BUDGET = {"beta": KI["beta"], **REF, "auto": True,
+          "auto_strength": factory.auto_strength_config("toy-faces", target="identity")}
+KI_SHOWN = f"alpha {KI['strength']:g} x 0.25..1 per face keeping identity, beta {KI['beta']:g}"
 
 # (engine, prompt, target, editor options, strength, settings shown)
 SHIPPED = "shipped"  # the row's label is read from the shipped file
@@ -47,16 +51,21 @@ ROWS = [
     ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "init": "source", "clip_views": 0}, 1.0,
      "same, from the source, CLIP on the image as it is (the paper)"),
     ("optimize", "a face with a mohawk", {"hair_style": "mohawk"}, {**OPT, "space": "styles"}, 1.0, "same, in S"),
-    ("global", "a face with blond hair", {"hair_colour": "blond"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g} (toy defaults)"),
-    ("global", "a face with a mohawk", {"hair_style": "mohawk"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g}"),
-    ("global", "a face with a mohawk", {"hair_style": "mohawk"}, {"beta": 0.3}, A, f"alpha {A:g}, beta 0.3"),
-    ("global", "a face wearing glasses", {"glasses": "glasses"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g}"),
-    ("global", "a smiling face", {"expression": "smiling"}, {"beta": B}, 2.0, f"alpha 2, beta {B:g}"),
-    ("global", "a smiling face", {"expression": "smiling"}, {"beta": B}, A, f"alpha {A:g}, beta {B:g} (toy defaults)"),
-    ("global", "a smiling face", {"expression": "smiling"},
-     {"beta": KI["beta"], "auto": True, "auto_strength": factory.auto_strength_config(
-         "toy-faces", target="identity")}, KI["strength"],
-     f"--keep-identity: alpha {KI['strength']:g} x 0.25..1 per face, beta {KI['beta']:g}"),
+    ("global", "a face with a mohawk", {"hair_style": "mohawk"}, BUDGET, KI["strength"], f"toy defaults: {KI_SHOWN}"),
+    ("global", "a face wearing glasses", {"glasses": "glasses"}, BUDGET, KI["strength"], "same"),
+    ("global", "a face with blond hair", {"hair_colour": "blond"}, BUDGET, KI["strength"], "same"),
+    ("global", "a face with blond hair", {"hair_colour": "blond"}, {"beta": B, **REF}, A,
+     f"--fixed-strength: alpha {A:g}, beta {B:g}"),
+    ("global", "a smiling face", {"expression": "smiling"}, BUDGET, KI["strength"], f"toy defaults: {KI_SHOWN}"),
+    ("global", "a smiling face", {"expression": "smiling"}, {"beta": B, **REF}, A,
+     f"--fixed-strength: alpha {A:g}, beta {B:g}"),
+    ("global", "a smiling face", {"expression": "smiling"}, {"beta": B}, A,
+     f"alpha {A:g}, beta {B:g}, the paper's delta_s"),
+    ("global", "a smiling face with a mohawk", {"expression": "smiling", "hair_style": "mohawk"}, BUDGET,
+     KI["strength"], f"toy defaults: {KI_SHOWN}"),
+    ("global", "a smiling face with a mohawk", {"expression": "smiling", "hair_style": "mohawk"},
+     {"beta": KI["beta"], "auto": True, "auto_strength": BUDGET["auto_strength"]}, KI["strength"],
+     "same, the paper's delta_s"),
     ("mapper", "a face with a mohawk", {"hair_style": "mohawk"}, {"mapper": "a face with a mohawk"}, 1.0, SHIPPED),
     ("mapper", "a face wearing glasses", {"glasses": "glasses"}, {"mapper": "a face wearing glasses"}, 1.0, SHIPPED),
     ("mapper", "a face with blond hair", {"hair_colour": "blond"}, {"mapper": "a face with blond hair"}, 1.0, SHIPPED),
