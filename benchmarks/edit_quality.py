@@ -373,7 +373,7 @@ def write_report(results: dict, out: Path, plots: Path) -> None:
          f"prompt for {a['mapper_steps']} steps on {a['mapper_latents']} latents sampled from seed "
          f"{a['mapper_seed']} (not the sources' seeds), started as `train-mapper --init {a['mapper_init']}` "
          "does (auto: first fitted to the universal mapper's edit for the prompt when one is found). "
-         "Global: `styleclip edit --engine global` uses the model set's default strength mode (toy-faces: "
+         "Global: the CLI's `--engine global` uses the model set's default strength mode (toy-faces: "
          "global-keep-identity, an identity budget per face; the global row is `--fixed-strength`, and its "
          "beta x alpha grid below uses the same delta_s); global-paper is the paper's delta_s at the global row's "
          "alpha and beta.", ""]
