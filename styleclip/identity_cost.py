@@ -32,11 +32,19 @@ class IdentityCost:
     layers: tuple[int, ...]
     meta: dict = field(default_factory=dict)
 
-    def check(self, relevance: ss.Relevance) -> None:
-        if tuple(self.layers) != tuple(relevance.layers) or self.cost.shape[0] != relevance.fs3.shape[0]:
-            raise CheckpointError(f"the identity cost covers layers {list(self.layers)} ({self.cost.shape[0]} rows), "
-                                  f"the relevance {list(relevance.layers)} ({relevance.fs3.shape[0]} rows): "
-                                  "computed for another generator or layer set?")
+    def rows_for(self, relevance: ss.Relevance, g) -> torch.Tensor:
+        """The cost rows of the relevance's channels (a relevance of fewer layers, e.g. an official fs3 prefix,
+        takes the rows of its layers)."""
+        start, row = {}, 0
+        for k in self.layers:
+            start[k] = row
+            row += g.layers[k].channels
+        missing = [k for k in relevance.layers if k not in start]
+        if missing or row != self.cost.shape[0]:
+            raise CheckpointError(f"the identity cost covers layers {list(self.layers)}, the relevance "
+                                  f"{list(relevance.layers)} (no cost for {missing}): computed for another generator "
+                                  "or layer set?")
+        return torch.cat([self.cost[start[k]: start[k] + g.layers[k].channels] for k in relevance.layers])
 
     def save(self, path: str | Path) -> Path:
         """`path` (.npy) plus `path`.json with the settings."""

@@ -100,7 +100,8 @@ def test_identity_cost_file_round_trip_and_bad_files(debug_generator, stats, ide
     back = ic.IdentityCost.load(path, g)
     assert torch.equal(back.cost, cost.cost) and back.layers == (0,) and back.meta["n_images"] == 2
     with pytest.raises(CheckpointError, match="computed for another generator"):
-        back.check(_relevance(g))
+        back.rows_for(_relevance(g), g)
+    assert torch.equal(back.rows_for(_relevance(g, (0,)), g), back.cost)
     np.save(tmp_path / "wrong.npy", np.ones(5, np.float32))
     (tmp_path / "wrong.npy.json").write_text('{"layers": [0]}')
     with pytest.raises(CheckpointError, match="not an identity cost of this generator"):
@@ -132,6 +133,11 @@ def test_global_editor_with_identity_damping(debug_generator, stats, identity, t
     assert ic.cache_path(g, identity).is_file()
     again = GlobalDirectionsEditor(g, clip, identity, config=config)
     assert torch.equal(again.identity_cost.cost, ed.identity_cost.cost)
+    # a relevance of fewer layers (an official fs3 prefix) takes the cost rows of its layers
+    first = g.layers[0].channels
+    part = GlobalDirectionsEditor(g, clip, identity, config=GlobalDirectionsConfig(
+        stats=stats, relevance=ss.Relevance(rel.fs3[:first], (0,)), identity_damping=0.01))
+    assert torch.equal(part._identity_rows, ed.identity_cost.cost[:first])
     w = g.mapping_plus(torch.randn(2, g.config.style_dim, generator=torch.Generator().manual_seed(0)), 0.7)
     res = again.edit(Latent(w), Prompt("a smiling face", strength=3.0))
     assert torch.isfinite(res.image).all() and res.metrics["channels_kept"] > 0

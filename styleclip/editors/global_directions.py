@@ -84,14 +84,14 @@ class GlobalDirectionsEditor:
         if self.relevance.fs3.shape[1] != d:
             raise CheckpointError(f"the channel relevance has {self.relevance.fs3.shape[1]} columns, but this CLIP "
                                   f"embeds in {d} dimensions (computed for another CLIP model?)")
-        self.identity_cost = None
+        self.identity_cost, self._identity_rows = None, None
         if config.identity_damping is not None:
             from ..identity_cost import IdentityCost, load_or_compute_identity_cost
 
             ic = config.identity_cost
             self.identity_cost = ic if isinstance(ic, IdentityCost) else load_or_compute_identity_cost(
                 g, identity, self.stats, ic, compute=ss.computes_when_missing(g), progress=progress)
-            self.identity_cost.check(self.relevance)
+            self._identity_rows = self.identity_cost.rows_for(self.relevance, g)
         self._directions: dict[tuple, tuple[list[torch.Tensor], int, float]] = {}
 
     @classmethod
@@ -121,7 +121,7 @@ class GlobalDirectionsEditor:
             dt = delta_t if delta_t is not None else self.text_direction(prompt.neutral, prompt.target)
             b = ss.auto_beta(self.relevance, dt, k=self.config.auto_beta_k) if beta is None else beta
             ds, kept = ss.delta_s(self.generator, self.relevance, self.stats, dt, b, ridge=self.config.ridge,
-                                  identity_cost=None if self.identity_cost is None else self.identity_cost.cost,
+                                  identity_cost=self._identity_rows,
                                   identity_damping=self.config.identity_damping)
             if delta_t is not None:
                 return ds, kept, b
