@@ -256,7 +256,7 @@ MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
                        "init": "universal", "init_min_change": _TOY_MIN_CHANGE},
           # global: the paper's delta_s refined (stylespace.delta_s): ridge-decorrelated channel scores (a compound
           # prompt's smile channels no longer crowd out its mohawk) and identity damping (styleclip.identity_cost:
-          # the ~10 channels that carry most of a smile's change of person held back). At alpha 4, beta 0.15 (the
+          # the few channels that carry most of a smile's change of person held back). At alpha 4, beta 0.15 (the
           # best fixed setting of the grid) good edits 0.60 -> 0.75, identity kept 0.69 -> 0.90 (global-paper row of
           # docs/benchmarks.md). keep_identity: `styleclip edit --engine global` picks alpha per face under the
           # identity budget below unless --fixed-strength is given.

@@ -4,7 +4,7 @@ q_c = mean over sampled faces and both signs of 1 - cos(id(s + sign * P * sigma_
 channel standard deviations and `id` the model set's identity net (ArcFace at FFHQ). Computed once per
 generator and identity net, for the relevance layers (same rows as fs3). Global directions divide a channel's
 share of delta_s by (1 + q_c / q0) (`GlobalDirectionsConfig.identity_damping` = q0): the few channels that carry
-most of an edit's identity change (on toy-faces ~10 channels carry > 90% of it for a smile) are held back while
+most of an edit's identity change (on toy-faces, a handful for a smile) are held back while
 the rest of the direction is kept.
 """
 from __future__ import annotations
@@ -120,7 +120,7 @@ def cache_path(g, identity) -> Path:
 def load_or_compute_identity_cost(g, identity, stats: ss.StyleStats, path: str | Path | None = None, *,
                                   compute: bool = True, progress: ProgressFn | None = None) -> IdentityCost:
     """From `path`, else the shipped copy or the cache (keyed by generator and identity net), else computed
-    (small generators: about 3 minutes at 64 px on 2 cores) and cached."""
+    (small generators only: minutes at 64 px) and cached."""
     if path is not None:
         return IdentityCost.load(path, g)
     if identity is None:
