@@ -320,6 +320,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--mappers", action="append", default=None, help="folder of trained mappers (repeatable)")
     args = parser.parse_args(argv)
     from styleclip.errors import StyleClipError
+    from styleclip.runtime import keep_freed_memory
+
+    keep_freed_memory()  # a long-running server: reuse activation memory across requests
 
     try:
         from styleclip.factory import default_model

@@ -339,7 +339,8 @@ def edit(
     bf16: bool = typer.Option(False, help="optimize: bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
     checkpoint_min_res: Optional[int] = typer.Option(None, help="optimize: recompute the blocks of this "
                                                      "resolution and above in the backward pass (less memory, "
-                                                     "e.g. 512 at 1024 px).", show_default="off"),
+                                                     "e.g. 512 at 1024 px; for the least, also set "
+                                                     "STYLECLIP_KEEP_FREED_MEMORY=0).", show_default="off"),
     clip_views: Optional[int] = typer.Option(None, help="optimize: CLIP scores the mean of this many randomly "
                                              "shifted copies of the edit (against changes only CLIP sees); 0: "
                                              "the image as it is, as the paper.",
@@ -402,6 +403,10 @@ def edit(
 
         parse_seeds(seeds)  # a bad --seeds fails before anything loads
     outputs.check_dir(out, "--out")
+    if checkpoint_min_res is not None:  # less memory asked for: freed memory goes back to the system (runtime.py)
+        from .runtime import keep_freed_memory
+
+        keep_freed_memory(False)
     given = {
         "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
         "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
@@ -1379,6 +1384,10 @@ def toy_stylespace(
 
 
 def main():
+    """The `styleclip` command: process settings for speed (styleclip.runtime), then the Typer app."""
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     app()
 
 
