@@ -41,16 +41,21 @@ def load() -> str:
         return "load n/a"
 
 
-def machine_line(device: str = "cpu") -> str:
-    """One line: device, cores, torch and threads, date, current load average (1, 5, 15 min)."""
+def machine_line(device: str = "cpu", malloc: str | None = None) -> str:
+    """One line: device, cores, torch and threads, malloc setting, date, current load average (1, 5, 15 min)."""
     import torch
+
+    from styleclip.runtime import freed_memory_kept
+
+    if malloc is None:
+        malloc = "freed memory kept, as the CLI" if freed_memory_kept() else "glibc's default malloc"
 
     if device.startswith("cuda") and torch.cuda.is_available():
         dev = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda}), host {cpu_name()}"
     else:
         dev = f"{cpu_name()}{' (AVX512-BF16)' if cpu_has_bf16() else ''}, {os.cpu_count()} cores"
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"{dev}, torch {torch.__version__} ({torch.get_num_threads()} threads), Python "
+    return (f"{dev}, torch {torch.__version__} ({torch.get_num_threads()} threads), {malloc}, Python "
             f"{platform.python_version()}, {date}, {load()}")
 
 

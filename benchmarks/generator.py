@@ -85,7 +85,20 @@ def measure(size: int, batch: int, rounds: int, device: str, dtypes: list[str], 
     prof = None
     if profile:
         prof = profile_table(forward("fp32"))
-    return {"rows": rows, "profile": prof}
+    return {"rows": rows, "profile": prof, "kernel": kernel_share(forward("fp32"))}
+
+
+def kernel_share(run, n: int = 5) -> dict:
+    """Minor page faults and kernel (system) CPU seconds per forward, against user CPU seconds (getrusage)."""
+    import resource
+
+    run()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(n):
+        run()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"faults": (r1.ru_minflt - r0.ru_minflt) / n, "sys_s": (r1.ru_stime - r0.ru_stime) / n,
+            "user_s": (r1.ru_utime - r0.ru_utime) / n}
 
 
 class _null:
@@ -118,6 +131,9 @@ def main(argv=None):
     ap.add_argument("--channel-max", type=int, default=512, help=argparse.SUPPRESS)  # tiny test runs
     ap.add_argument("--profile", action="store_true", help="print the per-operator profile of one forward")
     args = ap.parse_args(argv)
+    from styleclip.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI does (STYLECLIP_KEEP_FREED_MEMORY=0: glibc's default)
     import torch
 
     if args.threads:
@@ -126,11 +142,12 @@ def main(argv=None):
     if args.bf16 == "yes" or (args.bf16 == "auto" and (args.device.startswith("cuda") or cpu_has_bf16())):
         dtypes.append("bf16")
     print(f"Machine: {machine_line(args.device)}\n")
-    rows, profiles = [], []
+    rows, profiles, kernel = [], [], []
     for size in map(int, args.sizes.split(",")):
         for batch in map(int, args.batches.split(",")):
             out = measure(size, batch, args.rounds, args.device, dtypes, args.channel_max, args.profile)
             rows += out["rows"]
+            kernel.append((size, batch, out["kernel"]))
             if out["profile"]:
                 profiles.append((size, batch, out["profile"]))
             for r in out["rows"]:
@@ -146,6 +163,9 @@ def main(argv=None):
         print(f"| {r['size']} | {r['batch']} | {r['variant']} | {r['median_s']:.3f} | {r['per_image_s']:.3f} | "
               f"{r['speedup']:.2f}x | {r['gflop']:.1f} | {r['limit_gflops']:.0f} | {r['of_limit']:.2f} | "
               f"{r['max_abs_err']:.1e} |")
+    for size, batch, k in kernel:
+        print(f"\n`ours fp32` at size {size}, batch {batch}: {k['faults']:,.0f} minor page faults and {k['sys_s']:.2f} s "
+              f"of kernel CPU time per forward, against {k['user_s']:.2f} s of user CPU time (getrusage, 5 forwards)")
     print(f"\nEnd: {load()}")
     for size, batch, table in profiles:
         print(f"\nProfile of one `ours fp32` forward, size {size}, batch {batch} (self CPU time per operator):\n")

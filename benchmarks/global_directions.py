@@ -253,6 +253,9 @@ def main(argv=None):
     ap.add_argument("--agreement-images", type=int, default=8)
     ap.add_argument("--out", help="write the Markdown page here (e.g. docs/global-directions-speed.md)")
     args = ap.parse_args(argv)
+    from styleclip.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI does (STYLECLIP_KEEP_FREED_MEMORY=0: glibc's default)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.threads:
         torch.set_num_threads(args.threads)

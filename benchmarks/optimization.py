@@ -1,6 +1,6 @@
 """Latent optimization: seconds per step, peak memory and image error, ours against the official step.
 
-    flock /tmp/styleclip-heavy.lock python benchmarks/optimization.py --sizes 1024 --steps 2 --rounds 2
+    flock /tmp/styleclip-heavy.lock python benchmarks/optimization.py --sizes 1024 --steps 3 --rounds 2
 
 Random-weight networks of the real configs (GeneratorConfig(size), a random ViT-B-32-quickgelu CLIP: no
 download; cost does not depend on the weights), no identity net. Every (round, variant) runs in a fresh
@@ -23,9 +23,12 @@ per step where the official code took 13-16 s.
 Ours: OptimizationEditor (frozen networks, a memory-saving autograd function per layer, channels_last, text
 embedded once, box-filter resize as a separable matrix, CLIP normalisation); `ckpt` adds activation
 checkpointing of the blocks >= size/4 (recomputed in backward); `bf16` bfloat16 autocast for the generator
-and CLIP. Image error of an option: max and mean |final image - ours fp32's final image| after the same
-steps, next to the edit itself (mean |ours fp32 final - source|): an option is harmless when its error is far
-below the change the edit makes.
+and CLIP. `ours` runs keep freed memory for reuse as the CLI does (styleclip.runtime.keep_freed_memory:
+no page faults on each step's fresh activations, at the cost of heap fragmentation in the peak); `freeing`
+runs, and `ckpt` ones (the CLI frees memory when --checkpoint-min-res asks for less of it), keep glibc's
+default, which returns every large block to the kernel (STYLECLIP_KEEP_FREED_MEMORY=0). Image error of an
+option: max and mean |final image - ours fp32's final image| after the same steps, next to the edit itself
+(mean |ours fp32 final - source|): an option is harmless when its error is far below the change the edit makes.
 """
 from __future__ import annotations
 
@@ -42,12 +45,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import load, machine_line, median, ratio  # noqa: E402
 
+from styleclip.runtime import keep_freed_memory  # noqa: E402
+
 PROMPT = "a person with purple hair"
-VARIANTS = {  # name: (checkpoint_min_res as a fraction of size or None, bf16)
-    "ours": (None, False),
-    "ours ckpt": (4, False),
-    "ours bf16": (None, True),
-    "ours ckpt bf16": (4, True),
+VARIANTS = {  # name: (checkpoint_min_res as a fraction of size or None, bf16, glibc's default malloc)
+    "ours": (None, False, False),
+    "ours freeing": (None, False, True),
+    "ours ckpt": (4, False, True),  # as the CLI: --checkpoint-min-res asks for less memory, so it frees
+    "ours bf16": (None, True, False),
+    "ours bf16 freeing": (None, True, True),
+    "ours ckpt bf16": (4, True, True),
 }
 
 
@@ -140,11 +147,13 @@ def child(spec: dict) -> dict:
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
+    if spec["variant"] != "official" and not VARIANTS[spec["variant"]][2]:
+        keep_freed_memory()  # as the CLI does; the official code and `freeing` keep glibc's defaults
     g, clip = build(spec["size"], spec["device"], spec.get("tiny", False))
     if spec["variant"] == "official":
         times, img, source = run_official(g, clip, spec["steps"], spec["device"])
     else:
-        frac, bf16 = VARIANTS[spec["variant"]]
+        frac, bf16, _ = VARIANTS[spec["variant"]]
         times, img, source = run_ours(g, clip, spec["steps"], spec["device"], spec["size"] // frac if frac else None,
                                       bf16)
     torch.save({"image": img.float().cpu(), "source": None if source is None else source.float().cpu()},
@@ -160,14 +169,14 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--variants", default="official,ours,ours ckpt,ours bf16,ours ckpt bf16")
+    ap.add_argument("--variants", default="official,ours,ours freeing,ours bf16,ours bf16 freeing,ours ckpt bf16")
     ap.add_argument("--tiny", action="store_true", help="small channels and the debug CLIP (for tests)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return None
-    print(f"Machine: {machine_line(args.device)}\n")
+    print(f"Machine: {machine_line(args.device, 'malloc per variant (see below)')}\n")
     variants = args.variants.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="styleclip-opt-bench-"))
     results = {}
