@@ -237,6 +237,20 @@ def test_styled_conv_function_equals_composed_ops_values_and_gradients(up, act, 
     assert torch.allclose(gs1, gs2, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_conv_input_gradient_keeps_channels_last(k):
+    """An NCHW upstream gradient (the image loss's) gives a channels_last input gradient with the same values:
+    mixed layouts made the backward of the 1024 px layers reorder and stride through 128 MB tensors."""
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(1, 3, 64, 64, generator=gen)
+    weight = torch.randn(3, 16, k, k, generator=gen)
+    shape = torch.Size([1, 16, 64, 64])
+    got = ops._conv_input_grad(g, weight, False, None, shape)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    want = torch.nn.grad.conv2d_input(shape, weight, g, padding=k // 2)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_single_image_inference_gives_the_reference_values(parity):
     """Batch 1 without gradients takes the single-image path (gain folded into the modulated weight, biases
     inside the convolutions, noise and activation in place, batched style affines): the reference per image."""

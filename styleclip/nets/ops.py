@@ -158,6 +158,13 @@ def _conv(x: torch.Tensor, weight: torch.Tensor, up: bool, blur_kernel_1d: torch
     return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
 
 
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    try:
+        return t.contiguous(memory_format=torch.channels_last)
+    except RuntimeError:  # under vmap (the fast relevance estimator's Jacobian) layouts cannot be queried
+        return t
+
+
 def _conv_input_grad(g: torch.Tensor, weight: torch.Tensor, up: bool, blur_kernel_1d: torch.Tensor | None,
                      in_shape: torch.Size) -> torch.Tensor:
     """Adjoint of `_conv` (a linear map of its input): the gradient of its input from that of its output."""
@@ -170,7 +177,15 @@ def _conv_input_grad(g: torch.Tensor, weight: torch.Tensor, up: bool, blur_kerne
         k = torch.outer(k1, k1).mul_(4.0).view(1, 1, taps, taps).expand(c, 1, taps, taps).flip([2, 3])
         g = F.conv_transpose2d(g, k.contiguous(), padding=1, groups=c)
         return F.conv2d(g, weight.transpose(0, 1), stride=2)
-    return torch.nn.grad.conv2d_input(in_shape, weight, g, padding=weight.shape[-1] // 2)
+    g = _channels_last(g)
+    if weight.shape[-2:] == (1, 1):
+        # A 1x1 conv's adjoint is one product per pixel. conv2d_input would return NCHW here (several times
+        # slower, and every op after it then mixes layouts); this keeps channels_last.
+        n, co, h, w = g.shape
+        ci = weight.shape[1]
+        return (g.permute(0, 2, 3, 1).reshape(-1, co) @ weight.reshape(co, ci)).view(n, h, w, ci).permute(0, 3, 1, 2)
+    # oneDNN picks the layout from the weight's (the cached frozen weights already have this one)
+    return torch.nn.grad.conv2d_input(in_shape, _channels_last(weight), g, padding=weight.shape[-1] // 2)
 
 
 class _ModulatedConvAct(torch.autograd.Function):
@@ -205,6 +220,9 @@ class _ModulatedConvAct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, styles, dcoefs, weight, noise, bias, out, blur_kernel_1d = ctx.saved_tensors
+        # The forward's layout (channels_last): an NCHW gradient (e.g. from the image loss) would make every
+        # elementwise pass below mix layouts and the convolution reorder 128 MB tensors at 1024 px.
+        grad = _channels_last(grad)
         n, ci = styles.shape
         co = weight.shape[0]
         grad_d = None
