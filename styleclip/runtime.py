@@ -23,8 +23,8 @@ def keep_freed_memory(keep: bool = True) -> bool:
     about a quarter of the forward's CPU time went to the kernel. Serving them from the heap and never trimming
     it makes the next forward reuse the same pages. The cost is memory: the process keeps what it freed for
     later work (as torch's CUDA allocator does), and the heap fragments (torch asks for 64-byte aligned blocks,
-    which an exactly-sized freed block cannot serve), so the peak grows, by a few percent for a 1024 px
-    forward and about a third for a 1024 px optimization step (docs/performance.md). Set
+    which an exactly-sized freed block cannot serve), so the peak grows somewhat (docs/performance.md
+    compares both settings on a 1024 px optimization step). Set
     STYLECLIP_KEEP_FREED_MEMORY=0 for glibc's defaults and the least memory. keep=False restores glibc's defaults
     (and returns the free heap to the kernel) where this process had kept it. Returns whether it is in effect.
     """
