@@ -88,9 +88,13 @@ def measure(size: int, batch: int, rounds: int, device: str, dtypes: list[str], 
     return {"rows": rows, "profile": prof, "kernel": kernel_share(forward("fp32"))}
 
 
-def kernel_share(run, n: int = 5) -> dict:
-    """Minor page faults and kernel (system) CPU seconds per forward, against user CPU seconds (getrusage)."""
-    import resource
+def kernel_share(run, n: int = 5) -> dict | None:
+    """Minor page faults and kernel (system) CPU seconds per forward, against user CPU seconds (getrusage;
+    None where the platform has no `resource` module)."""
+    try:
+        import resource
+    except ImportError:
+        return None
 
     run()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -163,7 +167,7 @@ def main(argv=None):
         print(f"| {r['size']} | {r['batch']} | {r['variant']} | {r['median_s']:.3f} | {r['per_image_s']:.3f} | "
               f"{r['speedup']:.2f}x | {r['gflop']:.1f} | {r['limit_gflops']:.0f} | {r['of_limit']:.2f} | "
               f"{r['max_abs_err']:.1e} |")
-    for size, batch, k in kernel:
+    for size, batch, k in (item for item in kernel if item[2] is not None):
         print(f"\n`ours fp32` at size {size}, batch {batch}: {k['faults']:,.0f} minor page faults and {k['sys_s']:.2f} s "
               f"of kernel CPU time per forward, against {k['user_s']:.2f} s of user CPU time (getrusage, 5 forwards)")
     print(f"\nEnd: {load()}")

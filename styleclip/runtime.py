@@ -19,8 +19,8 @@ def keep_freed_memory(keep: bool = True) -> bool:
     """Let glibc's malloc reuse freed memory instead of returning it to the kernel (Linux/glibc; elsewhere a no-op).
 
     By default glibc serves every allocation over 32 MB (a 1024 px activation is 128 MB) with a fresh mmap and
-    unmaps it on free, so each generator forward page-faults and zeroes its activations anew: on a 2-core CPU
-    about a quarter of the forward's CPU time went to the kernel. Serving them from the heap and never trimming
+    unmaps it on free, so each generator forward page-faults and zeroes its activations anew (the kernel time
+    per forward is printed by benchmarks/generator.py). Serving them from the heap and never trimming
     it makes the next forward reuse the same pages. The cost is memory: the process keeps what it freed for
     later work (as torch's CUDA allocator does), and the heap fragments (torch asks for 64-byte aligned blocks,
     which an exactly-sized freed block cannot serve), so the peak grows somewhat (docs/performance.md
