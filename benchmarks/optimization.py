@@ -26,7 +26,9 @@ checkpointing of the blocks >= size/4 (recomputed in backward); `bf16` bfloat16 
 and CLIP. `ours` runs keep freed memory for reuse as the CLI does (styleclip.runtime.keep_freed_memory:
 no page faults on each step's fresh activations, at the cost of heap fragmentation in the peak); `freeing`
 runs, and `ckpt` ones (the CLI frees memory when --checkpoint-min-res asks for less of it), keep glibc's
-default, which returns every large block to the kernel (STYLECLIP_KEEP_FREED_MEMORY=0). Image error of an
+default, which returns every large block to the kernel (STYLECLIP_KEEP_FREED_MEMORY=0). `compiled`:
+torch.compile of the step (`--compile`; inductor's C++ kernels on the CPU, with CUDA graphs on CUDA), compiled in
+the untimed first step (the `first step` column). Image error of an
 option: max and mean |final image - ours fp32's final image| after the same steps, next to the edit itself
 (mean |ours fp32 final - source|): an option is harmless when its error is far below the change the edit makes.
 """
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,13 +51,15 @@ from common import load, machine_line, median, ratio  # noqa: E402
 from styleclip.runtime import keep_freed_memory  # noqa: E402
 
 PROMPT = "a person with purple hair"
-VARIANTS = {  # name: (checkpoint_min_res as a fraction of size or None, bf16, glibc's default malloc)
-    "ours": (None, False, False),
-    "ours freeing": (None, False, True),
-    "ours ckpt": (4, False, True),  # as the CLI: --checkpoint-min-res asks for less memory, so it frees
-    "ours bf16": (None, True, False),
-    "ours bf16 freeing": (None, True, True),
-    "ours ckpt bf16": (4, True, True),
+VARIANTS = {  # name: (checkpoint_min_res as a fraction of size or None, bf16, glibc's default malloc, compile)
+    "ours": (None, False, False, False),
+    "ours freeing": (None, False, True, False),
+    "ours ckpt": (4, False, True, False),  # as the CLI: --checkpoint-min-res asks for less memory, so it frees
+    "ours bf16": (None, True, False, False),
+    "ours bf16 freeing": (None, True, True, False),
+    "ours ckpt bf16": (4, True, True, False),
+    "ours compiled": (None, False, False, True),
+    "ours compiled bf16": (None, True, False, True),
 }
 
 
@@ -89,19 +94,20 @@ def source_latent(g, device):
     return g.broadcast(g.mapping(z, 0.7)).detach()
 
 
-def run_ours(g, clip, steps: int, device: str, ckpt: int | None, bf16: bool):
+def run_ours(g, clip, steps: int, device: str, ckpt: int | None, bf16: bool, compile_: bool = False):
     from styleclip.editors.optimization import OptimizationConfig, OptimizationEditor
     from styleclip.types import Latent, Prompt
 
     g.requires_grad_(False)
     stamps = []
-    config = OptimizationConfig(steps=steps + 1, id_lambda=0.0, checkpoint_min_res=ckpt, bf16=bf16)
+    config = OptimizationConfig(steps=steps + 1, id_lambda=0.0, checkpoint_min_res=ckpt, bf16=bf16, compile=compile_)
     editor = OptimizationEditor(g, clip, config=config)
     t0 = time.perf_counter()
     result = editor.edit(Latent(source_latent(g, device)), Prompt(PROMPT),
                          progress=lambda d, t: stamps.append(_synced(device)))
     times = [b - a for a, b in zip([t0] + stamps[:-1], stamps)]
-    return times[1:], result.image, result.source_image  # the first step also embeds the text, renders the source
+    # the first step also embeds the text, renders the source (and compiles)
+    return times[1:], result.image, result.source_image, times[0]
 
 
 def _synced(device):
@@ -139,7 +145,7 @@ def run_official(g, clip, steps: int, device: str):
             loss.backward()
             opt.step()
             times.append(_synced(device) - t)
-    return times[1:], img.detach(), None
+    return times[1:], img.detach(), None, times[0]
 
 
 def child(spec: dict) -> dict:
@@ -151,15 +157,15 @@ def child(spec: dict) -> dict:
         keep_freed_memory()  # as the CLI does; the official code and `freeing` keep glibc's defaults
     g, clip = build(spec["size"], spec["device"], spec.get("tiny", False))
     if spec["variant"] == "official":
-        times, img, source = run_official(g, clip, spec["steps"], spec["device"])
+        times, img, source, first = run_official(g, clip, spec["steps"], spec["device"])
     else:
-        frac, bf16, _ = VARIANTS[spec["variant"]]
-        times, img, source = run_ours(g, clip, spec["steps"], spec["device"], spec["size"] // frac if frac else None,
-                                      bf16)
+        frac, bf16, _, compile_ = VARIANTS[spec["variant"]]
+        times, img, source, first = run_ours(g, clip, spec["steps"], spec["device"],
+                                             spec["size"] // frac if frac else None, bf16, compile_)
     torch.save({"image": img.float().cpu(), "source": None if source is None else source.float().cpu()},
                spec["image_out"])
     peak = torch.cuda.max_memory_allocated() / 2**30 if spec["device"].startswith("cuda") else vmhwm_gib()
-    return {"times": times, "peak_gib": peak}
+    return {"times": times, "peak_gib": peak, "first": first}
 
 
 def main(argv=None):
@@ -169,7 +175,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--variants", default="official,ours,ours freeing,ours bf16,ours bf16 freeing,ours ckpt bf16")
+    ap.add_argument("--variants", default="official,ours,ours freeing,ours bf16,ours bf16 freeing,ours ckpt bf16,"
+                    "ours compiled,ours compiled bf16")
     ap.add_argument("--tiny", action="store_true", help="small channels and the debug CLIP (for tests)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -179,6 +186,9 @@ def main(argv=None):
     print(f"Machine: {machine_line(args.device, 'malloc per variant (see below)')}\n")
     variants = args.variants.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="styleclip-opt-bench-"))
+    # compiled variants: the first round compiles from nothing, later ones hit the compile cache as a user's
+    # second run would (a fresh cache per benchmark run, not one left by earlier work)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp / "inductor-cache")}
     results = {}
     for size in map(int, args.sizes.split(",")):
         for r in range(args.rounds):
@@ -186,7 +196,7 @@ def main(argv=None):
                 spec = dict(size=size, variant=variant, steps=args.steps, device=args.device, threads=args.threads,
                             tiny=args.tiny, image_out=str(tmp / f"{size}-{variant}-{r}.pt"))
                 out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                     text=True)
+                                     text=True, env=env)
                 if out.returncode != 0:
                     print(f"failed {spec}: {out.stderr.strip().splitlines()[-3:]}", file=sys.stderr)
                     continue
@@ -198,13 +208,15 @@ def main(argv=None):
     print(f"Latent optimization on {args.device}: median s/step over {args.rounds} rounds x {args.steps} steps; "
           f"speed-up = median per-round ratio to `official`; peak = VmHWM of the run's process (CUDA: max "
           f"allocated), max over rounds; error vs ours = |final image - ours fp32 final| (images in about [-1, 1]); "
-          f"edit = mean |ours fp32 final - source|\n")
+          f"edit = mean |ours fp32 final - source|; first step = the untimed first step of each round, in round "
+          f"order (it also renders the source and embeds the text; compiled variants compile in it, from an empty "
+          f"compile cache in the first round)\n")
     print("| size | variant | s / step | speed-up vs official | peak GiB | memory vs official | max error vs ours | "
-          "mean error vs ours | edit (mean change) |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+          "mean error vs ours | edit (mean change) | first step s |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['size']} | {r['variant']} | {r['s_step']:.2f} | {r['speedup']} | {r['peak_gib']:.2f} | "
-              f"{r['memory']} | {r['max_err']} | {r['mean_err']} | {r['edit']} |")
+              f"{r['memory']} | {r['max_err']} | {r['mean_err']} | {r['edit']} | {r['first']} |")
     print(f"\nEnd: {load()}")
     return rows
 
@@ -229,7 +241,8 @@ def summarize(results: dict, variants: list[str]) -> list[dict]:
             peak = max(run["peak_gib"] for run in runs)
             row = dict(size=size, variant=variant, s_step=median(list(per_round.values())), speedup=speed,
                        peak_gib=peak, memory=f"{peak / base_peak:.2f}" if base_peak else "-",
-                       max_err="-", mean_err="-", edit="-")
+                       max_err="-", mean_err="-", edit="-",
+                       first=", ".join(f"{run['first']:.1f}" for run in sorted(runs, key=lambda run: run["round"])))
             if ref_img is not None and variant != "official":
                 data = torch.load(runs[0]["image"], weights_only=True)
                 diff = (data["image"] - ref_img["image"]).abs()

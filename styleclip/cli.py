@@ -267,7 +267,7 @@ def _edit_photo(image: Path, g, editor, text, *, face, invert, invert_options, o
 # Options that only one engine uses (the CLI refuses them with another engine rather than ignore them).
 ENGINE_OPTIONS = {
     "optimize": ("--steps", "--lr", "--l2-lambda", "--id-lambda", "--mode", "--space", "--bf16",
-                 "--checkpoint-min-res", "--gif", "--clip-views", "--init"),
+                 "--checkpoint-min-res", "--gif", "--clip-views", "--init", "--compile"),
     "global": ("--neutral", "--beta", "--relevance"),
     "mapper": ("--mapper",),
     "universal": ("--beta",),  # the universal mapper's disentanglement threshold
@@ -337,6 +337,9 @@ def edit(
     space: Optional[str] = typer.Option(None, help="optimize: 'wplus' or 'styles' (S space, non-toRGB).",
                                         show_default="wplus"),
     bf16: bool = typer.Option(False, help="optimize: bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
+    compile_step: bool = typer.Option(False, "--compile", help="optimize: torch.compile the step (on CUDA with "
+                                      "CUDA graphs); the first step compiles for a minute or more, so it pays "
+                                      "on long runs (needs a C++ compiler on the CPU, Triton on CUDA)."),
     checkpoint_min_res: Optional[int] = typer.Option(None, help="optimize: recompute the blocks of this "
                                                      "resolution and above in the backward pass (less memory, "
                                                      "e.g. 512 at 1024 px; for the least, also set "
@@ -410,7 +413,7 @@ def edit(
     given = {
         "--steps": steps is not None, "--lr": lr is not None, "--l2-lambda": l2_lambda is not None,
         "--id-lambda": id_lambda is not None, "--mode": mode is not None, "--space": space is not None,
-        "--bf16": bf16, "--checkpoint-min-res": checkpoint_min_res is not None, "--gif": gif,
+        "--bf16": bf16, "--compile": compile_step, "--checkpoint-min-res": checkpoint_min_res is not None, "--gif": gif,
         "--clip-views": clip_views is not None, "--init": init_from is not None,
         "--neutral": neutral is not None, "--beta": beta is not None, "--relevance": relevance_file is not None,
         "--mapper": mapper is not None}
@@ -472,7 +475,8 @@ def edit(
             model, identity, target="identity" if keep_identity else "gain"))
     if engine == "optimize":
         options = dict(steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda, mode=mode or "edit",
-                       space=space or "wplus", bf16=bf16, frame_every=max(1, steps // 40) if gif else 0,
+                       space=space or "wplus", bf16=bf16, compile=compile_step,
+                       frame_every=max(1, steps // 40) if gif else 0,
                        checkpoint_min_res=checkpoint_min_res, direction=direction,
                        clip_views=tuned.get("clip_views", 0) if clip_views is None else clip_views,
                        init=init_from or tuned.get("init", "source"), init_min_change=tuned.get("init_min_change", 0.0))

@@ -76,3 +76,18 @@ def _restore_defaults() -> bool:
 def freed_memory_kept() -> bool:
     """Whether keep_freed_memory() is in effect in this process."""
     return _applied
+
+
+def compile_backend_missing(device) -> str | None:
+    """What torch.compile's default backend lacks on this device's type, or None: inductor builds C++ kernels
+    with a C++ compiler on the CPU and Triton kernels on CUDA; elsewhere it is not offered."""
+    import importlib.util
+    import shutil
+
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind == "cpu":
+        names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+        return None if any(shutil.which(n) for n in names) else "a C++ compiler (g++ or clang++) on the CPU"
+    if kind == "cuda":
+        return None if importlib.util.find_spec("triton") else "Triton on CUDA (pip install triton)"
+    return f"a torch.compile backend for {kind}, which styleclip does not set up"

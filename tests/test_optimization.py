@@ -118,7 +118,7 @@ def test_cli_edit_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["empty_prompt", "bad_shape", "missing_file", "not_a_tensor", "bad_views",
-                                  "views_for_global"])
+                                  "views_for_global", "compile_for_global"])
 def test_cli_edit_errors_are_one_line(tmp_path, case):
     args = ["edit", "--model", "debug", "--prompt", "mohawk", "--steps", "2", "--out", str(tmp_path / "o")]
     if case == "empty_prompt":
@@ -132,6 +132,8 @@ def test_cli_edit_errors_are_one_line(tmp_path, case):
         args += ["--clip-views", "-2"]
     elif case == "views_for_global":
         args = [a for a in args if a not in ("--steps", "2")] + ["--engine", "global", "--clip-views", "4"]
+    elif case == "compile_for_global":
+        args = [a for a in args if a not in ("--steps", "2")] + ["--engine", "global", "--compile"]
     else:
         (tmp_path / "text.pt").write_text("hello")
         args += ["--latent", str(tmp_path / "text.pt")]
@@ -298,3 +300,35 @@ def test_start_from_the_universal_mappers_edit(debug_generator, clip, source, tm
         create_editor("optimize", g, clip, init="universal")
     with pytest.raises(InputError, match="init"):
         OptimizationConfig(init="mapper")
+
+
+@pytest.mark.skipif(__import__("styleclip.runtime", fromlist=["x"]).compile_backend_missing("cpu") is not None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_step_edits_as_the_eager_step(debug_generator, clip, source):
+    cfg = dict(steps=6, id_lambda=0.1)
+    eager = OptimizationEditor(debug_generator, clip, FakeIdentity(), config=OptimizationConfig(**cfg))
+    compiled = OptimizationEditor(debug_generator, clip, FakeIdentity(),
+                                  config=OptimizationConfig(compile=True, **cfg))
+    a = eager.edit(source, Prompt("a face with a mohawk"))
+    b = compiled.edit(source, Prompt("a face with a mohawk"))
+    fn = compiled._compiled
+    assert fn is not None
+    moved = (a.latent - source.w_plus).abs().max()
+    assert moved > 1e-2
+    assert (b.latent - a.latent).abs().max() < 1e-3 * moved
+    assert torch.allclose(b.image, a.image, atol=1e-4)
+    assert b.metrics["final_losses"] == pytest.approx(a.metrics["final_losses"], rel=1e-4)
+    c = compiled.edit(Latent(source.w_plus.flip(0)), Prompt("a face with a mohawk"))  # reuses the compiled step
+    assert compiled._compiled is fn
+    assert torch.allclose(c.latent.flip(0), b.latent, atol=1e-5)
+
+
+def test_compile_without_a_backend_is_a_clear_error(debug_generator, clip, source, monkeypatch):
+    import shutil
+
+    from styleclip.errors import InputError
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(InputError, match="C\\+\\+ compiler"):
+        OptimizationEditor(debug_generator, clip, config=OptimizationConfig(steps=2, compile=True))

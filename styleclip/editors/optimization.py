@@ -39,6 +39,7 @@ class OptimizationConfig:
     frame_every: int = 0  # keep an image every k steps (0: none)
     bf16: bool = False  # bfloat16 autocast for generator and CLIP forward/backward
     checkpoint_min_res: int | None = None  # recompute blocks >= this resolution in backward (less memory)
+    compile: bool = False  # torch.compile the step (CUDA: with CUDA graphs); the first step compiles (minutes)
     direction: str = "text"  # "text": CLIP target t (the paper); "image": unit(e(source) + the prompt's
     # image-side shift: how the mean embedding of generated faces that match it differs from the others)
     clip_views: int = 0  # 0: CLIP scores the rendered image (the paper); K: the mean embedding of K copies shifted
@@ -97,6 +98,14 @@ class OptimizationEditor:
         self.identity = identity
         self.config = config
         self._losses: dict[str, torch.Tensor] = {}  # the latest step's, kept on the device
+        self._compiled = None  # torch.compile of _objective (config.compile)
+        self._shifts = None  # the generator of the CLIP views' shifts (the edit's seed)
+        if config.compile:
+            from ..runtime import compile_backend_missing
+
+            missing = compile_backend_missing(generator.w_avg.device)
+            if missing:
+                raise InputError(f"--compile needs {missing}; install it or run without --compile")
         self.start = None  # the universal mapper editor that gives the starting point (init "universal")
         if config.init == "universal" and config.mode == "edit":
             from .universal_mapper import UniversalMapperConfig, UniversalMapperEditor
@@ -139,46 +148,23 @@ class OptimizationEditor:
             with torch.no_grad():
                 s_source = g.styles(w_source) if s_given is None else s_given
                 s_start = s_source if w_start is w_source else g.styles(w_start)
+            # toRGB styles stay fixed: only the conv layers' styles get gradients
             variables = [s.clone().requires_grad_(layer.kind == "conv") for s, layer in zip(s_start, g.layers)]
-            pairs = [(v, s) for v, s in zip(variables, s_source) if v.requires_grad]  # toRGB styles stay fixed
-            params = [v for v, _ in pairs]
-
-            def render():
-                return g.synthesis_from_styles(variables, checkpoint_min_res=cfg.checkpoint_min_res)
-
-            def l2():
-                return sum(latent_l2(v, s) for v, s in pairs)
+            sources = s_source
         else:
-            w = w_start.clone().requires_grad_(True)
-            params = [w]
-
-            def render():
-                return g.synthesis(w, checkpoint_min_res=cfg.checkpoint_min_res)
-
-            def l2():
-                return latent_l2(w, w_source)
+            variables, sources = [w_start.clone().requires_grad_(True)], [w_source]
+        params = [v for v in variables if v.requires_grad]
 
         opt = torch.optim.Adam(params, lr=cfg.lr)
-        shifts = torch.Generator().manual_seed(cfg.seed)
+        self._shifts = torch.Generator().manual_seed(cfg.seed)
+        objective = self._compiled_objective() if cfg.compile else self._objective
+        id_target = id_source if use_id else None
         frames = []
         nonfinite = None  # checked on the host every step on a CPU, every 25 steps elsewhere: no sync per step
         for step in range(cfg.steps):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, cfg.steps, cfg.lr, cfg.rampdown, cfg.rampup)
-            with self._autocast():
-                img = render()
-                c_loss = clip_loss(view_embedding(self.clip, img, cfg.clip_views, cfg.clip_shift, shifts),
-                                   text) * prompt.strength
-                loss = c_loss
-                terms = {"clip": c_loss}
-                if cfg.mode == "edit":
-                    l2_term = l2()
-                    loss = loss + cfg.l2_lambda * l2_term
-                    terms["l2"] = l2_term
-                if use_id:
-                    i_loss = identity_loss(self.identity.embed(img.float()), id_source)
-                    loss = loss + cfg.id_lambda * i_loss
-                    terms["id"] = i_loss
+            img, loss, terms = objective(variables, sources, text, id_target, prompt.strength)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()  # samples are independent: Adam is element-wise
             opt.step()
@@ -193,7 +179,7 @@ class OptimizationEditor:
             report(progress, step + 1, cfg.steps)
 
         with torch.no_grad(), self._autocast():
-            img = render().float()
+            img = self._render(variables).float()
             metrics = {"clip_before": clip_before.tolist(),
                        "clip_after": (self.clip.encode_image(img) * text).sum(-1).tolist()}
             if id_source is not None:
@@ -201,9 +187,42 @@ class OptimizationEditor:
         metrics["final_losses"] = self.last_losses
         if cfg.frame_every:
             frames.append(img.cpu())
-        edited = [v.detach() for v in variables] if cfg.space == "styles" else w.detach()
+        edited = [v.detach() for v in variables] if cfg.space == "styles" else variables[0].detach()
         return EditResult(image=img, latent=edited, engine=self.name, metrics=metrics, source_image=img_source,
                           frames=tuple(frames))
+
+    def _render(self, variables: list[torch.Tensor]) -> torch.Tensor:
+        g, cfg = self.generator, self.config
+        if cfg.space == "styles":
+            return g.synthesis_from_styles(variables, checkpoint_min_res=cfg.checkpoint_min_res)
+        return g.synthesis(variables[0], checkpoint_min_res=cfg.checkpoint_min_res)
+
+    def _objective(self, variables, sources, text, id_source, strength: float):
+        """One step's image, loss [N] and its terms: CLIP, L2 to the source (edit mode), identity (id_source)."""
+        cfg = self.config
+        with self._autocast():
+            img = self._render(variables)
+            c_loss = clip_loss(view_embedding(self.clip, img, cfg.clip_views, cfg.clip_shift, self._shifts),
+                               text) * strength
+            loss, terms = c_loss, {"clip": c_loss}
+            if cfg.mode == "edit":
+                l2_term = sum(latent_l2(v, s) for v, s in zip(variables, sources) if v.requires_grad)
+                loss = loss + cfg.l2_lambda * l2_term
+                terms["l2"] = l2_term
+            if id_source is not None:
+                i_loss = identity_loss(self.identity.embed(img.float()), id_source)
+                loss = loss + cfg.id_lambda * i_loss
+                terms["id"] = i_loss
+        return img, loss, terms
+
+    def _compiled_objective(self):
+        """`_objective` through torch.compile (kept for the editor's later edits; the first step compiles)."""
+        if self._compiled is None:
+            device = self.generator.w_avg.device
+            # CUDA: CUDA graphs replay the whole step's kernels with one launch (the step is launch-bound)
+            self._compiled = torch.compile(self._objective,
+                                           mode="reduce-overhead" if device.type == "cuda" else None)
+        return self._compiled
 
     @torch.no_grad()
     def _start_latent(self, w_source, img_source, prompt: Prompt, s_given) -> torch.Tensor:

@@ -101,7 +101,7 @@ def frozen_scaled(module: nn.Module, slot: str, p: torch.Tensor, scale: float,
                   order: tuple[int, ...] | None = None) -> torch.Tensor:
     """p * scale, cached on the module while p is frozen and unchanged (inference: no per-call rescaling).
     `order`: the cached copy's memory order of p's dims, outermost first (same values and shape)."""
-    if p.requires_grad:
+    if p.requires_grad or torch.compiler.is_compiling():
         return p * scale
     key = (p._version, p.data_ptr(), p.device, p.dtype)
     cached = module.__dict__.get(slot)
@@ -165,6 +165,9 @@ class ModulatedConv2d(nn.Module):
         """weight * gain [Co,Ci,k,k] and its per-kernel sum of squares (cached while the weight is frozen)."""
         if self.weight.requires_grad:
             return self.weight[0] * self.scale, None
+        if torch.compiler.is_compiling():
+            w = self.weight[0] * self.scale
+            return w, w.float().square().sum(dim=(2, 3)) if self.demodulate else None
         # [1,Co,Ci,k,k] stored in the layout the convolution library takes without a copy for channels_last
         # activations: (Co,k,k,Ci) for a convolution, (Ci,k,k,Co) for the transposed one (weight.transpose(0,
         # 1)); modulating it (weight * factor) keeps that layout. Else each call reorders the weight (a copy).
@@ -342,6 +345,8 @@ class Generator(nn.Module):
         against every W+ row in one matrix product ([N,num_ws,sum C_i], about 84 M multiply-adds per image at
         1024), then each layer's block (its row, its channels) gathered and the biases added. Same values up to
         float rounding; on a busy machine each of the 26 small products cost a thread hand-off (~5-7 ms)."""
+        if torch.compiler.is_compiling():
+            return [affine(w_plus[:, layer.wplus_row]) for layer, affine in zip(self.layers, self._affines)]
         weights = [frozen_scaled(a, "_weight_cache", a.weight, a.scale) for a in self._affines]
         biases = [frozen_scaled(a, "_bias_cache", a.bias, a.lr_mul) for a in self._affines]
         cached = self.__dict__.get("_affine_cat")
