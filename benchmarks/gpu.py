@@ -8,7 +8,8 @@ generator forward (batch 1 and --batch), latent optimization (s/step, and 300 st
 directions edit, mapper edit, and exact channel relevance (the official 100-image protocol, projected from one
 batched forward per relevance layer to the whole FFHQ generator). Each engine's baseline is our float32
 eager run in the same process, timed interleaved with its variants (benchmarks/common.py): bfloat16 and
-float16 autocast, torch.compile (CUDA by default: it needs a C++/Triton toolchain and minutes of compiling),
+float16 autocast, torch.compile (CUDA by default: it needs a C++/Triton toolchain and minutes of compiling; the
+optimization step compiled as `--compile` does, with CUDA graphs on CUDA),
 batched relevance (pairs per forward) against one pair per forward. Targets on an H100/H200: 300 optimization
 steps at 1024 < 10 s; exact FFHQ relevance (100 images) < 1 h.
 """
@@ -106,7 +107,7 @@ def bench_generator(g, args, dtypes, compile_):
     return rows
 
 
-def bench_optimization(g, clip, args, dtypes):
+def bench_optimization(g, clip, args, dtypes, compile_):
     from styleclip.editors.optimization import OptimizationConfig, OptimizationEditor
     from styleclip.types import Latent, Prompt
 
@@ -114,11 +115,16 @@ def bench_optimization(g, clip, args, dtypes):
 
     w = g.broadcast(g.mapping(torch.randn(1, g.config.style_dim, generator=torch.Generator().manual_seed(0)).to(
         args.device), 0.7)).detach()
-    variants, stamps = {}, {}
+    variants, stamps, notes, failed = {}, {}, {}, []
     names = [d for d in dtypes if d != "fp16"]  # fp16 needs loss scaling: not offered for optimization
-    for dt in names + (["fp32, separate blur"] if args.device.startswith("cuda") else []):
-        editor = OptimizationEditor(g, clip, config=OptimizationConfig(steps=args.steps, id_lambda=0.0,
-                                                                       bf16=dt == "bf16"))
+    names += ["fp32, separate blur"] if args.device.startswith("cuda") else []
+    # compiled as `--compile` does (CUDA: with CUDA graphs); on CUDA fp32 only, to keep the run within 5 minutes
+    # (bf16 autocast was slower than fp32 there at batch 1)
+    if compile_:
+        names += [f"compile {d}" for d in (("fp32",) if args.device.startswith("cuda") else ("fp32", "bf16"))]
+    for dt in names:
+        editor = OptimizationEditor(g, clip, config=OptimizationConfig(
+            steps=args.steps, id_lambda=0.0, bf16=dt.endswith("bf16"), compile=dt.startswith("compile")))
 
         def run(editor=editor, dt=dt):
             # the whole edit (source render, text, steps, final render) over its steps: no step syncs the host,
@@ -128,13 +134,20 @@ def bench_optimization(g, clip, args, dtypes):
             with separate_blur() if dt.endswith("separate blur") else contextlib.nullcontext():
                 editor.edit(Latent(w), Prompt(PROMPT))
             sync(args.device)
-            stamps.setdefault(dt, []).append((time.perf_counter() - t0) / args.steps)
-        variants[dt] = run
+            return time.perf_counter() - t0
+        if dt.startswith("compile"):
+            try:  # compiles in the first steps; a backend failure is a row of the table, not the end of the run
+                notes[dt] = f"; compile (first edit) {run():.0f} s"
+            except Exception as e:  # noqa: BLE001
+                failed.append(row(f"optimization at {g.config.size} (s / step)", dt, [float("nan")], None,
+                                  unit="s / step", note=f"failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}"))
+                continue
+        variants[dt] = lambda run=run, dt=dt: stamps.setdefault(dt, []).append(run() / args.steps)
     interleaved(variants, args.opt_rounds, args.device, warmup=0)
     base = stamps["fp32"]
     return [row(f"optimization at {g.config.size} (s / step)", dt, stamps[dt], base, unit="s / step",
-                note=f"300 steps: {median(stamps[dt]) * 300:.1f} s (projected; target < 10 s on H100/H200)")
-            for dt in stamps]
+                note=f"300 steps: {median(stamps[dt]) * 300:.1f} s (projected; target < 10 s on H100/H200)"
+                + notes.get(dt, "")) for dt in stamps] + failed
 
 
 def bench_global_and_mapper(g, clip, args, dtypes):
@@ -248,7 +261,7 @@ def main(argv=None):
     if "generator" in engines:
         rows += bench_generator(g, args, dtypes, compile_)
     if "optimization" in engines:
-        rows += bench_optimization(g, clip, args, dtypes)
+        rows += bench_optimization(g, clip, args, dtypes, compile_)
     if "edits" in engines:
         rows += bench_global_and_mapper(g, clip, args, dtypes)
     if "relevance" in engines:

@@ -492,6 +492,9 @@ def edit(
                              "universal for a --target-image")
         options = dict(mapper=mapper or prompt, **auto)
     editor = factory.create_editor(engine, g, clip, identity if wants_identity else None, **options)
+    if compile_step:
+        typer.echo("--compile: the first step compiles the optimization step (a minute or two; less when an earlier "
+                   "run left torch's compile cache), then the steps run faster", err=True)
     if image is not None:
         opts = _invert_options(model if checkpoint is None else None, g, identity, steps=invert_steps,
                                pti_steps=pti_steps, target_psnr=target_psnr, target_identity=target_identity)

@@ -92,3 +92,22 @@ def test_cli_edit_runs_on_cuda(tmp_path):
                                  "--prompt", "a face with blond hair", "--seeds", "0-1", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "seed0_edited.png").exists() and (tmp_path / "seed1_before_after.png").exists()
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("triton") is None, reason="no Triton")
+def test_compiled_optimization_with_cuda_graphs_edits_as_eager(toy, no_tf32):
+    """--compile on CUDA (inductor's Triton kernels replayed as CUDA graphs) gives the eager edit."""
+    import styleclip
+
+    _, g, _, c = toy
+    prompt = styleclip.Prompt("a face with blond hair")
+    eager = styleclip.create_editor("optimize", g, c, steps=8).edit(styleclip.Latent(_w(g)), prompt)
+    editor = styleclip.create_editor("optimize", g, c, steps=8, compile=True)
+    compiled = editor.edit(styleclip.Latent(_w(g)), prompt)
+    again = editor.edit(styleclip.Latent(_w(g)), prompt)  # replays the recorded graphs
+    moved = (eager.latent - _w(g)).abs().max()
+    assert moved > 1e-2
+    assert (compiled.latent - eager.latent).abs().max() < 1e-2 * moved
+    torch.testing.assert_close(again.latent, compiled.latent, atol=1e-5, rtol=0)
+    assert compiled.metrics["final_losses"]["total"] == pytest.approx(eager.metrics["final_losses"]["total"],
+                                                                      rel=1e-2)

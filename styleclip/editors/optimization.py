@@ -218,6 +218,10 @@ class OptimizationEditor:
     def _compiled_objective(self):
         """`_objective` through torch.compile (kept for the editor's later edits; the first step compiles)."""
         if self._compiled is None:
+            import logging
+
+            # inductor loads torch.utils.cpp_extension, which warns on a CPU-only machine that it found no CUDA
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             device = self.generator.w_avg.device
             # CUDA: CUDA graphs replay the whole step's kernels with one launch (the step is launch-bound)
             self._compiled = torch.compile(self._objective,
