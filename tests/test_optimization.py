@@ -318,9 +318,14 @@ def test_compiled_step_edits_as_the_eager_step(debug_generator, clip, source):
     assert (b.latent - a.latent).abs().max() < 1e-3 * moved
     assert torch.allclose(b.image, a.image, atol=1e-4)
     assert b.metrics["final_losses"] == pytest.approx(a.metrics["final_losses"], rel=1e-4)
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
     c = compiled.edit(Latent(source.w_plus.flip(0)), Prompt("a face with a mohawk"))  # reuses the compiled step
     assert compiled._compiled is fn
     assert torch.allclose(c.latent.flip(0), b.latent, atol=1e-5)
+    compiled.edit(source, Prompt("a face with a mohawk", strength=2.0))  # another strength: no recompiling
+    assert counters["stats"]["unique_graphs"] == graphs
 
 
 def test_compile_without_a_backend_is_a_clear_error(debug_generator, clip, source, monkeypatch):

@@ -159,12 +159,13 @@ class OptimizationEditor:
         self._shifts = torch.Generator().manual_seed(cfg.seed)
         objective = self._compiled_objective() if cfg.compile else self._objective
         id_target = id_source if use_id else None
+        strength = torch.tensor(float(prompt.strength), device=device)  # a tensor: the compiled step takes any
         frames = []
         nonfinite = None  # checked on the host every step on a CPU, every 25 steps elsewhere: no sync per step
         for step in range(cfg.steps):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, cfg.steps, cfg.lr, cfg.rampdown, cfg.rampup)
-            img, loss, terms = objective(variables, sources, text, id_target, prompt.strength)
+            img, loss, terms = objective(variables, sources, text, id_target, strength)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()  # samples are independent: Adam is element-wise
             opt.step()
@@ -197,7 +198,7 @@ class OptimizationEditor:
             return g.synthesis_from_styles(variables, checkpoint_min_res=cfg.checkpoint_min_res)
         return g.synthesis(variables[0], checkpoint_min_res=cfg.checkpoint_min_res)
 
-    def _objective(self, variables, sources, text, id_source, strength: float):
+    def _objective(self, variables, sources, text, id_source, strength: torch.Tensor):
         """One step's image, loss [N] and its terms: CLIP, L2 to the source (edit mode), identity (id_source)."""
         cfg = self.config
         with self._autocast():
