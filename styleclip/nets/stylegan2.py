@@ -163,11 +163,8 @@ class ModulatedConv2d(nn.Module):
 
     def _scaled_weight(self):
         """weight * gain [Co,Ci,k,k] and its per-kernel sum of squares (cached while the weight is frozen)."""
-        if self.weight.requires_grad:
+        if self.weight.requires_grad or torch.compiler.is_compiling():  # (no Python-side cache in a traced graph)
             return self.weight[0] * self.scale, None
-        if torch.compiler.is_compiling():
-            w = self.weight[0] * self.scale
-            return w, w.float().square().sum(dim=(2, 3)) if self.demodulate else None
         # [1,Co,Ci,k,k] stored in the layout the convolution library takes without a copy for channels_last
         # activations: (Co,k,k,Ci) for a convolution, (Ci,k,k,Co) for the transposed one (weight.transpose(0,
         # 1)); modulating it (weight * factor) keeps that layout. Else each call reorders the weight (a copy).
@@ -336,8 +333,10 @@ class Generator(nn.Module):
     def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
         """w_plus [N,num_ws,D] -> the style vectors S: one [N,C_i] per entry of `self.layers`."""
         _check_shape(w_plus, (None, self.num_ws, self.config.style_dim), "w_plus")
-        if not any(a.weight.requires_grad or a.bias.requires_grad for a in self._affines):
-            return self._styles_batched(w_plus)  # (also with gradients to w_plus: same values in both modes)
+        if not torch.compiler.is_compiling() and not any(a.weight.requires_grad or a.bias.requires_grad
+                                                          for a in self._affines):
+            # (also with gradients to w_plus: same values in both modes; not traced: its cache is Python-side state)
+            return self._styles_batched(w_plus)
         return [affine(w_plus[:, layer.wplus_row]) for layer, affine in zip(self.layers, self._affines)]
 
     def _styles_batched(self, w_plus: torch.Tensor) -> list[torch.Tensor]:
@@ -345,8 +344,6 @@ class Generator(nn.Module):
         against every W+ row in one matrix product ([N,num_ws,sum C_i], about 84 M multiply-adds per image at
         1024), then each layer's block (its row, its channels) gathered and the biases added. Same values up to
         float rounding; on a busy machine each of the 26 small products cost a thread hand-off (~5-7 ms)."""
-        if torch.compiler.is_compiling():
-            return [affine(w_plus[:, layer.wplus_row]) for layer, affine in zip(self.layers, self._affines)]
         weights = [frozen_scaled(a, "_weight_cache", a.weight, a.scale) for a in self._affines]
         biases = [frozen_scaled(a, "_bias_cache", a.bias, a.lr_mul) for a in self._affines]
         cached = self.__dict__.get("_affine_cat")
