@@ -324,3 +324,16 @@ def test_fused_upsampling_path_gives_the_reference_values_and_gradients(parity, 
     assert (img_f - ref["img_wplus"]).abs().max() < 1e-4
     assert (single_f - single_s).abs().max() < 1e-5
     assert (grad_f - grad_s).abs().max() < 1e-5 * grad_s.abs().max()
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_synthesis_traces_as_one_graph(debug_generator, grad):
+    """torch.compile sees the whole synthesis as one graph: a graph break per layer (e.g. a .item()) would
+    recompile per layer and, past dynamo's recompile limit, leave the deeper layers eager."""
+    g = debug_generator
+    w = g.broadcast(g.mapping(torch.randn(1, g.config.style_dim), 0.7)).detach().requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        report = torch._dynamo.explain(g.synthesis)(w)
+    torch._dynamo.reset()
+    assert report.graph_break_count == 0, [r.reason for r in report.break_reasons]
+    assert report.graph_count == 1

@@ -317,7 +317,8 @@ def _styled_conv_inference(x, weight, styles, noise, noise_weight, bias, demodul
     wn = _modulated_weight(weight, styles, dcoefs, gain).to(x.dtype)
     out = _conv(x, wn, up, blur_kernel_1d, bias.to(wn.dtype) * gain)
     if noise is not None:
-        if noise_weight is not None and noise_weight.device.type != "cpu":  # (no host sync for the strength)
+        # no host sync for the strength on a GPU; no .item() graph break under torch.compile
+        if noise_weight is not None and (noise_weight.device.type != "cpu" or torch.compiler.is_compiling()):
             noise, noise_weight = noise_weight * noise, None
         # A scalar alpha: addcmul_ with a broadcast strength runs several times slower on channels_last.
         alpha = gain if noise_weight is None else float(noise_weight) * gain
