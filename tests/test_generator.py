@@ -326,10 +326,13 @@ def test_fused_upsampling_path_gives_the_reference_values_and_gradients(parity, 
     assert (grad_f - grad_s).abs().max() < 1e-5 * grad_s.abs().max()
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("grad", [False, True])
-def test_synthesis_traces_as_one_graph(debug_generator, grad):
-    """torch.compile sees the whole synthesis as one graph: a graph break per layer (e.g. a .item()) would
-    recompile per layer and, past dynamo's recompile limit, leave the deeper layers eager."""
+def test_synthesis_traces_as_one_graph(debug_generator, monkeypatch, grad, fused):
+    """torch.compile sees the whole synthesis as one graph, also on the GPU's fused upsampling path: a graph
+    break per layer (e.g. a .item()) would recompile per layer and, past dynamo's recompile limit, leave the
+    deeper layers eager."""
+    monkeypatch.setattr(ops, "FUSED_UPSAMPLING_DEVICES", ("cpu",) if fused else ())
     g = debug_generator
     w = g.broadcast(g.mapping(torch.randn(1, g.config.style_dim), 0.7)).detach().requires_grad_(grad)
     with torch.set_grad_enabled(grad):
