@@ -13,23 +13,44 @@ import torch
 import torch.nn.functional as F
 
 
-def shifted_views(img: torch.Tensor, views: int, shift: float, generator: torch.Generator) -> torch.Tensor:
-    """[views*N,C,H,W]: `views` copies of img [N,C,H,W] (view-major), each moved by a random whole-pixel offset
-    of at most round(shift * H) in each axis, the border filled by reflection. One offset per view serves the
-    whole batch, so a sample's views do not depend on the others. Differentiable in img; the offsets come
-    from `generator` (a CPU generator: no device sync)."""
-    _, _, h, w = img.shape
-    p = min(int(round(shift * h)), h - 1, w - 1)
-    if p == 0:
-        return img.repeat(views, 1, 1, 1)
-    padded = F.pad(img, (p, p, p, p), mode="reflect")
-    offsets = torch.randint(0, 2 * p + 1, (views, 2), generator=generator).tolist()
-    return torch.cat([padded[:, :, dy:dy + h, dx:dx + w] for dy, dx in offsets])
-
-
-def view_embedding(clip, img: torch.Tensor, views: int, shift: float, generator: torch.Generator) -> torch.Tensor:
-    """Unit mean CLIP embedding [N,E] of `views` shifted copies of each image (views 0: the image as it is)."""
+def view_offsets(views: int, shift: float, height: int, width: int,
+                 generator: torch.Generator) -> torch.Tensor | None:
+    """[views,2] random whole-pixel (dy, dx) crop offsets into the image padded by `view_padding` on each side
+    (None for views 0), drawn from `generator` (a CPU generator: no device sync). Drawn outside the optimized
+    function, so that a compiled step takes them as an input instead of breaking its graph."""
     if views <= 0:
+        return None
+    p = view_padding(shift, height, width)
+    if p == 0:
+        return torch.full((views, 2), 0, dtype=torch.long)
+    return torch.randint(0, 2 * p + 1, (views, 2), generator=generator)
+
+
+def view_padding(shift: float, height: int, width: int) -> int:
+    """The largest shift in pixels: round(shift * height), within the reflection's limit."""
+    return min(int(round(shift * height)), height - 1, width - 1)
+
+
+def shifted_views(img: torch.Tensor, offsets: torch.Tensor, shift: float) -> torch.Tensor:
+    """[views*N,C,H,W]: copies of img [N,C,H,W] (view-major), view v moved by offsets[v] (`view_offsets`) over a
+    reflected border of `view_padding` pixels. One offset per view serves the whole batch, so a sample's views
+    do not depend on the others. Differentiable in img."""
+    _, c, h, w = img.shape
+    p = view_padding(shift, h, w)
+    if p == 0:
+        return img.repeat(offsets.shape[0], 1, 1, 1)
+    padded = F.pad(img, (p, p, p, p), mode="reflect")
+    if torch.compiler.is_compiling():  # offsets as a tensor index: one graph for every draw of them
+        rows = offsets[:, :1] + torch.arange(h, device=offsets.device)
+        cols = offsets[:, 1:] + torch.arange(w, device=offsets.device)
+        crops = padded[:, :, rows[:, :, None], cols[:, None, :]]  # [N,C,views,H,W]
+        return crops.permute(2, 0, 1, 3, 4).reshape(-1, c, h, w)
+    return torch.cat([padded[:, :, dy:dy + h, dx:dx + w] for dy, dx in offsets.tolist()])  # slices: faster
+
+
+def view_embedding(clip, img: torch.Tensor, offsets: torch.Tensor | None, shift: float) -> torch.Tensor:
+    """Unit mean CLIP embedding [N,E] of the shifted copies of each image (offsets None: the image as it is)."""
+    if offsets is None:
         return clip.encode_image(img)
-    emb = clip.encode_image(shifted_views(img, views, shift, generator))
-    return F.normalize(emb.view(views, img.shape[0], -1).mean(0), dim=-1)
+    emb = clip.encode_image(shifted_views(img, offsets, shift))
+    return F.normalize(emb.view(offsets.shape[0], img.shape[0], -1).mean(0), dim=-1)

@@ -228,11 +228,12 @@ def test_cli_train_mapper_then_edit_with_it(tmp_path):
     assert r.exit_code == 1 and "official mappers are for FFHQ 1024" in r.output  # not offered at 32 px
 
 
-def test_shifted_views_are_whole_pixel_shifts_with_gradients():
-    from styleclip.augment import shifted_views
+def test_shifted_views_are_whole_pixel_shifts_with_gradients(monkeypatch):
+    from styleclip.augment import shifted_views, view_offsets
 
     img = torch.randn(2, 3, 16, 16, requires_grad=True)
-    views = shifted_views(img, 5, 0.125, torch.Generator().manual_seed(0))
+    offsets = view_offsets(5, 0.125, 16, 16, torch.Generator().manual_seed(0))
+    views = shifted_views(img, offsets, 0.125)
     assert views.shape == (10, 3, 16, 16)
     padded = torch.nn.functional.pad(img.detach(), (2, 2, 2, 2), mode="reflect")
     crops = {(dy, dx): padded[:, :, dy:dy + 16, dx:dx + 16] for dy in range(5) for dx in range(5)}
@@ -242,11 +243,21 @@ def test_shifted_views_are_whole_pixel_shifts_with_gradients():
         assert match, "a view is not a whole-pixel shift of the batch"
         moved += match[0] != (2, 2)
     assert moved >= 3
-    views.square().sum().backward()
+    grad_out = torch.randn_like(views)
+    views.backward(grad_out)
     assert img.grad is not None and img.grad.abs().sum() > 0
-    again = shifted_views(img.detach(), 5, 0.125, torch.Generator().manual_seed(0))
-    assert torch.equal(again, views.detach())
-    assert torch.equal(shifted_views(img.detach(), 3, 0.0, torch.Generator()), img.detach().repeat(3, 1, 1, 1))
+    again = view_offsets(5, 0.125, 16, 16, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted_views(img.detach(), again, 0.125), views.detach())
+    assert view_offsets(0, 0.125, 16, 16, torch.Generator()) is None
+    none = view_offsets(3, 0.0, 16, 16, torch.Generator())
+    assert torch.equal(shifted_views(img.detach(), none, 0.0), img.detach().repeat(3, 1, 1, 1))
+    # the indexed crops a compiled step takes (offsets as a tensor): the same views and gradients
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    img2 = img.detach().clone().requires_grad_(True)
+    indexed = shifted_views(img2, offsets, 0.125)
+    assert torch.equal(indexed.detach(), views.detach())
+    indexed.backward(grad_out)
+    assert torch.allclose(img2.grad, img.grad, atol=1e-5)
 
 
 def test_clip_views_reproducible_batch_independent_and_different_from_plain(debug_generator, clip, source):
@@ -305,12 +316,16 @@ def test_start_from_the_universal_mappers_edit(debug_generator, clip, source, tm
 @pytest.mark.skipif(__import__("styleclip.runtime", fromlist=["x"]).compile_backend_missing("cpu") is not None,
                     reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_step_edits_as_the_eager_step(debug_generator, clip, source):
-    cfg = dict(steps=6, id_lambda=0.1)
+    cfg = dict(steps=6, id_lambda=0.1, clip_views=2)  # views: their offsets change every step
     eager = OptimizationEditor(debug_generator, clip, FakeIdentity(), config=OptimizationConfig(**cfg))
     compiled = OptimizationEditor(debug_generator, clip, FakeIdentity(),
                                   config=OptimizationConfig(compile=True, **cfg))
     a = eager.edit(source, Prompt("a face with a mohawk"))
+    from torch._dynamo.utils import counters
+
+    breaks = sum(counters["graph_break"].values())
     b = compiled.edit(source, Prompt("a face with a mohawk"))
+    assert sum(counters["graph_break"].values()) == breaks  # one graph: no step falls back to eager parts
     fn = compiled._compiled
     assert fn is not None
     moved = (a.latent - source.w_plus).abs().max()
@@ -318,8 +333,6 @@ def test_compiled_step_edits_as_the_eager_step(debug_generator, clip, source):
     assert (b.latent - a.latent).abs().max() < 1e-3 * moved
     assert torch.allclose(b.image, a.image, atol=1e-4)
     assert b.metrics["final_losses"] == pytest.approx(a.metrics["final_losses"], rel=1e-4)
-    from torch._dynamo.utils import counters
-
     graphs = counters["stats"]["unique_graphs"]
     c = compiled.edit(Latent(source.w_plus.flip(0)), Prompt("a face with a mohawk"))  # reuses the compiled step
     assert compiled._compiled is fn

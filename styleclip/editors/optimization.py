@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import image_directions as idir
-from ..augment import view_embedding
+from ..augment import view_embedding, view_offsets
 from ..errors import InputError, NumericalError
 from ..losses import clip_loss, identity_loss, latent_l2
 from ..types import EditResult, Latent, ProgressFn, Prompt
@@ -99,7 +99,6 @@ class OptimizationEditor:
         self.config = config
         self._losses: dict[str, torch.Tensor] = {}  # the latest step's, kept on the device
         self._compiled = None  # torch.compile of _objective (config.compile)
-        self._shifts = None  # the generator of the CLIP views' shifts (the edit's seed)
         if config.compile:
             from ..runtime import compile_backend_missing
 
@@ -156,7 +155,7 @@ class OptimizationEditor:
         params = [v for v in variables if v.requires_grad]
 
         opt = torch.optim.Adam(params, lr=cfg.lr)
-        self._shifts = torch.Generator().manual_seed(cfg.seed)
+        shifts = torch.Generator().manual_seed(cfg.seed)  # the CLIP views' offsets (the edit's seed)
         objective = self._compiled_objective() if cfg.compile else self._objective
         id_target = id_source if use_id else None
         strength = torch.tensor(float(prompt.strength), device=device)  # a tensor: the compiled step takes any
@@ -165,7 +164,10 @@ class OptimizationEditor:
         for step in range(cfg.steps):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(step, cfg.steps, cfg.lr, cfg.rampdown, cfg.rampup)
-            img, loss, terms = objective(variables, sources, text, id_target, strength)
+            offsets = view_offsets(cfg.clip_views, cfg.clip_shift, *img_source.shape[2:], shifts)
+            if offsets is not None and cfg.compile:  # a compiled step's inputs live on its device (CUDA graphs)
+                offsets = offsets.to(device)
+            img, loss, terms = objective(variables, sources, text, id_target, strength, offsets)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()  # samples are independent: Adam is element-wise
             opt.step()
@@ -198,12 +200,13 @@ class OptimizationEditor:
             return g.synthesis_from_styles(variables, checkpoint_min_res=cfg.checkpoint_min_res)
         return g.synthesis(variables[0], checkpoint_min_res=cfg.checkpoint_min_res)
 
-    def _objective(self, variables, sources, text, id_source, strength: torch.Tensor):
-        """One step's image, loss [N] and its terms: CLIP, L2 to the source (edit mode), identity (id_source)."""
+    def _objective(self, variables, sources, text, id_source, strength: torch.Tensor, offsets=None):
+        """One step's image, loss [N] and its terms: CLIP (of the views at `offsets`, or of the image when None),
+        L2 to the source (edit mode), identity (id_source)."""
         cfg = self.config
         with self._autocast():
             img = self._render(variables)
-            c_loss = clip_loss(view_embedding(self.clip, img, cfg.clip_views, cfg.clip_shift, self._shifts),
+            c_loss = clip_loss(view_embedding(self.clip, img, offsets, cfg.clip_shift),
                                text) * strength
             loss, terms = c_loss, {"clip": c_loss}
             if cfg.mode == "edit":
