@@ -341,6 +341,30 @@ def test_compiled_step_edits_as_the_eager_step(debug_generator, clip, source):
     assert counters["stats"]["unique_graphs"] == graphs
 
 
+@pytest.mark.parametrize("kw", [dict(space="styles"), dict(checkpoint_min_res=16), dict(mode="free_generation"),
+                                dict(clip_views=3, bf16=True)])
+def test_every_step_mode_traces_as_one_graph(debug_generator, clip, source, kw):
+    """What --compile compiles is one graph in every mode (a break would recompile per layer or per step)."""
+    from styleclip.augment import view_offsets
+
+    g = debug_generator
+    editor = OptimizationEditor(g, clip, FakeIdentity(), config=OptimizationConfig(steps=2, id_lambda=0.1, **kw))
+    w = source.w_plus
+    if editor.config.space == "styles":
+        sources = g.styles(w)
+        variables = [s.clone().requires_grad_(layer.kind == "conv") for s, layer in zip(sources, g.layers)]
+    else:
+        sources, variables = [w], [w.clone().requires_grad_(True)]
+    offsets = view_offsets(editor.config.clip_views, 0.125, g.config.size, g.config.size, torch.Generator())
+    text = clip.encode_text(["a face with a mohawk"])
+    with torch.no_grad():
+        id_source = FakeIdentity().embed(g.synthesis(w))
+    report = torch._dynamo.explain(editor._objective)(variables, sources, text, id_source, torch.tensor(1.0), offsets)
+    torch._dynamo.reset()
+    assert report.graph_break_count == 0, [r.reason for r in report.break_reasons]
+    assert report.graph_count == 1
+
+
 def test_compile_without_a_backend_is_a_clear_error(debug_generator, clip, source, monkeypatch):
     import shutil
 
