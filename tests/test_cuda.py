@@ -96,13 +96,15 @@ def test_cli_edit_runs_on_cuda(tmp_path):
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("triton") is None, reason="no Triton")
 def test_compiled_optimization_with_cuda_graphs_edits_as_eager(toy, no_tf32):
-    """--compile on CUDA (inductor's Triton kernels replayed as CUDA graphs) gives the eager edit."""
+    """--compile on CUDA (inductor's Triton kernels replayed as CUDA graphs) gives the eager edit, also with CLIP
+    views."""
     import styleclip
 
     _, g, _, c = toy
     prompt = styleclip.Prompt("a face with blond hair")
-    eager = styleclip.create_editor("optimize", g, c, steps=8).edit(styleclip.Latent(_w(g)), prompt)
-    editor = styleclip.create_editor("optimize", g, c, steps=8, compile=True)
+    cfg = dict(steps=8, clip_views=2)  # views: their offsets enter the graphed step as a device tensor
+    eager = styleclip.create_editor("optimize", g, c, **cfg).edit(styleclip.Latent(_w(g)), prompt)
+    editor = styleclip.create_editor("optimize", g, c, compile=True, **cfg)
     compiled = editor.edit(styleclip.Latent(_w(g)), prompt)
     again = editor.edit(styleclip.Latent(_w(g)), prompt)  # replays the recorded graphs
     moved = (eager.latent - _w(g)).abs().max()
