@@ -22,7 +22,7 @@ def view_offsets(views: int, shift: float, height: int, width: int,
         return None
     p = view_padding(shift, height, width)
     if p == 0:
-        return torch.full((views, 2), 0, dtype=torch.long)
+        return torch.zeros(views, 2, dtype=torch.long)
     return torch.randint(0, 2 * p + 1, (views, 2), generator=generator)
 
 
