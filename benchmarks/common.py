@@ -45,7 +45,7 @@ def machine_line(device: str = "cpu", malloc: str | None = None) -> str:
     """One line: device, cores, torch and threads, malloc setting, date, current load average (1, 5, 15 min)."""
     import torch
 
-    from styleclip.runtime import freed_memory_kept
+    from styleclip.util.runtime import freed_memory_kept
 
     if malloc is None:
         malloc = "freed memory kept, as the CLI" if freed_memory_kept() else "glibc's default malloc"

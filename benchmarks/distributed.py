@@ -35,9 +35,9 @@ WORKLOADS = {
 def worker(out: Path, reps: int, device: str) -> None:
     import torch
 
-    from styleclip import distributed
+    from styleclip.util import distributed
     from styleclip import stylespace as ss
-    from styleclip.editors.mapper_training import MapperTrainConfig, MapperTrainer
+    from styleclip.training.mapper import MapperTrainConfig, MapperTrainer
     from styleclip.factory import debug_generator, load_clip, load_identity
 
     world = distributed.init_from_env(device)

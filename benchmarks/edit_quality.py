@@ -112,7 +112,7 @@ class Bench:
             self.identity = None
         self.classifier = None
         if args.model == "toy-faces":
-            from styleclip.toy.train import load_toy_classifier
+            from styleclip.toy.assets import load_toy_classifier
 
             self.classifier = load_toy_classifier()
         self.threshold = E.identity_threshold() if args.model == "toy-faces" else args.id_threshold
@@ -251,7 +251,7 @@ def bench_global(b: Bench, prompts: dict) -> tuple[list[dict], list[dict], dict]
 
 def bench_mapper(b: Bench, prompts: dict) -> tuple[list[dict], dict]:
     from styleclip.editors.mapper import MapperConfig, MapperEditor, load_mapper, normalize_name, trained_mappers
-    from styleclip.editors.mapper_training import MapperTrainConfig, train_mapper
+    from styleclip.training.mapper import MapperTrainConfig, train_mapper
 
     a = b.args
     found = trained_mappers(generator=b.g) if not a.train_mappers else {}
@@ -575,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ridge", type=float, default=None, help="Decorrelated channel scores (stylespace.delta_s) "
                    "[default: tuned, else off; 0: off].")
     g.add_argument("--identity-damping", type=float, default=None, help="q0 of the identity damping "
-                   "(styleclip.identity_cost) [default: tuned, else off; 0: off].")
+                   "(styleclip.stylespace.identity_cost) [default: tuned, else off; 0: off].")
     g.add_argument("--alphas", type=floats, default="0.5,1,2,3,4.1,6")
     g.add_argument("--betas", type=floats, default="0.1,0.15,0.2,0.3,0.4")
     g.add_argument("--relevance", default="auto", help="auto (shipped/cached exact, else fast), exact, fast, "

@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from styleclip.clip_model import ClipEncoder, official_resize  # noqa: E402
+from styleclip.encoders.clip import ClipEncoder, official_resize  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -40,7 +40,7 @@ def resize_memory_mb(mode: str, size: int) -> float:
     code = f"""
 import sys, torch
 sys.path.insert(0, {str(ROOT)!r})
-from styleclip.clip_model import ClipEncoder, official_resize
+from styleclip.encoders.clip import ClipEncoder, official_resize
 m = torch.nn.Module(); m.visual = torch.nn.Module(); m.visual.image_size = 224
 enc = ClipEncoder(m, None, official_input=True)
 run = (lambda x: official_resize(x, 224)) if {mode!r} == "official" else enc.preprocess
@@ -63,7 +63,7 @@ def main():
     torch.set_num_threads(args.threads)
     import open_clip
 
-    from styleclip.identity import ArcFaceIdentity
+    from styleclip.encoders.identity import ArcFaceIdentity
 
     torch.manual_seed(0)
     model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)

@@ -135,7 +135,7 @@ def main(argv=None):
     ap.add_argument("--channel-max", type=int, default=512, help=argparse.SUPPRESS)  # tiny test runs
     ap.add_argument("--profile", action="store_true", help="print the per-operator profile of one forward")
     args = ap.parse_args(argv)
-    from styleclip.runtime import keep_freed_memory
+    from styleclip.util.runtime import keep_freed_memory
 
     keep_freed_memory()  # as the CLI does (STYLECLIP_KEEP_FREED_MEMORY=0: glibc's default)
     import torch

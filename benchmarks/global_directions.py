@@ -52,7 +52,7 @@ def random_generator(size: int) -> Generator:
 
 
 def random_clip():
-    from styleclip.clip_model import ClipEncoder
+    from styleclip.encoders.clip import ClipEncoder
 
     return ClipEncoder.from_pretrained("ViT-B-32-quickgelu", pretrained=None)
 
@@ -253,7 +253,7 @@ def main(argv=None):
     ap.add_argument("--agreement-images", type=int, default=8)
     ap.add_argument("--out", help="write the Markdown page here (e.g. docs/global-directions-speed.md)")
     args = ap.parse_args(argv)
-    from styleclip.runtime import keep_freed_memory
+    from styleclip.util.runtime import keep_freed_memory
 
     keep_freed_memory()  # as the CLI does (STYLECLIP_KEEP_FREED_MEMORY=0: glibc's default)
     args.argv = list(sys.argv[1:] if argv is None else argv)

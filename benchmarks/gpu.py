@@ -53,7 +53,7 @@ def separate_blur():
 def build(args):
     import torch
 
-    from styleclip.clip_model import DEBUG_CLIP_CONFIG, ClipEncoder
+    from styleclip.encoders.clip import DEBUG_CLIP_CONFIG, ClipEncoder
     from styleclip.nets.stylegan2 import Generator, GeneratorConfig
 
     torch.manual_seed(0)

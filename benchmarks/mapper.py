@@ -37,12 +37,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from styleclip.clip_model import ClipEncoder, official_resize  # noqa: E402
+from styleclip.encoders.clip import ClipEncoder, official_resize  # noqa: E402
 from styleclip.editors.mapper import MapperConfig, MapperEditor  # noqa: E402
-from styleclip.editors.mapper_training import MapperTrainConfig, MapperTrainer, sample_latents  # noqa: E402
+from styleclip.training.mapper import MapperTrainConfig, MapperTrainer, sample_latents  # noqa: E402
 from styleclip.nets.mapper import LevelsMapper  # noqa: E402
 from styleclip.nets.stylegan2 import Generator, GeneratorConfig  # noqa: E402
-from styleclip.optim import Ranger  # noqa: E402
+from styleclip.training.ranger import Ranger  # noqa: E402
 
 PROMPT = "a person with a mohawk"
 

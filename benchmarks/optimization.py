@@ -23,7 +23,7 @@ per step where the official code took 13-16 s.
 Ours: OptimizationEditor (frozen networks, a memory-saving autograd function per layer, channels_last, text
 embedded once, box-filter resize as a separable matrix, CLIP normalisation); `ckpt` adds activation
 checkpointing of the blocks >= size/4 (recomputed in backward); `bf16` bfloat16 autocast for the generator
-and CLIP. `ours` runs keep freed memory for reuse as the CLI does (styleclip.runtime.keep_freed_memory:
+and CLIP. `ours` runs keep freed memory for reuse as the CLI does (styleclip.util.runtime.keep_freed_memory:
 no page faults on each step's fresh activations, at the cost of heap fragmentation in the peak); `freeing`
 runs, and `ckpt` ones (the CLI frees memory when --checkpoint-min-res asks for less of it), keep glibc's
 default, which returns every large block to the kernel (STYLECLIP_KEEP_FREED_MEMORY=0). `compiled`:
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import load, machine_line, median, ratio  # noqa: E402
 
-from styleclip.runtime import keep_freed_memory  # noqa: E402
+from styleclip.util.runtime import keep_freed_memory  # noqa: E402
 
 PROMPT = "a person with purple hair"
 VARIANTS = {  # name: (checkpoint_min_res as a fraction of size or None, bf16, glibc's default malloc, compile)
@@ -76,7 +76,7 @@ def vmhwm_gib() -> float:
 def build(size: int, device: str, tiny: bool):
     import torch
 
-    from styleclip.clip_model import DEBUG_CLIP_CONFIG, ClipEncoder
+    from styleclip.encoders.clip import DEBUG_CLIP_CONFIG, ClipEncoder
     from styleclip.nets.stylegan2 import Generator, GeneratorConfig
 
     torch.manual_seed(0)
@@ -121,7 +121,7 @@ def run_official(g, clip, steps: int, device: str):
     import torch
 
     from official_stylegan2 import official_ops
-    from styleclip.clip_model import official_resize
+    from styleclip.encoders.clip import official_resize
     from styleclip.losses import latent_l2
 
     g.requires_grad_(True)  # as upstream: nothing is frozen

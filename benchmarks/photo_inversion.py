@@ -34,12 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from styleclip import factory, pti  # noqa: E402
-from styleclip.fidelity import FaceInversion, FidelityTarget, measure  # noqa: E402
-from styleclip.imaging import from_pil, grid, upscale_for_viewing  # noqa: E402
-from styleclip.inversion import InversionConfig, project  # noqa: E402
-from styleclip.pasteback import mask_in_photo, masked_psnr, paste_back  # noqa: E402
-from styleclip.photo_edit import find_faces  # noqa: E402
+from styleclip import factory
+from styleclip.photo import pti  # noqa: E402
+from styleclip.photo.fidelity import FaceInversion, FidelityTarget, measure  # noqa: E402
+from styleclip.util.imaging import from_pil, grid, upscale_for_viewing  # noqa: E402
+from styleclip.photo.invert import InversionConfig, project  # noqa: E402
+from styleclip.photo.paste import mask_in_photo, masked_psnr, paste_back  # noqa: E402
+from styleclip.pipelines.photo import find_faces  # noqa: E402
 from styleclip.sources import latents_from_seeds  # noqa: E402
 from styleclip.toy import evaluate as E  # noqa: E402
 from styleclip.toy.photos import FrameDetector, make_photo  # noqa: E402
@@ -102,7 +103,7 @@ def main(argv=None) -> dict:
 
     g, clip = factory.load_generator(MODEL), factory.load_clip(MODEL)
     identity = factory.load_identity(MODEL)
-    from styleclip.toy.train import load_toy_classifier
+    from styleclip.toy.assets import load_toy_classifier
 
     classifier = load_toy_classifier()
     proj = InversionConfig(**{**factory.edit_defaults(MODEL, "projector"),

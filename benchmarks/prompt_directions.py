@@ -2,7 +2,7 @@
 
     python benchmarks/prompt_directions.py --out docs/prompt-directions.md
 
-For each benchmark prompt, on the face bank the engines use (styleclip.image_directions: 1000 sampled faces):
+For each benchmark prompt, on the face bank the engines use (styleclip.encoders.targets: 1000 sampled faces):
 - base: the fraction of bank faces the evaluation classifier reads with the prompt's target;
 - precision: that fraction among the top 10% CLIP ranks for the prompt, as the engines rank them (target text
   minus the neutral "a face"), and ranked by the target text alone;
@@ -27,10 +27,10 @@ def rows(batch: int = 100) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from styleclip import image_directions as idir
+    from styleclip.encoders import targets as idir
     from styleclip.factory import load_clip, load_generator
     from styleclip.toy.evaluate import all_prompts
-    from styleclip.toy.train import load_toy_classifier
+    from styleclip.toy.assets import load_toy_classifier
 
     g, clip, classifier = load_generator("toy-faces"), load_clip("toy-faces"), load_toy_classifier()
     bank = idir.face_bank(g, clip)

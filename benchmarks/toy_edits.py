@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 
 from styleclip import factory  # noqa: E402
 from styleclip.toy import evaluate as E  # noqa: E402
-from styleclip.toy.train import load_toy_classifier  # noqa: E402
+from styleclip.toy.assets import load_toy_classifier  # noqa: E402
 from styleclip.types import Latent, Prompt  # noqa: E402
 
 BEGIN, END = "<!-- toy-edits:begin -->", "<!-- toy-edits:end -->"

@@ -1,3 +1,3 @@
-from .cli import main
+from styleclip.cli import main
 
 main()

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from . import pretrained
-from .convert import build_generator, read_generator, save_generator
-from .errors import CheckpointError, InputError, StyleClipError, WeightsMissingError
-from .nets.stylegan2 import Generator, GeneratorConfig
+from styleclip.store import registry as pretrained
+from styleclip.store.readers import build_generator, read_generator, save_generator
+from styleclip.errors import CheckpointError, InputError, StyleClipError, WeightsMissingError
+from styleclip.nets.stylegan2 import Generator, GeneratorConfig
 
 TOY = pretrained.FALLBACK_MODEL
 DEBUG_GENERATOR = GeneratorConfig(size=32, style_dim=64, n_mlp=2, channel_base=512, channel_max=32,
@@ -88,7 +88,7 @@ def load_generator(source: str | Path | None = None, *, device: str | torch.devi
         if name == "debug":
             return debug_generator().to(device)
         if name == TOY:
-            from .toy.generator import load_toy_generator
+            from styleclip.toy.assets import load_toy_generator
 
             return load_toy_generator().to(device)
     if name in pretrained.REGISTRY:
@@ -124,7 +124,7 @@ def _generator_from_file(path: Path, *, cache: bool) -> Generator:
 def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", official_input: bool = False):
     """The CLIP encoder of a model set (`ffhq` -> OpenAI ViT-B/32, `debug` -> tiny random), or any open_clip
     model as 'MODEL_NAME' or 'MODEL_NAME:PRETRAINED_TAG_OR_FILE'."""
-    from .clip_model import DEBUG_CLIP_CONFIG, DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipEncoder
+    from styleclip.encoders.clip import DEBUG_CLIP_CONFIG, DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipEncoder
 
     device = resolve_device(device)
     name = model or "ffhq"
@@ -134,7 +134,7 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
         return ClipEncoder.from_config(DEBUG_CLIP_CONFIG, seed=0, name="debug",
                                        official_input=official_input).to(device)
     if name == TOY:
-        from .toy.train import load_toy_clip
+        from styleclip.toy.assets import load_toy_clip
 
         return load_toy_clip().to(device)
     if name == "clip-vit-b32-openai":
@@ -160,7 +160,7 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
         raise CheckpointError(f"{tag}: unreadable CLIP weights for {model_name} (truncated, corrupt or another "
                               f"model's): {' '.join(str(e).split())[:200]}") from None
     if local_file:
-        from .checks import finite_tensors
+        from styleclip.util.checks import finite_tensors
 
         finite_tensors(dict(enc.model.state_dict()), f"{tag}: the CLIP weights", error=CheckpointError)
     return enc.to(device)
@@ -199,20 +199,20 @@ def weight_problem(name: str, path: Path) -> str | None:
 
 def _load_as(kind: str, path: Path) -> None:
     """Read `path` the way a weight of `kind` is read (no network, nothing built that is not needed)."""
-    from .checks import file_tensors, reading
+    from styleclip.util.checks import file_tensors, reading
 
     if kind == "generator":
         read_generator(path)
     elif kind == "mapper":
-        from .editors.mapper import load_mapper
+        from styleclip.editors.mapper import load_mapper
 
         load_mapper(path)
     elif kind == "identity":
-        from .identity import read_state_dict
+        from styleclip.encoders.identity import read_state_dict
 
         read_state_dict(path)
     elif kind == "relevance":
-        from .checks import read_npy
+        from styleclip.util.checks import read_npy
 
         read_npy(path, "relevance file")
     elif path.suffix == ".bz2":
@@ -222,7 +222,7 @@ def _load_as(kind: str, path: Path) -> None:
             while f.read(1 << 20):
                 pass
     else:
-        from .convert import load_torch_file
+        from styleclip.store.readers import load_torch_file
 
         try:
             obj = load_torch_file(path, what=f"{kind} weights")
@@ -248,14 +248,14 @@ _TOY_MIN_CHANGE = 6.0  # the floor on the universal mapper's W+ change on toy-fa
 MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
     # optimize: l2_lambda 0.002 edits more faces than 0.008 (success 0.63 vs 0.46 on 13 prompts x 8 sources, both
     # keeping identity on all) for fewer unrelated attributes kept (0.68 vs 0.81): docs/benchmarks.md
-    # clip_views: CLIP scores 4 copies shifted by up to 1/8 of the size (styleclip.augment): success 0.64 -> 0.79
+    # clip_views: CLIP scores 4 copies shifted by up to 1/8 of the size (styleclip.encoders.views): success 0.64 -> 0.79
     # with identity kept on all, for 1.8x the time per edit (docs/benchmarks.md)
     # init universal: start from the universal mapper's whole W+ edit (its min_change below): good edits 0.79 ->
     # 0.89 with identity kept on all (docs/benchmarks.md)
     TOY: {"optimize": {"steps": 50, "lr": 0.1, "l2_lambda": 0.002, "id_lambda": 0.1, "clip_views": 4,
                        "init": "universal", "init_min_change": _TOY_MIN_CHANGE},
           # global: the paper's delta_s refined (stylespace.delta_s): ridge-decorrelated channel scores (a compound
-          # prompt's smile channels no longer crowd out its mohawk) and identity damping (styleclip.identity_cost:
+          # prompt's smile channels no longer crowd out its mohawk) and identity damping (styleclip.stylespace.identity_cost:
           # the few channels that carry most of a smile's change of person held back). At alpha 4, beta 0.15 (the
           # best fixed setting of the grid) good edits 0.60 -> 0.75, identity kept 0.69 -> 0.90 (global-paper row of
           # docs/benchmarks.md). keep_identity: `styleclip edit --engine global` picks alpha per face under the
@@ -318,13 +318,13 @@ def edit_defaults(model: str | None, engine: str, *, keep_identity: bool = False
 def auto_strength_config(model: str | None, identity=None, **overrides):
     """AutoStrengthConfig for a model set: its identity net's verification threshold where measured (toy);
     target="identity" (an identity budget) tries BUDGET_CANDIDATES unless candidates are given."""
-    from .editors.auto_strength import BUDGET_CANDIDATES, AutoStrengthConfig
+    from styleclip.editors.auto_strength import BUDGET_CANDIDATES, AutoStrengthConfig
 
     if overrides.get("target") == "identity":
         overrides.setdefault("candidates", BUDGET_CANDIDATES)
 
     if str(model) == TOY and "identity_threshold" not in overrides:
-        from .toy.evaluate import identity_threshold
+        from styleclip.toy.evaluate import identity_threshold
 
         overrides["identity_threshold"] = identity_threshold()
     if str(model) == TOY:
@@ -342,7 +342,7 @@ def is_universal_mapper(mapper) -> bool:
     """True for 'universal' or a universal mapper file (`--engine mapper --mapper universal`)."""
     if str(mapper) == "universal":
         return True
-    from .editors.universal_mapper import is_universal_file
+    from styleclip.editors.universal_mapper import is_universal_file
 
     return isinstance(mapper, (str, Path)) and Path(mapper).is_file() and is_universal_file(mapper)
 
@@ -361,7 +361,7 @@ def create_editor(kind: str, generator, clip, identity=None, **config):
     if kind not in ENGINE_MODULES:
         raise StyleClipError(f"unknown engine {kind!r}; choose one of: {', '.join(sorted(ENGINE_MODULES))}")
     importlib.import_module(ENGINE_MODULES[kind])  # registers the engine
-    from .editors.base import ENGINES
+    from styleclip.editors.base import ENGINES
 
     cls = ENGINES[kind]
     if kind == "global":
@@ -379,7 +379,7 @@ def distill_teacher(init: str | Path, generator, clip, prompt: str, *, model: st
     paper's random start; 'universal' or a universal mapper file -> that mapper's whole W+ change toward
     `prompt` (with the model set's min_change); 'auto' -> 'universal' when one is found for this generator,
     else none."""
-    from .editors.universal_mapper import find_universal_mapper
+    from styleclip.editors.universal_mapper import find_universal_mapper
 
     init = str(init)
     if init == "none":
@@ -405,7 +405,7 @@ def load_identity(source: str | Path | None = None, *, device: str | torch.devic
     IR-SE50, `debug` -> tiny random), a registry name or alias (`arcface-ir-se50`, `facenet`,
     `facenet-vggface2`), or a weights file (IR-SE50 `.pth`, or a facenet-pytorch state dict). None when the
     model set has no identity net. Registry weights are downloaded when missing (`pretrained.ensure`)."""
-    from .identity import ArcFaceIdentity, FaceNetIdentity, debug_identity, read_state_dict
+    from styleclip.encoders.identity import ArcFaceIdentity, FaceNetIdentity, debug_identity, read_state_dict
 
     device = resolve_device(device)
     name = str(source) if source is not None else "ffhq"
@@ -417,7 +417,7 @@ def load_identity(source: str | Path | None = None, *, device: str | torch.devic
     if name == "debug":
         return debug_identity().to(device)
     if name == TOY:
-        from .toy.train import load_toy_identity
+        from styleclip.toy.assets import load_toy_identity
 
         return load_toy_identity().to(device)
     if name in pretrained.REGISTRY:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .checks import MAX_SEED, file_tensors, memory, read_npy
-from .errors import CheckpointError, InputError
-from .types import Latent
+from styleclip.util.checks import MAX_SEED, file_tensors, memory, read_npy
+from styleclip.errors import CheckpointError, InputError
+from styleclip.types import Latent
 
 LATENT_SUFFIXES = (".pt", ".pth", ".npy")
 

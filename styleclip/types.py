@@ -9,7 +9,7 @@ import numbers
 
 import torch
 
-from .errors import InputError
+from styleclip.errors import InputError
 
 MAX_PROMPT_CHARS = 1000  # CLIP reads 77 tokens; longer text is a mistake (and costs tokenizer time)
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from styleclip import distributed
+from styleclip.util import distributed
 from styleclip import stylespace as ss
-from styleclip.editors.mapper_training import MapperTrainer
+from styleclip.training.mapper import MapperTrainer
 from styleclip.factory import debug_generator, load_clip, load_identity
 
 # the settings both sides use (the test imports these)
@@ -46,7 +46,7 @@ def main(out: Path, parts: str) -> None:
         if world.is_main:
             rel.save(out / "fast.npy")
     if "mapper" in parts:
-        from styleclip.editors.mapper_training import MapperTrainConfig
+        from styleclip.training.mapper import MapperTrainConfig
 
         trainer = MapperTrainer(g, clip, PROMPT, identity=identity, config=MapperTrainConfig(**MAPPER),
                                 out_dir=out / "mapper", teacher=teacher(g))

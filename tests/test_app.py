@@ -12,7 +12,7 @@ from styleclip.errors import InputError, StyleClipError
 from styleclip.types import Latent, Prompt
 
 pytest.importorskip("gradio")
-from apps.callbacks import SWEEP_FRAMES, VIEW_SIZE, GlobalEdit, StyleClipApp  # noqa: E402
+from styleclip.app.actions import SWEEP_FRAMES, VIEW_SIZE, GlobalEdit, StyleClipApp  # noqa: E402
 
 
 
@@ -39,7 +39,7 @@ def _png(path) -> np.ndarray:
 
 
 def _pixels(img: torch.Tensor) -> np.ndarray:
-    from styleclip.imaging import to_uint8
+    from styleclip.util.imaging import to_uint8
 
     return to_uint8(img[0])
 
@@ -205,9 +205,9 @@ def test_upload_photo_aligns_and_inverts(app, tmp_path):
 
 
 def test_old_result_files_are_pruned(app, monkeypatch):
-    import apps.callbacks
+    import styleclip.app.actions
 
-    monkeypatch.setattr(apps.callbacks, "KEEP_RESULTS", 3)
+    monkeypatch.setattr(styleclip.app.actions, "KEEP_RESULTS", 3)
     src = app.face_from_seed(9).session
     outs = [app.global_edit(src, "a face", "a smiling face", a, 0.15) for a in (1.0, 2.0, 3.0, 4.0)]
     assert len([p for p in app.out_dir.iterdir() if p.is_dir()]) == 3
@@ -233,7 +233,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(app):
-    from apps.gradio_app import build_demo
+    from styleclip.app.demo import build_demo
 
     demo = build_demo(app)
     port = _free_port()
@@ -303,11 +303,11 @@ def demo_app(demo):
 def test_cli_serve_passes_options(monkeypatch):
     from typer.testing import CliRunner
 
-    import apps.gradio_app
+    import styleclip.app.demo
     from styleclip.cli import app as cli
 
     seen = {}
-    monkeypatch.setattr(apps.gradio_app, "serve", lambda model, **kw: seen.update(model=model, **kw))
+    monkeypatch.setattr(styleclip.app.demo, "serve", lambda model, **kw: seen.update(model=model, **kw))
     res = CliRunner().invoke(cli, ["serve", "--model", "debug", "--port", "7999"])
     assert res.exit_code == 0, res.output
     assert seen["model"] == "debug" and seen["host"] == "127.0.0.1" and seen["port"] == 7999 and not seen["share"]

@@ -1,4 +1,4 @@
-"""The web app in a real browser: start `python -m apps.gradio_app --model debug` on a free local port, drive
+"""The web app in a real browser: start `python -m styleclip.app.demo --model debug` on a free local port, drive
 it with Playwright + Debian's chromium (type a prompt, move a slider, click Edit, see the result), screenshot.
 
 Skipped (with the reason) only where no browser can be had: no `playwright` package, or no chromium
@@ -61,7 +61,7 @@ def server(tmp_path_factory):
                GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(ROOT))
     env.pop("STYLECLIP_WEIGHTS_DIR", None)
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "apps.gradio_app", "--model", "debug", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "styleclip.app.demo", "--model", "debug", "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -28,7 +28,7 @@ def corpus(tmp_path_factory):
     """Bad files of every reader, plus a few good ones to break with bad options."""
     from PIL import Image
 
-    from styleclip.convert import save_generator
+    from styleclip.store.readers import save_generator
     from styleclip.editors.mapper import save_mapper
     from styleclip.factory import debug_generator
     from styleclip.nets.mapper import LevelsMapper
@@ -259,7 +259,7 @@ def test_weights_download_offline_never_touches_network(weights_dir, tmp_path, n
 
 def test_download_replaces_corrupt_file_only_with_a_good_one(tmp_path, monkeypatch):
     """A corrupt present file is re-downloaded; a failed download leaves it, and no .partial, behind."""
-    from styleclip import pretrained
+    from styleclip.store import registry as pretrained
 
     monkeypatch.delenv("STYLECLIP_OFFLINE")
     (tmp_path / "mohawk.pt").write_bytes(b"corrupt")
@@ -288,16 +288,16 @@ def test_download_replaces_corrupt_file_only_with_a_good_one(tmp_path, monkeypat
 # ---- the Python API: a StyleClipError subclass for every class ---------------------------------------------
 def _api_cases(d: Path):
     from styleclip import stylespace as ss
-    from styleclip.checks import read_npy
-    from styleclip.convert import read_generator
+    from styleclip.util.checks import read_npy
+    from styleclip.store.readers import read_generator
     from styleclip.editors.global_directions import GlobalDirectionsConfig
     from styleclip.editors.mapper import load_mapper
-    from styleclip.editors.mapper_training import MapperTrainConfig, load_latents
+    from styleclip.training.mapper import MapperTrainConfig, load_latents
     from styleclip.editors.optimization import OptimizationConfig
     from styleclip.factory import debug_generator, load_generator, resolve_device
-    from styleclip.faces import aligned_faces, load_image
-    from styleclip.inversion import InversionConfig
-    from styleclip.outputs import Outputs, check_dir, check_file
+    from styleclip.photo.faces import aligned_faces, load_image
+    from styleclip.photo.invert import InversionConfig
+    from styleclip.util.outputs import Outputs, check_dir, check_file
     from styleclip.sources import load_latent_file, parse_seeds
     from styleclip.types import Latent, Prompt
 
@@ -375,7 +375,7 @@ def test_api_nan_loss_is_a_styleclip_error(corpus):
 
 
 def test_app_caps_text():
-    from apps.callbacks import MAX_TEXT, _text
+    from styleclip.app.actions import MAX_TEXT, _text
 
     from styleclip.errors import InputError
 
@@ -386,7 +386,7 @@ def test_app_caps_text():
 
 # ---- the rules themselves -------------------------------------------------------------------------------
 def test_outputs_commit_all_or_nothing(tmp_path):
-    from styleclip.outputs import TEMP_PREFIX, Outputs
+    from styleclip.util.outputs import TEMP_PREFIX, Outputs
 
     (tmp_path / "old.txt").write_text("old")
     with pytest.raises(RuntimeError):
@@ -405,7 +405,7 @@ def test_outputs_commit_all_or_nothing(tmp_path):
 
 
 def test_outputs_clean_orphans_of_dead_runs(tmp_path):
-    from styleclip.outputs import TEMP_PREFIX, write_atomic
+    from styleclip.util.outputs import TEMP_PREFIX, write_atomic
 
     orphan = tmp_path / f"{TEMP_PREFIX}{2 ** 22 + 12345}-1.png"  # no such pid
     orphan.write_bytes(b"left by a killed run")
@@ -414,7 +414,7 @@ def test_outputs_clean_orphans_of_dead_runs(tmp_path):
 
 
 def test_short_name_keeps_names_distinct_and_short():
-    from styleclip.outputs import short_name
+    from styleclip.util.outputs import short_name
 
     a, b = short_name("a" * 400 + "1_edited.png"), short_name("a" * 400 + "2_edited.png")
     assert a != b and a.endswith(".png") and len(a.encode()) <= 100
@@ -433,7 +433,7 @@ def test_long_prompt_mapper_folder_is_shortened(tmp_path, monkeypatch):
         calls["out"] = Path(out_dir)
         raise StyleClipError("stopped here")
 
-    monkeypatch.setattr("styleclip.editors.mapper_training.train_mapper", fake_train)
+    monkeypatch.setattr("styleclip.training.mapper.train_mapper", fake_train)
     res = CliRunner().invoke(cli.app, ["train-mapper", "--prompt", "curly hair " * 45, *DEBUG, "--steps", "1",
                                        "--num-latents", "4", "--id-lambda", "0"])
     assert res.exit_code == 1 and "stopped here" in res.stderr

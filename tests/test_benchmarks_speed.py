@@ -40,7 +40,7 @@ def test_generator_benchmark_tiny_reports_limit_fraction(monkeypatch):
 @pytest.mark.slow
 def test_optimization_benchmark_tiny():
     variants = "official,ours,ours freeing,ours ckpt,ours bf16,ours ckpt bf16"
-    from styleclip.runtime import compile_backend_missing
+    from styleclip.util.runtime import compile_backend_missing
 
     if compile_backend_missing("cpu") is None:
         variants += ",ours compiled"

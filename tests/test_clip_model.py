@@ -11,8 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from styleclip.clip_model import (DEBUG_CLIP_CONFIG, OPENAI_MEAN, OPENAI_STD, ClipEncoder, box_resize_matrix,
-                                  imagenet_templates, official_resize)
+from styleclip.encoders.clip import (DEBUG_CLIP_CONFIG, OPENAI_MEAN, OPENAI_STD, ClipEncoder, box_resize_matrix, imagenet_templates, official_resize)
 from styleclip.factory import load_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +61,7 @@ def test_box_resize_matrix_rows():
 _MEM_PROBE = r"""
 import json, sys, torch
 sys.path.insert(0, sys.argv[3])
-from styleclip.clip_model import ClipEncoder, official_resize
+from styleclip.encoders.clip import ClipEncoder, official_resize
 torch.set_num_threads(1)
 model = torch.nn.Module()  # the resize needs only the input size: no CLIP model is built in the probe
 model.visual = torch.nn.Module()

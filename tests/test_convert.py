@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from helpers import parity_state_dict, write_nvidia_pkl
 from styleclip.cli import app
-from styleclip.convert import build_generator, read_generator, save_generator
+from styleclip.store.readers import build_generator, read_generator, save_generator
 from styleclip.errors import CheckpointError
 from styleclip.factory import load_generator
 
@@ -118,7 +118,7 @@ def test_shape_mismatch_names_the_keys(rosinality_pt, tmp_path):
 
 
 def test_load_generator_caches_conversion(rosinality_pt):
-    from styleclip import pretrained
+    from styleclip.store import registry as pretrained
 
     g = load_generator(rosinality_pt)
     cached = pretrained.converted_path(rosinality_pt)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from styleclip import distributed
+from styleclip.util import distributed
 from styleclip import stylespace as ss
 from styleclip.errors import InputError
 
@@ -89,7 +89,7 @@ def test_sharded_stats_and_relevance_equal_one_process(two_rank_run):
 
 
 def _single_trainer(out_dir, **overrides):
-    from styleclip.editors.mapper_training import MapperTrainConfig, MapperTrainer
+    from styleclip.training.mapper import MapperTrainConfig, MapperTrainer
 
     g, clip, identity = worker.models()
     return MapperTrainer(g, clip, worker.PROMPT, identity=identity,

@@ -217,7 +217,7 @@ def _fixtures(folder: Path) -> None:
 
     from helpers import parity_state_dict
     from styleclip.factory import load_generator
-    from styleclip.imaging import to_pil
+    from styleclip.util.imaging import to_pil
     from styleclip.sources import latents_from_seeds
 
     (folder / "styleclip").symlink_to(ROOT / "styleclip")  # the docs' paths are a source checkout's (assets)

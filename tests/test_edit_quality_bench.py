@@ -60,7 +60,7 @@ def test_tiny_run_writes_every_engine_row(bench, tmp_path):
 def test_mapper_files_record_training_time_across_resume(debug_generator, tmp_path):
     """The bench reports a found mapper's `train_seconds`; a resumed run adds to it."""
     from styleclip.editors.mapper import load_mapper
-    from styleclip.editors.mapper_training import MapperTrainConfig, train_mapper
+    from styleclip.training.mapper import MapperTrainConfig, train_mapper
     from styleclip.factory import load_clip
 
     clip = load_clip("debug")

@@ -9,8 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from styleclip.errors import InputError
-from styleclip.faces import (align_face, align_photo, detect_faces, ffhq_quad, load_image, select_face,
-                             source_to_crop)
+from styleclip.photo.faces import (align_face, align_photo, detect_faces, ffhq_quad, load_image, select_face, source_to_crop)
 
 skdata = pytest.importorskip("skimage.data")
 

@@ -60,7 +60,7 @@ def test_weights_path_of_a_model_set():
     r = runner.invoke(app, ["weights", "path", "ffhq"])
     assert r.exit_code == 1 and "did you mean" not in r.output
     assert "stylegan2-ffhq-1024  not present" in r.output and "weights download ffhq" in r.output
-    from styleclip import pretrained
+    from styleclip.store import registry as pretrained
     from styleclip.errors import WeightsMissingError
 
     with pytest.raises(WeightsMissingError, match="'ffhq' is a model set"):
@@ -146,7 +146,7 @@ def test_short_mapper_name_finds_the_toy_mapper(toy):
 
 # ---- finding 3 and 4: the app follows the model and shares the CLI's relevance ---------------------------
 def test_app_on_toy_faces_examples_relevance_and_mapper_by_name(toy, tmp_path):
-    from apps.callbacks import StyleClipApp
+    from styleclip.app.actions import StyleClipApp
     from styleclip.factory import create_editor
 
     app_ = StyleClipApp("toy-faces", device="cpu", out_dir=tmp_path / "out")
@@ -169,7 +169,7 @@ def test_app_on_toy_faces_examples_relevance_and_mapper_by_name(toy, tmp_path):
 
 
 def test_app_removes_its_own_result_folder():
-    from apps.callbacks import StyleClipApp
+    from styleclip.app.actions import StyleClipApp
 
     app_ = StyleClipApp("debug", device="cpu", prepare_global=False)
     app_.optimize(None, "x", steps=1)
@@ -179,7 +179,7 @@ def test_app_removes_its_own_result_folder():
 
 
 def test_ffhq_examples_keep_the_paper_settings():
-    from apps.callbacks import EXAMPLES
+    from styleclip.app.actions import EXAMPLES
 
     assert EXAMPLES["ffhq"]["global"][0] == ["a face", "a smiling face", 4.1, 0.15]
     assert all(len(r) == 2 for r in EXAMPLES["toy-faces"]["global"])  # toy rows take the model's alpha/beta
@@ -189,7 +189,7 @@ def test_ffhq_examples_keep_the_paper_settings():
 def test_attributes_named_and_unrelated_changes(toy):
     from styleclip.sources import latents_from_seeds
     from styleclip.toy.evaluate import attributes_named, unrelated_changes
-    from styleclip.toy.train import load_toy_classifier
+    from styleclip.toy.assets import load_toy_classifier
 
     assert attributes_named("mohawk") == {"hair_style"}
     assert attributes_named("a smiling face with blond hair") == {"expression", "hair_colour"}
@@ -267,7 +267,7 @@ def test_target_image_edit_reports_unrelated_attributes_against_the_reference(tm
     import torch
 
     from styleclip.factory import load_generator
-    from styleclip.imaging import to_pil
+    from styleclip.util.imaging import to_pil
     from styleclip.sources import latents_from_seeds
 
     g = load_generator("toy-faces")

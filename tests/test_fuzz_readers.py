@@ -37,9 +37,9 @@ def _tiny_generator():
 def _readers(g):
     """name -> read(path) for every reader, each given the tiny generator where it needs one."""
     from styleclip import stylespace as ss
-    from styleclip.convert import build_generator, read_generator
+    from styleclip.store.readers import build_generator, read_generator
     from styleclip.editors.mapper import load_mapper
-    from styleclip.faces import load_image
+    from styleclip.photo.faces import load_image
     from styleclip.sources import load_latent_file
 
     return {
@@ -58,7 +58,7 @@ def _seeds(folder: Path, g) -> dict[str, list[Path]]:
 
     from helpers import write_nvidia_pkl
     from styleclip import stylespace as ss
-    from styleclip.convert import save_generator
+    from styleclip.store.readers import save_generator
     from styleclip.editors.mapper import save_mapper
     from styleclip.nets.mapper import LevelsMapper
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import DATA, parity_state_dict
-from styleclip.convert import build_generator, check_keys, read_generator
+from styleclip.store.readers import build_generator, check_keys, read_generator
 from styleclip.nets import ops
 from styleclip.nets.stylegan2 import Generator, GeneratorConfig, style_layer_table
 

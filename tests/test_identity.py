@@ -7,8 +7,7 @@ import torch.nn.functional as F
 
 from styleclip.errors import CheckpointError, StyleClipError, WeightsMissingError
 from styleclip.factory import load_identity
-from styleclip.identity import (ArcFaceIdentity, DebugIdentity, FaceNetIdentity, IdentityLoss, face_crop,
-                                load_strict)
+from styleclip.encoders.identity import (ArcFaceIdentity, DebugIdentity, FaceNetIdentity, IdentityLoss, face_crop, load_strict)
 from styleclip.nets.arcface import IRSE50
 
 # Independently written facts about the published model_ir_se50.pth (WEIGHTS.md 5, TreB1eN Backbone(112,50,'ir_se'))

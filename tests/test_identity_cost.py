@@ -1,14 +1,14 @@
 """Refinements of the global direction: decorrelated channel scores, the identity cost of style channels and
-identity damping (stylespace.delta_s, styleclip.identity_cost)."""
+identity damping (stylespace.delta_s, styleclip.stylespace.identity_cost)."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from styleclip import identity_cost as ic
+from styleclip.stylespace import identity_cost as ic
 from styleclip import stylespace as ss
 from styleclip.errors import CheckpointError, StyleClipError
-from styleclip.identity import debug_identity
+from styleclip.encoders.identity import debug_identity
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from styleclip import inversion
+from styleclip.photo import invert as inversion
 from styleclip.errors import CheckpointError
-from styleclip.inversion import (InversionConfig, encode, invert_aligned, invert_photo, learning_rate, load_e4e,
-                                 multiscale_mse, project)
+from styleclip.photo.invert import (InversionConfig, encode, invert_aligned, invert_photo, learning_rate, load_e4e, multiscale_mse, project)
 from styleclip.nets.e4e import Encoder4Editing
 
 skdata = pytest.importorskip("skimage.data")
@@ -92,11 +91,11 @@ class ToyIdentity:
 
 
 def test_projector_with_identity_term(debug_generator, photo):
-    from styleclip.faces import align_photo
+    from styleclip.photo.faces import align_photo
 
     g = debug_generator
     aligned = align_photo(photo, size=g.config.size).image
-    from styleclip.imaging import from_pil
+    from styleclip.util.imaging import from_pil
 
     ident = ToyIdentity()
     res = project(g, from_pil(aligned), config=InversionConfig(steps=30, lambda_id=1.0), identity=ident)
@@ -132,7 +131,7 @@ def test_invert_photo_uses_the_cache_on_a_second_run(debug_generator, photo, mon
 
 def test_cache_key_depends_on_the_generator_weights(debug_generator, photo):
     from styleclip.factory import debug_generator as build
-    from styleclip.faces import align_photo
+    from styleclip.photo.faces import align_photo
 
     aligned = align_photo(photo, size=32).image
     other = build(seed=1)
@@ -271,7 +270,7 @@ def test_e4e_bad_checkpoints(tmp_path):
 
 def test_encoder_path_on_the_debug_generator(debug_generator, photo, monkeypatch):
     """An e4e-shaped encoder for the debug generator (8 rows of 64): one pass, cached like the projector."""
-    from styleclip.faces import align_photo
+    from styleclip.photo.faces import align_photo
 
     g = debug_generator
     torch.manual_seed(0)
@@ -290,7 +289,7 @@ def test_toy_projector_lr_keeps_the_latent_near_where_the_generator_made_it():
     """The toy W is ~5x narrower per coordinate than FFHQ's, so StyleGAN2's lr 0.1 sends the latent far from
     the one that made a render (where edits fail); the toy default (factory) lands nearer."""
     from styleclip import factory
-    from styleclip.inversion import w_spread
+    from styleclip.photo.invert import w_spread
     from styleclip.sources import latents_from_seeds
 
     g = factory.load_generator("toy-faces")

@@ -8,12 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from styleclip.editors.mapper import (MapperConfig, MapperEditor, find_mapper, load_mapper, save_mapper,
-                                      trained_mappers)
-from styleclip.editors.mapper_training import MapperTrainConfig, MapperTrainer, load_latents, train_mapper
+from styleclip.editors.mapper import (MapperConfig, MapperEditor, find_mapper, load_mapper, save_mapper, trained_mappers)
+from styleclip.training.mapper import MapperTrainConfig, MapperTrainer, load_latents, train_mapper
 from styleclip.errors import CheckpointError, InputError, WeightsMissingError
 from styleclip.nets.mapper import LevelsMapper, SubMapper, level_split
-from styleclip.optim import Ranger
+from styleclip.training.ranger import Ranger
 from styleclip.types import Latent, Prompt
 
 

@@ -229,7 +229,7 @@ def test_cli_train_mapper_then_edit_with_it(tmp_path):
 
 
 def test_shifted_views_are_whole_pixel_shifts_with_gradients(monkeypatch):
-    from styleclip.augment import shifted_views, view_offsets
+    from styleclip.encoders.views import shifted_views, view_offsets
 
     img = torch.randn(2, 3, 16, 16, requires_grad=True)
     offsets = view_offsets(5, 0.125, 16, 16, torch.Generator().manual_seed(0))
@@ -277,7 +277,7 @@ def test_clip_views_reproducible_batch_independent_and_different_from_plain(debu
 def test_start_from_the_universal_mappers_edit(debug_generator, clip, source, tmp_path, monkeypatch):
     """init 'universal': the latent starts at the universal mapper's whole W+ edit (with lr 0 it stays there), the
     L2 term still measures the distance to the source, and S-space latents or a missing mapper are clear errors."""
-    from styleclip import image_directions as idir
+    from styleclip.encoders import targets as idir
     from styleclip.errors import InputError
     from helpers import random_universal_mapper
 
@@ -313,7 +313,7 @@ def test_start_from_the_universal_mappers_edit(debug_generator, clip, source, tm
         OptimizationConfig(init="mapper")
 
 
-@pytest.mark.skipif(__import__("styleclip.runtime", fromlist=["x"]).compile_backend_missing("cpu") is not None,
+@pytest.mark.skipif(__import__("styleclip.util.runtime", fromlist=["x"]).compile_backend_missing("cpu") is not None,
                     reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_step_edits_as_the_eager_step(debug_generator, clip, source):
     cfg = dict(steps=6, id_lambda=0.1, clip_views=2)  # views: their offsets change every step
@@ -345,7 +345,7 @@ def test_compiled_step_edits_as_the_eager_step(debug_generator, clip, source):
                                 dict(clip_views=3, bf16=True)])
 def test_every_step_mode_traces_as_one_graph(debug_generator, clip, source, kw):
     """What --compile compiles is one graph in every mode (a break would recompile per layer or per step)."""
-    from styleclip.augment import view_offsets
+    from styleclip.encoders.views import view_offsets
 
     g = debug_generator
     editor = OptimizationEditor(g, clip, FakeIdentity(), config=OptimizationConfig(steps=2, id_lambda=0.1, **kw))

@@ -5,11 +5,10 @@ import torch
 from PIL import Image
 
 from styleclip.errors import InputError
-from styleclip.faces import align_face, ffhq_quad, source_to_crop
-from styleclip.imaging import from_pil
-from styleclip.pasteback import (MaskConfig, crop_to_source, face_mask, mask_in_photo, masked_psnr, paste_back,
-                                 paste_faces)
-from styleclip.photo_edit import find_faces
+from styleclip.photo.faces import align_face, ffhq_quad, source_to_crop
+from styleclip.util.imaging import from_pil
+from styleclip.photo.paste import (MaskConfig, crop_to_source, face_mask, mask_in_photo, masked_psnr, paste_back, paste_faces)
+from styleclip.pipelines.photo import find_faces
 from styleclip.toy.photos import FrameDetector, frame_landmarks, make_photo, render_frame
 from styleclip.toy.render import Attributes, sample_identity
 
@@ -57,8 +56,8 @@ def test_rotated_face_round_trips_exactly_outside_the_mask(photo):
 def test_identity_edit_recovers_the_photo_to_the_reconstruction_error(photo):
     """alpha 0 through the real pipeline: toy generator, projector, global directions with strength 0."""
     from styleclip.factory import create_editor, load_clip, load_generator
-    from styleclip.inversion import InversionConfig
-    from styleclip.photo_edit import edit_photo
+    from styleclip.photo.invert import InversionConfig
+    from styleclip.pipelines.photo import edit_photo
     from styleclip.types import Prompt
 
     g = load_generator("toy-faces")

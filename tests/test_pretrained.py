@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from typer.testing import CliRunner
 
-from styleclip import pretrained
+from styleclip.store import registry as pretrained
 from styleclip.cli import app
 from styleclip.errors import WeightsMissingError
-from styleclip.pretrained import WeightSpec
+from styleclip.store.registry import WeightSpec
 
 PAYLOAD = bytes(range(256)) * 4000 + b"tail"  # ~1 MB, not a multiple of the chunk size
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

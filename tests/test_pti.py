@@ -7,11 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from styleclip import pretrained, pti
+from styleclip.store import registry as pretrained
+from styleclip.photo import pti
 from styleclip.errors import InputError, WeightsMissingError
-from styleclip.fidelity import FidelityTarget, invert_face, plan, psnr
-from styleclip.imaging import from_pil
-from styleclip.inversion import InversionConfig, fingerprint, project
+from styleclip.photo.fidelity import FidelityTarget, invert_face, plan, psnr
+from styleclip.util.imaging import from_pil
+from styleclip.photo.invert import InversionConfig, fingerprint, project
 from styleclip.toy.render import Attributes, render, sample_identity
 
 FAST = pti.PTIConfig(steps=30, lr=1e-3, locality_every=5)

@@ -1,4 +1,4 @@
-"""Process settings of the CLI and app (styleclip.runtime), each checked in a fresh interpreter."""
+"""Process settings of the CLI and app (styleclip.util.runtime), each checked in a fresh interpreter."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ import pytest
 PROBE = r"""
 import json, resource, sys
 import torch
-from styleclip.runtime import freed_memory_kept, keep_freed_memory
+from styleclip.util.runtime import freed_memory_kept, keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 def block():
     torch.ones(32 * 1024 * 1024).sum()
@@ -67,7 +67,7 @@ def test_keep_freed_memory_can_be_undone():
 
 def test_cli_entry_point_applies_it():
     """`styleclip` (the console script, python -m styleclip) runs cli.main, which applies the setting first."""
-    code = ("import sys; import styleclip.cli as c, styleclip.runtime as r\n"
+    code = ("import sys; import styleclip.cli as c, styleclip.util.runtime as r\n"
             "sys.argv = ['styleclip', '--help']\n"
             "try:\n    c.main()\nexcept SystemExit:\n    pass\n"
             "print(r.freed_memory_kept() == sys.platform.startswith('linux'))")

@@ -43,7 +43,9 @@ def test_synthesis_range_chains_to_synthesis_exactly(debug_generator):
 def test_stats_match_direct_computation(debug_generator, stats):
     g = debug_generator
     w = ss.sample_w(g, 2500)
-    assert torch.equal(ss.sample_w(g, 7), w[:7])  # the first rows do not depend on n
+    # the first rows do not depend on n: the same z; w equal up to float rounding (BLAS may sum a 7-row batch
+    # in another order than a 1000-row one)
+    assert torch.allclose(ss.sample_w(g, 7), w[:7], rtol=0, atol=1e-6)
     direct = g.styles(g.broadcast(w))  # every W+ row truncated (TF GetCode.py)
     for k, s in enumerate(direct):
         assert torch.allclose(stats.mean[k], s.double().mean(0).float(), atol=1e-5)

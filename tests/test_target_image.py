@@ -6,11 +6,11 @@ import torch
 from typer.testing import CliRunner
 
 from styleclip import factory
-from styleclip import image_directions as idir
+from styleclip.encoders import targets as idir
 from styleclip.cli import app
 from styleclip.editors.auto_strength import AutoStrengthConfig, pick_strengths
 from styleclip.errors import InputError
-from styleclip.imaging import to_pil
+from styleclip.util.imaging import to_pil
 from styleclip.types import Latent, Prompt
 
 
@@ -196,7 +196,7 @@ def test_cli_target_image(tmp_path):
 
 
 def test_app_any_prompt_tab_strength_per_face(tmp_path):
-    from apps.callbacks import StyleClipApp
+    from styleclip.app.actions import StyleClipApp
 
     app_ = StyleClipApp("toy-faces", device="cpu", out_dir=tmp_path / "app")
     session = app_.face_from_seed(2).session
@@ -211,7 +211,7 @@ def test_app_any_prompt_tab_strength_per_face(tmp_path):
 
 
 def test_app_any_prompt_tab_with_a_reference_image(tmp_path):
-    from apps.callbacks import StyleClipApp
+    from styleclip.app.actions import StyleClipApp
 
     app_ = StyleClipApp("debug", device="cpu", out_dir=tmp_path / "app", prepare_global=False)
     g = app_.generator

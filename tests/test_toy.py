@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from styleclip.cli import app
 from styleclip.errors import CheckpointError
 from styleclip.toy import data as D
-from styleclip.toy import train as T
+from styleclip.toy import assets as A
+from styleclip.toy.training import train as T
 from styleclip.toy.render import ATTRIBUTE_VALUES, render
 
 
@@ -138,7 +139,7 @@ def test_clip_loss_falls_and_exported_clip_loads_through_clip_encoder(tmp_path):
     model, first, last = _fit_one_batch(task, 15)  # the same batch: the contrastive loss must fall
     assert last < first - 0.3
     T.export_fp16(model, tmp_path / "clip.safetensors", task.config)
-    clip = T.load_toy_clip(tmp_path)
+    clip = A.load_toy_clip(tmp_path)
     ref = T.ClipEncoder.from_config(task.config, state_dict=model.state_dict())
     assert torch.allclose(clip.encode_text("a face with a mohawk"), ref.encode_text("a face with a mohawk"),
                           atol=2e-2)
@@ -314,12 +315,12 @@ def test_generator_decoder_loss_falls():
 
 
 def test_shipped_classifier_and_identity_weights():
-    from styleclip.identity import IdentityLoss
+    from styleclip.encoders.identity import IdentityLoss
 
     batch = D.eval_set(64)
-    acc = T.classifier_accuracy(T.load_toy_classifier(), batch)
+    acc = T.classifier_accuracy(A.load_toy_classifier(), batch)
     assert min(acc.values()) >= 0.95, acc
-    net = T.load_toy_identity()
+    net = A.load_toy_identity()
     assert not any(p.requires_grad for p in net.parameters())
     pairs = D.verification_pairs(64)
     assert T.identity_verification(net, pairs)["verification_accuracy"] >= 0.8
@@ -335,7 +336,7 @@ def test_shipped_clip_reads_every_attribute_and_its_text_directions_find_them():
     'a face') rank the faces showing each value first. Glasses and beard are left out of the zero-shot check:
     their absent value is the prompt that omits them, and captions that name only some attributes (as prompts
     do) make omission mean 'unspecified' (measured on 512: 73% and 78%, the rest 100%)."""
-    clip = T.load_toy_clip()
+    clip = A.load_toy_clip()
     batch = D.eval_set(256, size=clip.input_size)
     ev = T.clip_evaluation(clip, batch)
     assert set(ev["zero_shot"]) == set(ATTRIBUTE_VALUES)
@@ -348,7 +349,7 @@ def test_init_from_exported_weights(tmp_path):
     quiet = lambda s: None  # noqa: E731
     kw = dict(tiny=True, batch_size=4, eval_size=8, warmup=3)
     T.run_training(T.make_task("identity", **kw), tmp_path / "a", steps=2, evaluate=False, log=quiet)
-    exported = T.read_safetensors(tmp_path / "a" / "identity.safetensors")
+    exported = A.read_safetensors(tmp_path / "a" / "identity.safetensors")
     r = T.run_training(T.make_task("identity", **kw), tmp_path / "b", steps=2, init_from=tmp_path / "a",
                        start_step=2, export=False, evaluate=False, log=quiet)
     assert r["step"] == 2  # no step taken: the checkpoint holds exactly the exported weights

@@ -5,7 +5,7 @@ import torch
 
 from styleclip import factory
 from styleclip.toy.evaluate import pick_sources, score_edits, summarize
-from styleclip.toy.train import load_toy_classifier
+from styleclip.toy.assets import load_toy_classifier
 from styleclip.types import Latent, Prompt
 
 

@@ -117,7 +117,7 @@ def test_summarize_empty_success_pool_is_nan():
 
 
 def test_real_renders_with_the_shipped_classifier_and_identity_net():
-    from styleclip.toy.train import load_toy_classifier, load_toy_identity
+    from styleclip.toy.assets import load_toy_classifier, load_toy_identity
 
     torch.manual_seed(0)
     rng = np.random.default_rng(3)

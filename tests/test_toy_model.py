@@ -3,7 +3,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from styleclip import factory, pretrained
+from styleclip import factory
+from styleclip.store import registry as pretrained
 from styleclip.cli import app
 from styleclip.errors import WeightsMissingError
 

@@ -1,7 +1,6 @@
 import numpy as np
 
-from styleclip.toy.render import (ATTRIBUTE_VALUES, Attributes, caption, render, sample_attributes,
-                                  sample_identity)
+from styleclip.toy.render import ATTRIBUTE_VALUES, Attributes, caption, render, sample_attributes, sample_identity
 
 
 def test_render_is_deterministic_and_attributes_change_pixels():

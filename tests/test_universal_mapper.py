@@ -4,12 +4,10 @@ import torch
 from typer.testing import CliRunner
 
 from styleclip import factory
-from styleclip import image_directions as idir
+from styleclip.encoders import targets as idir
 from styleclip.cli import app
-from styleclip.editors.universal_mapper import (UniversalMapperConfig, UniversalMapperEditor, load_universal_mapper,
-                                                save_universal_mapper)
-from styleclip.editors.universal_mapper_training import (UniversalMapperTrainer, UniversalTrainConfig,
-                                                         train_universal_mapper)
+from styleclip.editors.universal_mapper import (UniversalMapperConfig, UniversalMapperEditor, load_universal_mapper, save_universal_mapper)
+from styleclip.training.universal_mapper import UniversalMapperTrainer, UniversalTrainConfig, train_universal_mapper
 from styleclip.errors import CheckpointError, InputError
 from styleclip.nets.universal_mapper import UniversalMapper
 from styleclip.types import Latent, Prompt
@@ -144,7 +142,7 @@ def test_s_space_latent_is_a_clear_error(debug):
 
 def test_teacher_is_the_editors_whole_wplus_change_and_a_mapper_learns_it(debug, tmp_path, monkeypatch):
     """`train-mapper --init universal`: the per-prompt mapper starts from the universal mapper's edit."""
-    from styleclip.editors.mapper_training import MapperTrainConfig, train_mapper
+    from styleclip.training.mapper import MapperTrainConfig, train_mapper
 
     monkeypatch.setattr(idir, "BANK_SIZE", 64)
     g, clip, ident = debug

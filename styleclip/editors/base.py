@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Protocol, runtime_checkable
 
-from ..types import EditResult, Latent, ProgressFn, Prompt
+from styleclip.types import EditResult, Latent, ProgressFn, Prompt
 
 
 @runtime_checkable
@@ -39,7 +39,7 @@ def start_or_resume(trainer, out_dir, resume: bool) -> None:
     without, refuse to start over a run that `out_dir` already holds."""
     from pathlib import Path
 
-    from ..errors import InputError
+    from styleclip.errors import InputError
 
     if resume:
         if out_dir is None:

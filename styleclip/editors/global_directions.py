@@ -7,12 +7,12 @@ from typing import Sequence
 
 import torch
 
-from .. import image_directions as idir
-from .. import stylespace as ss
-from ..errors import CheckpointError, StyleClipError
-from ..types import EditResult, Latent, ProgressFn, Prompt
-from .auto_strength import AutoStrengthConfig, pick_strengths
-from .base import register_engine, report
+from styleclip.encoders import targets as idir
+from styleclip import stylespace as ss
+from styleclip.errors import CheckpointError, StyleClipError
+from styleclip.types import EditResult, Latent, ProgressFn, Prompt
+from styleclip.editors.auto_strength import AutoStrengthConfig, pick_strengths
+from styleclip.editors.base import register_engine, report
 
 NOTEBOOK_ALPHA = 4.1  # Colab notebooks / cog demo default strength (SPEC 3.6)
 
@@ -46,7 +46,7 @@ class GlobalDirectionsConfig:
     identity_cost: object = field(default=None, compare=False)
 
     def __post_init__(self):
-        from ..checks import integer, number
+        from styleclip.util.checks import integer, number
 
         if self.direction not in ("text", "image"):
             raise ValueError(f"direction must be 'text' or 'image', got {self.direction!r}")
@@ -86,7 +86,7 @@ class GlobalDirectionsEditor:
                                   f"embeds in {d} dimensions (computed for another CLIP model?)")
         self.identity_cost, self._identity_rows = None, None
         if config.identity_damping is not None:
-            from ..identity_cost import IdentityCost, load_or_compute_identity_cost
+            from styleclip.stylespace.identity_cost import IdentityCost, load_or_compute_identity_cost
 
             ic = config.identity_cost
             self.identity_cost = ic if isinstance(ic, IdentityCost) else load_or_compute_identity_cost(

@@ -20,14 +20,14 @@ from typing import Any
 
 import torch
 
-from ..checks import file_tensors, finite_tensors, reading
-from ..errors import CheckpointError, InputError, WeightsMissingError, one_line, summarize
-from ..losses import clip_loss
-from ..outputs import write_atomic
-from ..nets.mapper import LEVELS, MODULE_NAMES, LevelsMapper
-from ..types import EditResult, Latent, ProgressFn, Prompt
-from .auto_strength import AutoStrengthConfig, pick_strengths
-from .base import register_engine, report
+from styleclip.util.checks import file_tensors, finite_tensors, reading
+from styleclip.errors import CheckpointError, InputError, WeightsMissingError, one_line, summarize
+from styleclip.losses import clip_loss
+from styleclip.util.outputs import write_atomic
+from styleclip.nets.mapper import LEVELS, MODULE_NAMES, LevelsMapper
+from styleclip.types import EditResult, Latent, ProgressFn, Prompt
+from styleclip.editors.auto_strength import AutoStrengthConfig, pick_strengths
+from styleclip.editors.base import register_engine, report
 
 FORMAT_TAG = "styleclip-mapper"
 
@@ -113,7 +113,7 @@ def mapper_from_state_dict(state: dict[str, torch.Tensor], *, num_ws: int = 18, 
 
 
 def _load_official(path: Path) -> MapperFile:
-    from ..convert import load_torch_file
+    from styleclip.store.readers import load_torch_file
 
     ckpt = load_torch_file(path, what="mapper checkpoint")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
@@ -145,7 +145,7 @@ def _load_official(path: Path) -> MapperFile:
 
 
 def _load_safetensors(path: Path) -> MapperFile:
-    from ..convert import load_safetensors_file
+    from styleclip.store.readers import load_safetensors_file
 
     state, meta = load_safetensors_file(path)
     if meta.get("format") != FORMAT_TAG:
@@ -209,7 +209,7 @@ def check_fits_generator(mapper, info: dict, generator, what: str) -> None:
 def default_mapper_dirs() -> list[Path]:
     """Where trained mappers are looked for: ./mappers (train-mapper's default output), <cache>/mappers and
     the mappers shipped for the embedded toy-faces model."""
-    from .. import pretrained
+    from styleclip.store import registry as pretrained
 
     return [Path("mappers"), pretrained.cache_dir() / "mappers", TOY_MAPPERS]
 
@@ -272,7 +272,7 @@ def find_mapper(name: str | Path, folders=None, generator=None) -> Path:
 
 
 def _resolve_official(name: str) -> Path:
-    from .. import pretrained
+    from styleclip.store import registry as pretrained
 
     try:
         return pretrained.resolve(f"mapper-{name}")
@@ -422,7 +422,7 @@ class MapperEditor:
 
     def _auto_target(self, text: str | None) -> tuple[torch.Tensor, float]:
         """(unit image-side direction, target gain) of the mapper's prompt for auto strength."""
-        from .. import image_directions as idir
+        from styleclip.encoders import targets as idir
 
         if self.clip is None or not text:
             raise InputError("auto strength needs a CLIP model and a prompt")

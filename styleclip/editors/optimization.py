@@ -2,7 +2,7 @@
 
 Minimises  strength * (1 - cos(CLIP(G(w)), t)) + l2_lambda * sum((w - w_s)^2) + id_lambda * (1 - <R(G(w)), R(G(w_s))>)
 over W+ (all rows) with Adam and the official warm-up / cosine ramp-down schedule, fixed noise. With
-`clip_views` K > 0 the CLIP term scores the mean embedding of K randomly shifted copies (styleclip.augment).
+`clip_views` K > 0 the CLIP term scores the mean embedding of K randomly shifted copies (styleclip.encoders.views).
 Only the latent gets gradients: generator, CLIP and identity net are frozen, the text is embedded once and
 the source image's identity embedding is computed once. With `init` "universal" the latent starts at the
 universal mapper's edit instead of the source (CLIP alone drifts toward changes only CLIP sees; started from an
@@ -18,12 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import image_directions as idir
-from ..augment import view_embedding, view_offsets
-from ..errors import InputError, NumericalError
-from ..losses import clip_loss, identity_loss, latent_l2
-from ..types import EditResult, Latent, ProgressFn, Prompt
-from .base import register_engine, report
+from styleclip.encoders import targets as idir
+from styleclip.encoders.views import view_embedding, view_offsets
+from styleclip.errors import InputError, NumericalError
+from styleclip.losses import clip_loss, identity_loss, latent_l2
+from styleclip.types import EditResult, Latent, ProgressFn, Prompt
+from styleclip.editors.base import register_engine, report
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class OptimizationConfig:
     direction: str = "text"  # "text": CLIP target t (the paper); "image": unit(e(source) + the prompt's
     # image-side shift: how the mean embedding of generated faces that match it differs from the others)
     clip_views: int = 0  # 0: CLIP scores the rendered image (the paper); K: the mean embedding of K copies shifted
-    clip_shift: float = 0.125  # by up to this fraction of the size (styleclip.augment: against adversarial edits)
+    clip_shift: float = 0.125  # by up to this fraction of the size (styleclip.encoders.views: against adversarial edits)
     seed: int = 0  # of the shifts: an edit is reproducible
     # where the optimization starts (mode "edit"): "source" (the paper), or "universal": the universal mapper's
     # whole W+ edit toward the prompt (`init_mapper`, its change floored at `init_min_change`); the L2 term
@@ -53,7 +53,7 @@ class OptimizationConfig:
     init_min_change: float = 0.0
 
     def __post_init__(self):
-        from ..checks import integer, number
+        from styleclip.util.checks import integer, number
 
         integer(self.steps, "steps", 1, 1_000_000)
         number(self.lr, "lr", lo=0.0, hi=10.0)  # 0 leaves the latent as it is (a round trip)
@@ -100,14 +100,14 @@ class OptimizationEditor:
         self._losses: dict[str, torch.Tensor] = {}  # the latest step's, kept on the device
         self._compiled = None  # torch.compile of _objective (config.compile)
         if config.compile:
-            from ..runtime import compile_backend_missing
+            from styleclip.util.runtime import compile_backend_missing
 
             missing = compile_backend_missing(generator.w_avg.device)
             if missing:
                 raise InputError(f"--compile needs {missing}; install it or run without --compile")
         self.start = None  # the universal mapper editor that gives the starting point (init "universal")
         if config.init == "universal" and config.mode == "edit":
-            from .universal_mapper import UniversalMapperConfig, UniversalMapperEditor
+            from styleclip.editors.universal_mapper import UniversalMapperConfig, UniversalMapperEditor
 
             self.start = UniversalMapperEditor(generator, clip, config=UniversalMapperConfig(
                 mapper=config.init_mapper, min_change=config.init_min_change))

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .. import image_directions as idir
-from ..errors import CheckpointError, InputError, one_line
-from ..nets.universal_mapper import UniversalMapper
-from ..types import EditResult, Latent, ProgressFn, Prompt
-from .auto_strength import AutoStrengthConfig, pick_strengths
-from .base import register_engine, report
-from .mapper import TOY_MAPPERS, check_fits_generator, default_mapper_dirs, generator_fingerprint
+from styleclip.encoders import targets as idir
+from styleclip.errors import CheckpointError, InputError, one_line
+from styleclip.nets.universal_mapper import UniversalMapper
+from styleclip.types import EditResult, Latent, ProgressFn, Prompt
+from styleclip.editors.auto_strength import AutoStrengthConfig, pick_strengths
+from styleclip.editors.base import register_engine, report
+from styleclip.editors.mapper import TOY_MAPPERS, check_fits_generator, default_mapper_dirs, generator_fingerprint
 
 FORMAT_TAG = "styleclip-universal-mapper"
 DEFAULT_NAME = "universal"
@@ -62,7 +62,7 @@ def is_universal_file(path: str | Path) -> bool:
 
 def load_universal_mapper(path: str | Path) -> tuple[UniversalMapper, dict]:
     """(mapper in eval mode, info) from a universal mapper file; strict keys; one-line CheckpointError."""
-    from ..convert import load_safetensors_file
+    from styleclip.store.readers import load_safetensors_file
 
     path = Path(path)
     if not path.is_file():
@@ -165,7 +165,7 @@ class UniversalMapperEditor:
         self.residual_scale = float(scale)
         self.relevance = None
         if config.beta is not None:  # the global-directions engine's lookup: shipped, cached or computed
-            from .. import stylespace as ss
+            from styleclip import stylespace as ss
 
             stats = ss.load_or_compute_stats(generator)
             self.relevance = ss.load_or_compute_relevance(generator, clip, stats,
@@ -173,7 +173,7 @@ class UniversalMapperEditor:
 
     def channel_masks(self, d: torch.Tensor) -> list[torch.Tensor | None]:
         """Per entry of g.layers: [N,C] 1/0 (keep the mapper's change) on relevance layers, None elsewhere."""
-        from .. import stylespace as ss
+        from styleclip import stylespace as ss
 
         keep = (ss.channel_scores(self.relevance, d.t()).t().abs() >= self.config.beta).float()  # [N, rows]
         if not bool(keep.sum(1).all()):

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .arcface import IR50_STAGES, BottleneckIRSE
-from .stylegan2 import EqualLinear
+from styleclip.nets.arcface import IR50_STAGES, BottleneckIRSE
+from styleclip.nets.stylegan2 import EqualLinear
 
 def ir_se_body(stages=IR50_STAGES) -> nn.Sequential:
     units, in_ch = [], 64

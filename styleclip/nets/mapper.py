@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .stylegan2 import EqualLinear, PixelNorm
+from styleclip.nets.stylegan2 import EqualLinear, PixelNorm
 
 LEVELS = ("coarse", "medium", "fine")
 MODULE_NAMES = {"coarse": "course_mapping", "medium": "medium_mapping", "fine": "fine_mapping"}

@@ -1,7 +1,7 @@
 """StyleGAN2 generator in plain torch, with W, W+ and style space S.
 
 Parameter names follow the rosinality layout (the one of `stylegan2-ffhq-config-f.pt`), so those
-checkpoints load strictly; NVIDIA checkpoints are mapped onto the same names by `styleclip.convert`.
+checkpoints load strictly; NVIDIA checkpoints are mapped onto the same names by `styleclip.store.readers`.
 The fixed FIR kernels are not parameters here (they are rebuilt from the config), and `w_avg` is a buffer.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .ops import fused_leaky_relu, make_kernel_1d, modulated_conv2d, styled_conv2d, upfirdn2d
+from styleclip.nets.ops import fused_leaky_relu, make_kernel_1d, modulated_conv2d, styled_conv2d, upfirdn2d
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .mapper import LEVELS, level_split
+from styleclip.nets.mapper import LEVELS, level_split
 
 
 class ConditionedMLP(nn.Module):

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from styleclip.toy.render import ATTRIBUTE_VALUES, Attributes, Identity, caption, render, sample_attributes, \
-    sample_identity
+from styleclip.toy.render import (ATTRIBUTE_VALUES, Attributes, Identity, caption, render, sample_attributes, sample_identity)
 
 ATTRIBUTES = tuple(ATTRIBUTE_VALUES)  # label order used by every head / table
 

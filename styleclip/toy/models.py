@@ -86,7 +86,7 @@ class AttributeClassifier(nn.Module):
 
 
 class ToyIdentityNet(nn.Module):
-    """Identity embedding for toy faces: same interface as styleclip.identity nets,
+    """Identity embedding for toy faces: same interface as styleclip.encoders.identity nets,
     `embed(img in [-1,1]) -> unit [N, embed_dim]`; trained to keep identity factors and ignore edits."""
 
     name = "toy_identity"

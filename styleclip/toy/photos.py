@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .render import Attributes, Identity, render
+from styleclip.toy.render import Attributes, Identity, render
 
 # pseudo-landmarks in the unit render frame: eyes 2a apart at (0.5, 0.5 - 0.1 b), mouth corners b below,
 # with max(2a, 1.8 b) = 1/2, so ffhq_quad() of them is the unit square (see faces.ffhq_quad); 2a = 0.205 is

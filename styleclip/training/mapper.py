@@ -18,7 +18,7 @@ Output folder: `best.safetensors` (best validation loss), `last.safetensors`, `t
 the current permutation), `images/step_XXXXXX.png` ([source, edited] pairs of validation latents) and
 `log.jsonl`. Files are written to a temporary name and renamed into place.
 
-Under torchrun (see `styleclip.distributed`) the mapper is wrapped in DistributedDataParallel: `batch_size` is
+Under torchrun (see `styleclip.util.distributed`) the mapper is wrapped in DistributedDataParallel: `batch_size` is
 the effective (global) batch, split evenly over the processes, each taking its slice of the same permutation;
 the averaged gradient is that of the whole batch, so a run is the same run on any number of processes with
 the same effective batch (and `lr` is used as given: it is not scaled with the number of processes). The
@@ -37,15 +37,15 @@ from typing import Callable
 
 import torch
 
-from .. import distributed
-from ..checks import file_tensors, memory, reading
-from ..errors import CheckpointError, InputError, NumericalError
-from ..losses import clip_loss, identity_loss
-from ..nets.mapper import LevelsMapper
-from ..optim import Ranger
-from ..types import ProgressFn
-from .base import report, start_or_resume
-from .mapper import generator_fingerprint, save_mapper
+from styleclip.util import distributed
+from styleclip.util.checks import file_tensors, memory, reading
+from styleclip.errors import CheckpointError, InputError, NumericalError
+from styleclip.losses import clip_loss, identity_loss
+from styleclip.nets.mapper import LevelsMapper
+from styleclip.training.ranger import Ranger
+from styleclip.types import ProgressFn
+from styleclip.editors.base import report, start_or_resume
+from styleclip.editors.mapper import generator_fingerprint, save_mapper
 
 LogFn = Callable[[int, dict], None]
 """log(step, losses): the latest training losses (and `val_*` entries after a validation)."""
@@ -84,7 +84,7 @@ class MapperTrainConfig:
     distill_batch: int = 64
 
     def __post_init__(self):
-        from ..checks import integer, number, seed
+        from styleclip.util.checks import integer, number, seed
 
         if self.optimizer not in ("ranger", "adam"):
             raise InputError(f"optimizer must be 'ranger' or 'adam', got {self.optimizer!r}")
@@ -319,7 +319,7 @@ class MapperTrainer:
     @torch.no_grad()
     def image_grid(self):
         """PIL grid of [source, edited] pairs (one pair per row) of the first validation latents."""
-        from ..imaging import grid, upscale_for_viewing
+        from styleclip.util.imaging import grid, upscale_for_viewing
 
         k = min(self.cfg.num_image_pairs, self.val_latents.shape[0])
         if k == 0:

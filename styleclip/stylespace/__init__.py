@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import file_tensors, finite_tensors, read_npy, reading
-from .errors import CheckpointError, InputError, StyleClipError, summarize
-from .outputs import Outputs, write_atomic
-from .types import ProgressFn
+from styleclip.util.checks import file_tensors, finite_tensors, read_npy, reading
+from styleclip.errors import CheckpointError, InputError, StyleClipError, summarize
+from styleclip.util.outputs import Outputs, write_atomic
+from styleclip.types import ProgressFn
 
 PERTURBATION = 5.0  # official: mu_c -/+ 5 sigma_c
 AUTO_BETAS = tuple(round(0.10 + 0.01 * i, 2) for i in range(20))  # 0.10 ... 0.29
@@ -194,7 +194,7 @@ def compute_stats(g, *, n: int = STATS_SAMPLES, truncation: float = STATS_TRUNCA
 
 def distributed_main() -> bool:
     """True on the process that writes files: rank 0 under torchrun, the only process otherwise."""
-    from .distributed import world
+    from styleclip.util.distributed import world
 
     return world().is_main
 
@@ -222,12 +222,12 @@ def identity_fingerprint(identity) -> str:
     return _fingerprint(identity, type(identity).__name__)
 
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "assets" / "stylespace"  # precomputed for the embedded models
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "stylespace"  # precomputed for the embedded models
 
 
 def cache_path(kind: str, key: str, suffix: str) -> Path:
     """Where the cache entry `kind`-`key` is written (the user cache)."""
-    from . import pretrained
+    from styleclip.store import registry as pretrained
 
     return pretrained.cache_dir() / "stylespace" / f"{kind}-{key}{suffix}"
 
@@ -259,7 +259,7 @@ PREPARED_RECORD = "prepared.json"
 
 
 def _prepared_index(fingerprint: str) -> Path:
-    from . import pretrained
+    from styleclip.store import registry as pretrained
 
     return pretrained.cache_dir() / "prepared" / f"{fingerprint}.json"
 
@@ -409,7 +409,7 @@ class ShardedSums:
 
     def __init__(self, folder: str | Path | None, key: dict, arrays: dict[str, torch.Tensor], n_chunks: int,
                  *, merge=_add):
-        from . import distributed
+        from styleclip.util import distributed
 
         self.folder, self.key, self.merge, self.n_chunks = (Path(folder) if folder else None), key, merge, n_chunks
         self.world = distributed.world() if self.folder is not None else distributed.World()
@@ -474,7 +474,7 @@ class ShardedSums:
 
     def finish(self) -> dict[str, torch.Tensor]:
         """All ranks: wait for every rank, merge every rank file (or, alone and without a folder, the arrays)."""
-        from . import distributed
+        from styleclip.util import distributed
 
         if self.folder is None:
             total, seen = self.arrays, sorted(self.chunks)
@@ -716,7 +716,7 @@ def load_or_compute_relevance(g, clip, stats: StyleStats, path: str | Path | Non
 # ---- directions -----------------------------------------------------------------------------------
 def text_direction(clip, neutral: str, target: str, templates: Sequence[str] | None = None) -> torch.Tensor:
     """delta_t [D]: unit(t_target - t_neutral), each text averaged over the 79 ImageNet templates (SPEC 3.4)."""
-    from .clip_model import imagenet_templates
+    from styleclip.encoders.clip import imagenet_templates
 
     if templates is None:
         templates = imagenet_templates()
@@ -767,7 +767,7 @@ def delta_s(g, relevance: Relevance, stats: StyleStats, delta_t: torch.Tensor, b
     r / max|r|; times the channel std; zero on toRGB layers and on layers without relevance.
 
     Extensions (off by default, the paper's direction then bit for bit): `ridge` scores the kept channels by
-    `decorrelated_scores` instead of r; `identity_cost` [rows] (styleclip.identity_cost) with
+    `decorrelated_scores` instead of r; `identity_cost` [rows] (styleclip.stylespace.identity_cost) with
     `identity_damping` q0 divides each score by (1 + q_c / q0) before the normalisation."""
     r = channel_scores(relevance, delta_t)
     keep = r.abs() >= beta

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import pretrained
-from .errors import WeightsMissingError
-from .losses import identity_loss
-from .types import ProgressFn
+from styleclip.store import registry as pretrained
+from styleclip.errors import WeightsMissingError
+from styleclip.losses import identity_loss
+from styleclip.types import ProgressFn
 
 LPIPS_BACKBONE = "vgg16-397923af.pth"  # what lpips.LPIPS(net='vgg') asks torchvision for
 
@@ -71,7 +71,7 @@ def tune(generator, w_pivot: torch.Tensor, target: torch.Tensor, *, config: PTIC
 
     `perceptual(img, target) -> [N]`: LPIPS (`lpips_loss`) or an identity term (`identity_term`); None: pixels
     only. Returns (tuned generator, frozen; losses per step)."""
-    from .inversion import w_spread
+    from styleclip.photo.invert import w_spread
 
     device = generator.w_avg.device
     target = target.to(device=device, dtype=torch.float32)

@@ -22,11 +22,12 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from styleclip.clip_model import OPENAI_MEAN, OPENAI_STD, ClipEncoder
+from styleclip.encoders.clip import OPENAI_MEAN, OPENAI_STD, ClipEncoder
 from styleclip.errors import CheckpointError
 from styleclip.toy import data as D
 from styleclip.toy.models import CLIP_CONFIG, TINY_CLIP_CONFIG, AttributeClassifier, ToyIdentityNet, build_clip
 from styleclip.toy.render import ATTRIBUTE_VALUES, caption_names, partial_caption
+from styleclip.toy.assets import ASSETS, load_toy_classifier, load_toy_clip, load_toy_identity, read_safetensors
 
 TASKS = ("clip", "classifier", "identity", "generator")
 CHECKPOINT = "checkpoint.pt"
@@ -63,8 +64,8 @@ def export_fp16(model: nn.Module, path: str | Path, config: dict, keep_fp32: tup
     the constructor config as JSON beside them."""
     from safetensors.torch import save_file
 
-    from ..checks import finite_tensors
-    from ..outputs import Outputs
+    from styleclip.util.checks import finite_tensors
+    from styleclip.util.outputs import Outputs
 
     path = Path(path)
     sd = {k: (v.half() if v.is_floating_point() and not any(s in k for s in keep_fp32) else v).contiguous()
@@ -73,19 +74,6 @@ def export_fp16(model: nn.Module, path: str | Path, config: dict, keep_fp32: tup
     with Outputs() as out:
         out.write(path, lambda tmp: save_file(sd, str(tmp)))
         out.write(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(config, indent=1) + "\n"))
-
-
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    from ..checks import file_tensors, reading
-
-    if not Path(path).is_file():
-        raise CheckpointError(f"no toy weights at {path}")
-    with reading(path, "toy weights"):
-        state = load_file(str(path))
-    file_tensors(state, str(path))
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------
@@ -406,7 +394,7 @@ class IdentityTask(Task):
 
 
 def make_task(name: str, **kwargs) -> Task:
-    from styleclip.toy.generator import GeneratorTask  # imports this module
+    from styleclip.toy.training.generator import GeneratorTask  # imports this module
 
     kinds = {"clip": ClipTask, "classifier": ClassifierTask, "identity": IdentityTask, "generator": GeneratorTask}
     if name not in kinds:
@@ -495,37 +483,6 @@ def run_training(task: Task, out_dir: str | Path, *, steps: int | None = None, m
     return {**result, "out": str(out)}
 
 
-# ---- loading exported weights --------------------------------------------------------------------------
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "toy_faces"
-
-
-def _config(directory: Path, name: str) -> dict:
-    p = directory / f"{name}.json"
-    if not p.is_file():
-        raise CheckpointError(f"no toy {name} config at {p}")
-    return json.loads(p.read_text())
-
-
-def load_toy_clip(directory: str | Path = ASSETS) -> ClipEncoder:
-    directory = Path(directory)
-    return ClipEncoder.from_config(_config(directory, "clip"), state_dict=read_safetensors(directory / "clip.safetensors"),
-                                   name="toy_faces")
-
-
-def load_toy_classifier(directory: str | Path = ASSETS) -> AttributeClassifier:
-    directory = Path(directory)
-    m = AttributeClassifier(**_config(directory, "classifier"))
-    m.load_state_dict(read_safetensors(directory / "classifier.safetensors"))
-    return m.eval().requires_grad_(False)
-
-
-def load_toy_identity(directory: str | Path = ASSETS) -> ToyIdentityNet:
-    directory = Path(directory)
-    m = ToyIdentityNet(**_config(directory, "identity"))
-    m.load_state_dict(read_safetensors(directory / "identity.safetensors"))
-    return m.eval().requires_grad_(False)
-
-
 def evaluate_exported(name: str, directory: str | Path = ASSETS, n: int = 512) -> dict:
     """Evaluation figures of exported weights (the same functions the training loop reports)."""
     if name == "clip":
@@ -537,7 +494,8 @@ def evaluate_exported(name: str, directory: str | Path = ASSETS, n: int = 512) -
     if name == "identity":
         return identity_verification(load_toy_identity(directory), D.verification_pairs(n))
     if name == "generator":
-        from styleclip.toy.generator import TINY_GENERATOR_CONFIG, load_toy_generator
+        from styleclip.toy.assets import load_toy_generator
+        from styleclip.toy.generator import TINY_GENERATOR_CONFIG
 
         g = load_toy_generator(directory)  # a --tiny run's is 16 px: evaluated against 16 px renders
         return make_task("generator", eval_size=n, tiny=g.config.size == TINY_GENERATOR_CONFIG["size"]).evaluate(g)

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .errors import InputError
-from .types import ProgressFn
+from styleclip.errors import InputError
+from styleclip.types import ProgressFn
 
 METHODS = ("auto", "e4e", "projector", "pti")
 
@@ -107,8 +107,8 @@ def invert_face(aligned, generator, *, method: str = "auto", target: FidelityTar
 
     projector: an InversionConfig; pti: a PTIConfig; perceptual: () -> (PTI's perceptual term, its name),
     called only when PTI runs (default: pti.perceptual_for the generator: LPIPS at >= 256 px, else identity)."""
-    from . import inversion, pti as pti_mod
-    from .imaging import from_pil
+    from styleclip.photo import invert as inversion, pti as pti_mod
+    from styleclip.util.imaging import from_pil
 
     projector = projector or inversion.InversionConfig()
     pti = pti or pti_mod.PTIConfig()

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .errors import CheckpointError
-from .nets.arcface import IRSE50
+from styleclip.errors import CheckpointError
+from styleclip.nets.arcface import IRSE50
 
 FACE_CROP = (slice(35, 223), slice(32, 220))  # rows, cols of StyleCLIP's ID-loss crop at 256 px
 
@@ -193,7 +193,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors")
-    from .checks import file_tensors
+    from styleclip.util.checks import file_tensors
 
     file_tensors(state, str(path))
     return state

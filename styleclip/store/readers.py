@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from .checks import file_tensors, finite_tensors, reading
-from .errors import CheckpointError, one_line, summarize
-from .outputs import write_atomic
-from .nets.ops import make_kernel
-from .nets.stylegan2 import Generator, GeneratorConfig
+from styleclip.util.checks import file_tensors, finite_tensors, reading
+from styleclip.errors import CheckpointError, one_line, summarize
+from styleclip.util.outputs import write_atomic
+from styleclip.nets.ops import make_kernel
+from styleclip.nets.stylegan2 import Generator, GeneratorConfig
 
 FORMAT_TAG = "styleclip-generator"
 
@@ -221,7 +221,7 @@ def _from_rosinality(state: dict, latent_avg: torch.Tensor | None):
 
 def _mean_latent(config: GeneratorConfig, state: dict) -> torch.Tensor:
     """For checkpoints without latent_avg: mean of mapping(z) over 4096 seeded samples (StyleCLIP's count)."""
-    from .nets.stylegan2 import EqualLinear, PixelNorm
+    from styleclip.nets.stylegan2 import EqualLinear, PixelNorm
 
     layers = [PixelNorm()] + [EqualLinear(config.style_dim, config.style_dim, lr_mul=config.lr_mlp, activation=True)
                               for _ in range(config.n_mlp)]

@@ -1,6 +1,6 @@
 """The web app's logic without the web: `StyleClipApp` loads the models once (shared, read-only) and answers
 each user action with display images, files and a new per-user `Session`. No gradio here, so the logic is
-tested directly; `apps/gradio_app.py` only lays it out and wires it.
+tested directly; `styleclip/app/demo.py` only lays it out and wires it.
 
 User mistakes raise `styleclip.errors.StyleClipError` / `ValueError` with a one-line message (the web layer
 turns them into a gr.Error pop-up). Progress goes to an optional `report(done, total, message)`.
@@ -25,7 +25,7 @@ from PIL import Image
 from styleclip import factory
 from styleclip import stylespace as ss
 from styleclip.errors import InputError, StyleClipError
-from styleclip.imaging import from_pil, save_gif, to_pil, upscale_for_viewing
+from styleclip.util.imaging import from_pil, save_gif, to_pil, upscale_for_viewing
 from styleclip.sources import save_latent
 from styleclip.types import MAX_PROMPT_CHARS, Latent, Prompt
 
@@ -297,11 +297,11 @@ class StyleClipApp:
         """A photo -> its largest face FFHQ-aligned at the generator's size -> inverted by `invert` (auto: the
         cheapest of e4e / projector / PTI reaching the fidelity target; results cached on disk). The figures
         of every inverter tried are shown; edits are pasted back into the photo."""
-        from styleclip import pti
-        from styleclip.faces import load_image
-        from styleclip.fidelity import invert_face
-        from styleclip.inversion import InversionConfig, default_encoder
-        from styleclip.photo_edit import find_faces
+        from styleclip.photo import pti
+        from styleclip.photo.faces import load_image
+        from styleclip.photo.fidelity import invert_face
+        from styleclip.photo.invert import InversionConfig, default_encoder
+        from styleclip.pipelines.photo import find_faces
 
         if not path:
             raise InputError("no photo uploaded: drop a photo with a face into the upload box")
@@ -344,7 +344,7 @@ class StyleClipApp:
     @staticmethod
     def preview_photo(path) -> Optional[Image.Image]:
         """The uploaded photo for display (None when there is none or it is not a readable image)."""
-        from styleclip.faces import load_image
+        from styleclip.photo.faces import load_image
 
         if not path:
             return None
@@ -481,7 +481,7 @@ class StyleClipApp:
             return self._mappers[key]
 
     def mapper_edit(self, session, choice, strength=1.0) -> EditOutput:
-        from styleclip.pti import with_generator
+        from styleclip.photo.pti import with_generator
 
         session = self._ensure(session)
         editor = with_generator(self._mapper(choice), self._g(session))
@@ -539,7 +539,7 @@ class StyleClipApp:
         universal mapper, global directions or optimization. `auto` (one of STRENGTH_MODES, or a bool: True is
         'auto (CLIP gain)') picks the strength per face: the smallest reaching the CLIP gain, or the strongest
         up to the slider's that keeps the person."""
-        from styleclip.image_directions import load_reference_image
+        from styleclip.encoders.targets import load_reference_image
 
         session = self._ensure(session)
         if engine not in self.ANY_PROMPT_ENGINES:
@@ -623,7 +623,7 @@ class StyleClipApp:
         save_latent(latent, latent_file)  # W+ [1,num_ws,D], or for global edits S space (as the CLI writes)
         photo = photo_file = None
         if session.photo is not None:  # the whole photo with the edit pasted back
-            from styleclip.pasteback import paste_back
+            from styleclip.photo.paste import paste_back
 
             photo = paste_back(session.photo, img[0], session.face)
             photo_file = folder / f"{session.label}_{engine}_photo.png"
@@ -634,7 +634,7 @@ class StyleClipApp:
 
 
 def _model_sets() -> dict:
-    from styleclip import pretrained
+    from styleclip.store import registry as pretrained
 
     return pretrained.MODEL_SETS
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .faces import AlignedFace, source_to_crop
+from styleclip.photo.faces import AlignedFace, source_to_crop
 
 
 @dataclass(frozen=True)

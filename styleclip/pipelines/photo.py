@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .errors import InputError
-from .fidelity import FaceInversion, invert_face
-from .pasteback import MaskConfig, paste_faces
-from .types import EditResult, Latent, Prompt
+from styleclip.errors import InputError
+from styleclip.photo.fidelity import FaceInversion, invert_face
+from styleclip.photo.paste import MaskConfig, paste_faces
+from styleclip.types import EditResult, Latent, Prompt
 
 MIN_FACE_PIXELS = 24  # a face whose aligned square is smaller than this has too little detail to invert
 
@@ -72,7 +72,7 @@ def parse_face(text: str | int | None) -> int | str | None:
 
 def find_faces(photo: Image.Image, *, size: int, face=None, detector=None, source: str = "the photo"):
     """The AlignedFaces to edit: the largest (face None), face number `face`, or every face ('all')."""
-    from .faces import align_face, detect_faces, select_face
+    from styleclip.photo.faces import align_face, detect_faces, select_face
 
     found = detect_faces(photo, detector=detector)
     chosen = found if face == "all" and found else [select_face(found, None if face == "all" else face, source=source)]
@@ -98,7 +98,7 @@ def edit_photo(photo: Image.Image, aligned_faces, generator, editor, prompt: Pro
 
     invert_options: keyword arguments of fidelity.invert_face (encoder, identity, projector, pti, target,
     perceptual, ...). on_face(k, FaceInversion): called after each inversion (to print its figures)."""
-    from .pti import with_generator
+    from styleclip.photo.pti import with_generator
 
     edits = []
     for k, aligned in enumerate(aligned_faces):
@@ -116,7 +116,7 @@ def save_photo_edit(out_dir: str | Path, label: str, edit: PhotoEdit, *, crop_on
     """Write <label>_edited.png (the whole photo, or with crop_only the edited aligned crop of the first face),
     per face <label>_face<k>_{crop,before_after}.png and _latent.pt, and <label>_edit.json (inversion figures,
     engine metrics). All files appear together or not at all."""
-    from .imaging import from_pil, grid, to_pil, upscale_for_viewing
+    from styleclip.util.imaging import from_pil, grid, to_pil, upscale_for_viewing
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

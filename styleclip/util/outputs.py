@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from .errors import OutputError
+from styleclip.errors import OutputError
 
 MAX_NAME_BYTES = 255  # a path component on common file systems
 MAX_PATH_BYTES = 4000

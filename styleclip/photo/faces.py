@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from styleclip.errors import InputError
 
 MAX_SIDE = 4096  # photos are downscaled to this long side right after reading
 MIN_SIDE = 20  # MTCNN (min_face_size 20) scans no scale of a smaller image
@@ -297,7 +297,7 @@ MAX_CROP = 2048
 
 
 def _check_size(size) -> None:
-    from .checks import integer
+    from styleclip.util.checks import integer
 
     integer(size, "crop size", 16, MAX_CROP)
 
@@ -324,7 +324,7 @@ def generator_makes_faces(g, *, n: int = 8, seed: int = 0, detect_side: int = 25
     face generator (identity loss meaningful) from cars, cats, churches."""
     import torch
 
-    from .imaging import to_pil
+    from styleclip.util.imaging import to_pil
 
     z = torch.randn(n, g.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(g.w_avg.device)
     with torch.no_grad():

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import WeightsMissingError
+from styleclip.errors import WeightsMissingError
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from styleclip.errors import InputError
 
 BANK_SIZE = 1000  # generated faces embedded once per (generator, CLIP); about 15 s on the toy model (1 CPU thread)
 BANK_SEED = 31337
@@ -88,7 +88,7 @@ def load_reference_image(path: str | Path, size: int) -> torch.Tensor:
     """A reference image file -> img [1,3,size,size] in [-1,1] (centre-cropped square, resized)."""
     from PIL import Image, UnidentifiedImageError
 
-    from .imaging import from_pil
+    from styleclip.util.imaging import from_pil
 
     path = Path(path)
     if not path.is_file():

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from . import stylespace as ss
-from .checks import finite_tensors, read_npy, reading
-from .errors import CheckpointError, StyleClipError
-from .types import ProgressFn
+from styleclip import stylespace as ss
+from styleclip.util.checks import finite_tensors, read_npy, reading
+from styleclip.errors import CheckpointError, StyleClipError
+from styleclip.types import ProgressFn
 
 PERTURBATION = 3.0  # channel standard deviations, about the largest shift a global edit gives one channel
 IMAGES = 32
@@ -132,7 +132,7 @@ def load_or_compute_identity_cost(g, identity, stats: ss.StyleStats, path: str |
     if not compute:
         raise StyleClipError(f"no identity cost of the style channels for this generator and identity net (looked "
                              f"for {cached}); it is computed on small generators only, as the relevance: turn "
-                             "identity damping off, or compute it with styleclip.identity_cost."
+                             "identity damping off, or compute it with styleclip.stylespace.identity_cost."
                              "compute_identity_cost and save it there")
     cost = compute_identity_cost(g, identity, stats, progress=progress)
     if ss.distributed_main():

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import pretrained
-from .errors import CheckpointError, InputError
-from .imaging import from_pil
-from .losses import identity_loss
-from .types import ProgressFn
+from styleclip.store import registry as pretrained
+from styleclip.errors import CheckpointError, InputError
+from styleclip.util.imaging import from_pil
+from styleclip.losses import identity_loss
+from styleclip.types import ProgressFn
 
 E4E_INPUT_SIZE = 256
 SPACES = ("w+", "w")
@@ -55,7 +55,7 @@ class InversionConfig:
     seed: int = 0
 
     def __post_init__(self):
-        from .checks import integer, number
+        from styleclip.util.checks import integer, number
 
         integer(self.steps, "steps", 1, 100_000)
         number(self.lr, "lr", lo=0.0, hi=10.0, open_lo=True)
@@ -172,7 +172,7 @@ def load_e4e(path: str | Path, *, device: str | torch.device = "cpu"):
     except Exception as e:  # unpickling refused, truncated archive, not a torch file ...
         raise CheckpointError(f"{path}: cannot read the encoder checkpoint ({' '.join(str(e).split())[:300]})") \
             from None
-    from .checks import reading
+    from styleclip.util.checks import reading
 
     with reading(path, "encoder checkpoint"):
         model = _e4e_from_checkpoint(ckpt, path)
@@ -181,8 +181,8 @@ def load_e4e(path: str | Path, *, device: str | torch.device = "cpu"):
 
 
 def _e4e_from_checkpoint(ckpt, path: Path):
-    from .checks import file_tensors
-    from .nets.e4e import Encoder4Editing
+    from styleclip.util.checks import file_tensors
+    from styleclip.nets.e4e import Encoder4Editing
 
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
@@ -324,7 +324,7 @@ def invert_photo(path: str | Path, generator, *, face_index: int | None = None,
 
     The face (largest by default, or `face_index` as listed by `styleclip faces`) is FFHQ-aligned, then
     inverted with `encoder` (an e4e module from `load_e4e`) when given, else by optimization."""
-    from .faces import align_photo
+    from styleclip.photo.faces import align_photo
 
     aligned = align_photo(path, size=generator.config.size, face_index=face_index, detector=detector).image
     result = invert_aligned(aligned, generator, config=config, encoder=encoder, identity=identity,
@@ -335,10 +335,10 @@ def invert_photo(path: str | Path, generator, *, face_index: int | None = None,
 def save_inversion(out_dir: str | Path, w_plus: torch.Tensor, aligned: Image.Image,
                    reconstruction: torch.Tensor) -> dict[str, Path]:
     """Write latent.pt, aligned.png, reconstruction.png and side_by_side.png into out_dir."""
-    from .imaging import grid, to_pil, upscale_for_viewing
+    from styleclip.util.imaging import grid, to_pil, upscale_for_viewing
 
-    from .checks import finite_tensors
-    from .outputs import Outputs
+    from styleclip.util.checks import finite_tensors
+    from styleclip.util.outputs import Outputs
 
     finite_tensors([w_plus, reconstruction], "the inversion")
     out = Path(out_dir)

@@ -17,7 +17,7 @@ Resumability: batches depend only on (seed, step), the learning rate is constant
 `train_state.pt` (read with weights_only=True) holds mapper + Adam state + step, so a resumed run continues
 the same sequence. Data parallel: when a torch.distributed process group is initialised (torchrun), every
 rank draws its own pairs (rank in the batch seed), gradients are averaged with all_reduce and only rank 0
-writes files (a hook until `styleclip.distributed` provides the launcher helpers).
+writes files (a hook until `styleclip.util.distributed` provides the launcher helpers).
 """
 from __future__ import annotations
 
@@ -33,14 +33,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import CheckpointError, InputError
-from ..losses import identity_loss
-from ..nets.universal_mapper import UniversalMapper
-from ..types import ProgressFn
-from .base import report, start_or_resume
-from .mapper import generator_fingerprint
-from .mapper_training import sample_latents
-from .universal_mapper import save_universal_mapper
+from styleclip.errors import CheckpointError, InputError
+from styleclip.losses import identity_loss
+from styleclip.nets.universal_mapper import UniversalMapper
+from styleclip.types import ProgressFn
+from styleclip.editors.base import report, start_or_resume
+from styleclip.editors.mapper import generator_fingerprint
+from styleclip.training.mapper import sample_latents
+from styleclip.editors.universal_mapper import save_universal_mapper
 
 LogFn = Callable[[int, dict], None]
 

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .errors import CheckpointError, InputError, NumericalError, StyleClipError
+from styleclip.errors import CheckpointError, InputError, NumericalError, StyleClipError
 
 MAX_SEED = 2 ** 63 - 1  # torch.Generator.manual_seed takes 64-bit seeds
 MEMORY_BUDGET = 1 << 30  # bytes one requested allocation (a batch, a latent set, a crop) may take

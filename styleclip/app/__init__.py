@@ -1,0 +1,1 @@
+"""The Gradio web app: layout (demo) and the actions it calls."""

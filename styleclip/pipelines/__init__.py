@@ -1,0 +1,1 @@
+"""Orchestration shared by every front end (CLI, app, benchmarks, Python callers)."""

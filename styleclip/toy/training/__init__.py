@@ -1,0 +1,1 @@
+"""Training recipes of the toy-faces models (not needed to load or use them)."""

@@ -1,0 +1,1 @@
+"""Trainers of the latent mappers (per prompt and universal) and their optimizer."""

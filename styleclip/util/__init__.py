@@ -1,0 +1,1 @@
+"""Plumbing that knows no model: bounds, atomic outputs, imaging, runtime, the torchrun world."""
