@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
+from styleclip import models
 from styleclip.store import registry as pretrained
 from styleclip.store.readers import build_generator, read_generator, save_generator
 from styleclip.errors import CheckpointError, InputError, StyleClipError, WeightsMissingError
 from styleclip.nets.stylegan2 import Generator, GeneratorConfig
 
-TOY = pretrained.FALLBACK_MODEL
 DEBUG_GENERATOR = GeneratorConfig(size=32, style_dim=64, n_mlp=2, channel_base=512, channel_max=32,
                                   channel_multiplier=1)
 
@@ -55,23 +55,8 @@ def debug_generator(seed: int = 0) -> Generator:
 
 
 def default_model(notice=None) -> str:
-    """The model set to use when none is named: 'ffhq' when its generator weights are present or can be
-    downloaded, else the embedded 'toy-faces' (calling `notice(one_line)` to say so and how to get FFHQ)."""
-    name = pretrained.DEFAULT_MODEL
-    weight = pretrained.MODEL_SETS[name].generator
-    if pretrained.find(weight) is not None:
-        return name
-    try:
-        pretrained.ensure(weight)
-        return name
-    except WeightsMissingError:
-        reason = "offline" if pretrained.offline() else "download failed"
-        if notice is not None:
-            spec = pretrained.get_spec(weight)
-            notice(f"notice: no FFHQ weights ({spec.filename}: {reason}); using the embedded "
-                   f"'{pretrained.FALLBACK_MODEL}' model. For real faces run `styleclip weights download ffhq` "
-                   f"or put {spec.filename} in {pretrained.cache_dir()}.")
-        return pretrained.FALLBACK_MODEL
+    """The model set to use when none is named (see `models.default_model_name`)."""
+    return models.default_model_name(notice)
 
 
 def load_generator(source: str | Path | None = None, *, device: str | torch.device = "cpu",
@@ -82,15 +67,16 @@ def load_generator(source: str | Path | None = None, *, device: str | torch.devi
     Foreign checkpoints (.pt / .pkl) are converted once and cached as safetensors in the user cache.
     """
     device = resolve_device(device)
-    name = str(source) if source is not None else "ffhq"
-    if name in pretrained.MODEL_SETS:
-        name = pretrained.MODEL_SETS[name].generator
-        if name == "debug":
+    name = str(source) if source is not None else models.DEFAULT_MODEL
+    ms = _model_set(name)
+    if ms is not None:
+        if ms.builtin == "debug":
             return debug_generator().to(device)
-        if name == TOY:
+        if ms.builtin == "toy":
             from styleclip.toy.assets import load_toy_generator
 
             return load_toy_generator().to(device)
+        name = ms.generator
     if name in pretrained.REGISTRY:
         return _generator_from_file(pretrained.ensure(name), cache=cache).to(device)
     path = Path(source)
@@ -127,16 +113,17 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
     from styleclip.encoders.clip import DEBUG_CLIP_CONFIG, DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipEncoder
 
     device = resolve_device(device)
-    name = model or "ffhq"
-    if name in pretrained.MODEL_SETS:
-        name = pretrained.MODEL_SETS[name].clip
-    if name == "debug":
+    name = model or models.DEFAULT_MODEL
+    ms = _model_set(name)
+    if ms is not None and ms.builtin == "debug":
         return ClipEncoder.from_config(DEBUG_CLIP_CONFIG, seed=0, name="debug",
                                        official_input=official_input).to(device)
-    if name == TOY:
+    if ms is not None and ms.builtin == "toy":
         from styleclip.toy.assets import load_toy_clip
 
         return load_toy_clip().to(device)
+    if ms is not None:
+        name = ms.clip
     if name == "clip-vit-b32-openai":
         model_name, tag = DEFAULT_MODEL, DEFAULT_PRETRAINED
         local = pretrained.find(name) or pretrained.find_in_hf_cache(name)  # weights folders, then HF cache
@@ -241,57 +228,36 @@ def _load_as(kind: str, path: Path) -> None:
             file_tensors(state, str(path))
 
 
-_TOY_MIN_CHANGE = 6.0  # the floor on the universal mapper's W+ change on toy-faces (see "universal" below)
-
-# Edit settings tuned per model set where the paper's FFHQ defaults do not carry over (the toy faces' W+ has
-# another scale); measured by benchmarks/edit_quality.py, see docs/benchmarks.md.
-MODEL_EDIT_DEFAULTS: dict[str, dict[str, dict]] = {
-    # optimize: l2_lambda 0.002 edits more faces than 0.008 (success 0.63 vs 0.46 on 13 prompts x 8 sources, both
-    # keeping identity on all) for fewer unrelated attributes kept (0.68 vs 0.81): docs/benchmarks.md
-    # clip_views: CLIP scores 4 copies shifted by up to 1/8 of the size (styleclip.encoders.views): success 0.64 -> 0.79
-    # with identity kept on all, for 1.8x the time per edit (docs/benchmarks.md)
-    # init universal: start from the universal mapper's whole W+ edit (its min_change below): good edits 0.79 ->
-    # 0.89 with identity kept on all (docs/benchmarks.md)
-    TOY: {"optimize": {"steps": 50, "lr": 0.1, "l2_lambda": 0.002, "id_lambda": 0.1, "clip_views": 4,
-                       "init": "universal", "init_min_change": _TOY_MIN_CHANGE},
-          # global: the paper's delta_s refined (stylespace.delta_s): ridge-decorrelated channel scores (a compound
-          # prompt's smile channels no longer crowd out its mohawk) and identity damping (styleclip.stylespace.identity_cost:
-          # the few channels that carry most of a smile's change of person held back). At alpha 4, beta 0.15 (the
-          # best fixed setting of the grid) good edits 0.60 -> 0.75, identity kept 0.69 -> 0.90 (global-paper row of
-          # docs/benchmarks.md). keep_identity: `styleclip edit --engine global` picks alpha per face under the
-          # identity budget below unless --fixed-strength is given.
-          "global": {"strength": 4.0, "beta": 0.15, "ridge": 0.2, "identity_damping": 0.005, "keep_identity": True},
-          # global --keep-identity: each face gets the strongest of 0.25..1 x alpha that keeps the person, so a larger
-          # alpha and more channels pay: good edits 0.85 at alpha 5, beta 0.1 with identity kept on all
-          # (docs/benchmarks.md); checked on 16 other sources: docs/benchmarks-other-sources.md
-          "global-keep-identity": {"strength": 5.0, "beta": 0.1},
-          # the universal mapper's change kept on channels with |relevance . d| >= beta: at 0.2 unrelated attributes
-          # kept 0.67 -> 0.89 for 6 points of success (docs/benchmarks-any-prompt.md); 0.1 keeps more of the edit:
-          # good edits 0.79 -> 0.81 for unrelated kept 0.97 -> 0.92 (docs/benchmarks.md; on the 16 sources of
-          # docs/benchmarks-other-sources.md 0.64 -> 0.70)
-          # min_change: the mapper's change floored at a W+ norm of 6 (a mohawk's is ~9, glasses' ~3.6): held-out
-          # success 0.74 -> 0.79 (glasses 0/5 -> 4/5), as a whole W+ edit good edits 0.80 -> 0.83; 5: 0.77, 7-8: 0.79
-          "universal": {"beta": 0.1, "min_change": _TOY_MIN_CHANGE},
-          # photo inversion at 64 px (benchmarks/photo_inversion.py, docs/photo-editing.md). Projector lr 0.02:
-          # StyleGAN2's 0.1 is sized for FFHQ's W, 5x wider per coordinate than the toy's, and at 0.1 the latent lands
-          # where edits work less (edit success on photos 12-26 points under sampled faces; at 0.02 within 10 for
-          # global and mapper). PTI: 500 steps with warm-up and cosine decay (lr 3e-3 and more diverge), without the
-          # locality term, as PTI's own default (use_locality_regularization False): on 16 photos it cost 3.6 dB of
-          # gain (weight 0.1; 1.0 dB at 0.01) for no measured edit success. Measured, not the default: projector
-          # lambda_delta 0.01 (W+ rows pulled together) edits better but costs 1.4 dB of PTI gain (16 photos).
-          "projector": {"steps": 100, "lr": 0.02},
-          "pti": {"steps": 500, "lr": 1e-3, "warmup": 30, "cosine": True, "locality_every": 0}},
-    "debug": {"pti": {"steps": 30, "lr": 1e-3, "locality_every": 10}},  # tiny random nets: smoke runs only
-}
-
-
-# The engine `styleclip edit` uses when none is named: on toy-faces the universal mapper edits best
-# (docs/benchmarks.md); elsewhere optimization, as the paper's first method.
-MODEL_DEFAULT_ENGINE: dict[str, str] = {TOY: "universal"}
+def _model_set(model):
+    """The record of a model-set name; None for anything else (a checkpoint, a path, None)."""
+    return models.MODEL_SETS.get(str(model)) if model is not None else None
 
 
 def default_engine(model: str | None) -> str:
-    return MODEL_DEFAULT_ENGINE.get(str(model), "optimize")
+    """The engine `styleclip edit` uses when none is named (the model set's record)."""
+    return models.for_source(model).default_engine
+
+
+def edit_defaults(model: str | None, engine: str, *, keep_identity: bool = False) -> dict:
+    """The model set's tuned settings of `engine` (or 'projector' / 'pti') as Config keyword arguments: the
+    fields where its preset differs from the paper's (empty for ffhq and checkpoints). keep_identity: global's
+    alpha / beta under an identity budget. For callers outside the edit plan (benchmarks, `sweep`): all of a
+    tuned preset's fields (optimize / universal without `strength`, which is the Prompt's)."""
+    import dataclasses
+
+    ms = _model_set(model)
+    if ms is None:
+        return {}
+    if engine in ("projector", "pti"):
+        return getattr(ms.presets, engine).overrides()
+    preset, paper = ms.presets.engine(engine), models.PAPER.engine(engine)
+    if preset == paper:
+        return {}
+    out = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset)
+           if not f.name.startswith("budget_") and (engine == "global" or f.name != "strength")}
+    if engine == "global":
+        out["strength"], out["beta"] = preset.alpha_beta(keep_identity)
+    return out
 
 
 GLOBAL_DIRECTION_OPTIONS = ("ridge", "identity_damping")  # GlobalDirectionsConfig fields a model set may tune
@@ -300,38 +266,56 @@ GLOBAL_DIRECTION_OPTIONS = ("ridge", "identity_damping")  # GlobalDirectionsConf
 def global_direction_options(model: str | None, identity=None) -> dict:
     """The model set's refinements of the global direction (GlobalDirectionsConfig ridge / identity_damping;
     empty: the paper's delta_s). Identity damping needs the identity net: left out when `identity` is None."""
-    tuned = edit_defaults(model, "global")
-    return {k: tuned[k] for k in GLOBAL_DIRECTION_OPTIONS
-            if k in tuned and (k != "identity_damping" or identity is not None)}
-
-
-def edit_defaults(model: str | None, engine: str, *, keep_identity: bool = False) -> dict:
-    """Settings tuned for this model set and engine (empty: the engine's own defaults apply); keep_identity:
-    global's own alpha / beta under an identity budget (`--keep-identity`) where tuned."""
-    tuned = MODEL_EDIT_DEFAULTS.get(str(model), {})
-    out = dict(tuned.get(engine, {}))
-    if keep_identity and engine == "global":
-        out.update(tuned.get("global-keep-identity", {}))
-    return out
+    preset = models.for_source(model).presets.global_
+    return {k: getattr(preset, k) for k in GLOBAL_DIRECTION_OPTIONS
+            if getattr(preset, k) is not None and (k != "identity_damping" or identity is not None)}
 
 
 def auto_strength_config(model: str | None, identity=None, **overrides):
-    """AutoStrengthConfig for a model set: its identity net's verification threshold where measured (toy);
-    target="identity" (an identity budget) tries BUDGET_CANDIDATES unless candidates are given."""
+    """AutoStrengthConfig for a model set: its identity net's measured verification threshold and gain scale
+    where its record says so; target="identity" (an identity budget) tries BUDGET_CANDIDATES unless
+    candidates are given."""
     from styleclip.editors.auto_strength import BUDGET_CANDIDATES, AutoStrengthConfig
 
     if overrides.get("target") == "identity":
         overrides.setdefault("candidates", BUDGET_CANDIDATES)
-
-    if str(model) == TOY and "identity_threshold" not in overrides:
+    ms = _model_set(model)
+    preset = ms.presets.auto_strength if ms is not None else models.PAPER.auto_strength
+    if preset.measured_threshold and "identity_threshold" not in overrides:
         from styleclip.toy.evaluate import identity_threshold
 
         overrides["identity_threshold"] = identity_threshold()
-    if str(model) == TOY:
-        # 1.5 x the engine's gain target: global success 0.55 -> 0.63 with identity kept on 99%, unrelated attributes
-        # kept 0.92 -> 0.87 (13 prompts x 8 sources; at 2.5: 2 points more success for 7 of unrelated kept)
-        overrides.setdefault("gain_scale", 1.5)
+    if preset.gain_scale is not None:
+        overrides.setdefault("gain_scale", preset.gain_scale)
     return AutoStrengthConfig(**overrides)
+
+
+def describe_checkpoint(generator, path: str | Path) -> models.Checkpoint:
+    """What `styleclip prepare` recorded for this generator (its CLIP, whether it draws faces), if anything."""
+    from styleclip.stylespace import find_prepared
+
+    found = find_prepared(generator)
+    if found is None:
+        return models.Checkpoint(Path(path))
+    folder, record = found
+    return models.Checkpoint(Path(path), clip=record.get("clip"), faces=bool(record.get("faces", True)),
+                             faces_reason=record.get("faces_reason", "recorded by styleclip prepare"),
+                             prepared=folder)
+
+
+def clip_for(generator=None, *, model: str | None = None, checkpoint: str | Path | None = None,
+             clip: str | None = None) -> str:
+    """THE rule for which CLIP goes with a generator (edit, train-mapper, serve, the app): `clip` when given,
+    else the model set's, else for a checkpoint the one its `styleclip prepare` recorded, else FFHQ's."""
+    if clip:
+        return str(clip)
+    if checkpoint is None and _model_set(model) is not None:
+        return _model_set(model).clip
+    if generator is not None and (checkpoint is not None or model is not None):
+        recorded = describe_checkpoint(generator, checkpoint if checkpoint is not None else model).clip
+        if recorded:
+            return recorded
+    return models.CHECKPOINT.clip
 
 
 ENGINE_MODULES = {"optimize": "styleclip.editors.optimization", "global": "styleclip.editors.global_directions",
@@ -392,7 +376,7 @@ def distill_teacher(init: str | Path, generator, clip, prompt: str, *, model: st
         if init != "auto":
             raise
         return None, "random (the paper's; no universal mapper found for this generator)"
-    floor = edit_defaults(model, "universal").get("min_change", 0.0)
+    floor = models.for_source(model).presets.universal.min_change
     editor = create_editor("universal", generator, clip, mapper=path, min_change=floor)
     return editor.teacher(prompt, neutral), f"distilled from the universal mapper {path}"
 
@@ -408,18 +392,19 @@ def load_identity(source: str | Path | None = None, *, device: str | torch.devic
     from styleclip.encoders.identity import ArcFaceIdentity, FaceNetIdentity, debug_identity, read_state_dict
 
     device = resolve_device(device)
-    name = str(source) if source is not None else "ffhq"
-    if name in pretrained.MODEL_SETS:
-        name = pretrained.MODEL_SETS[name].identity
-        if name is None:
+    name = str(source) if source is not None else models.DEFAULT_MODEL
+    ms = _model_set(name)
+    if ms is not None:
+        if ms.identity is None:
             return None
-    name = IDENTITY_ALIASES.get(name, name)
-    if name == "debug":
-        return debug_identity().to(device)
-    if name == TOY:
-        from styleclip.toy.assets import load_toy_identity
+        if ms.builtin == "debug":
+            return debug_identity().to(device)
+        if ms.builtin == "toy":
+            from styleclip.toy.assets import load_toy_identity
 
-        return load_toy_identity().to(device)
+            return load_toy_identity().to(device)
+        name = ms.identity
+    name = IDENTITY_ALIASES.get(name, name)
     if name in pretrained.REGISTRY:
         spec = pretrained.get_spec(name)
         if spec.kind != "identity":

@@ -30,6 +30,31 @@ def short_name(name: str, limit: int = 100) -> str:
     return f"{head}-{digest}{suffix}"
 
 
+def slug(text: str, limit: int = 60) -> str:
+    """'A face with blond hair!' -> 'a-face-with-blond-hair': lower-case words joined by '-', at most `limit`
+    characters (cut at a word), 'edit' when nothing is left."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    out = ""
+    for w in words:
+        if len(out) + len(w) + bool(out) > limit:
+            break
+        out += ("-" if out else "") + w
+    return out or (words[0][:limit] if words else "edit")
+
+
+def run_folder(out: str | Path, name: str, *, overwrite: bool = False) -> Path:
+    """The folder one run writes into: `out/name`, or when that exists `out/name-2`, `out/name-3`, ...;
+    with `overwrite` always `out/name` (earlier files of the same names are replaced). Not created here."""
+    out = Path(out)
+    name = short_name(name, 100)
+    folder = out / name
+    k = 2
+    while not overwrite and (folder.exists() or folder.is_symlink()):
+        folder = out / f"{name}-{k}"
+        k += 1
+    return folder
+
+
 def _check_place(path: Path, what: str) -> None:
     """The folders above `path`: none of them a file, the deepest existing one writable; names not too long."""
     if len(str(path).encode()) > MAX_PATH_BYTES:
