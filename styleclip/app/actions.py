@@ -22,8 +22,10 @@ from typing import Callable, NamedTuple, Optional, Sequence
 import torch
 from PIL import Image
 
-from styleclip import factory
+from styleclip import factory, models
 from styleclip import stylespace as ss
+from styleclip.pipelines import edit as plan
+from styleclip.pipelines.bounds import check
 from styleclip.errors import InputError, StyleClipError
 from styleclip.util.imaging import from_pil, save_gif, to_pil, upscale_for_viewing
 from styleclip.sources import save_latent
@@ -41,23 +43,10 @@ PHOTO_SIDE = 1024  # uploaded photos are kept (and edited) at most this large
 KEEP_RESULTS = 500  # result folders kept on disk (the web layer serves copies from its own cache)
 
 
-# Example prompts the page offers, per model set: each world can only show what it has (toy faces have no
-# grey hair or anger). Global examples take the model's alpha and beta unless they give their own.
-EXAMPLES = {
-    "toy-faces": {
-        "global": [["a face", t] for t in ("a face with blond hair", "a face with a beard", "a face with purple hair",
-                                           "a face with long hair", "a surprised face")],
-        "optimize": [["a face wearing glasses"], ["a face with purple hair"], ["a face with a mohawk"],
-                     ["a surprised face"]],
-    },
-    "ffhq": {  # the StyleCLIP notebooks' settings
-        "global": [["a face", "a smiling face", 4.1, 0.15], ["a face", "a face with glasses", 4.1, 0.13],
-                   ["a face", "a face with grey hair", 5.0, 0.15], ["a face with hair", "a face with curly hair", 4.0, 0.12],
-                   ["a face", "an angry face", 4.0, 0.15]],
-        "optimize": [["a person with purple hair"], ["a face with a mohawk hairstyle"], ["an old person with grey hair"],
-                     ["a surprised face"]],
-    },
-}
+# Example prompts the page offers, per model set (from the records in styleclip.models): global rows
+# [neutral, target] take the model's alpha and beta, [neutral, target, alpha, beta] give their own.
+EXAMPLES = {name: {"global": [list(r) for r in m.examples.global_], "optimize": [list(r) for r in m.examples.optimize]}
+            for name, m in models.MODEL_SETS.items()}
 
 
 class GlobalEdit(NamedTuple):
@@ -132,14 +121,11 @@ def _text(value, what: str) -> str:
     return text
 
 
-def _number(value, what: str, lo: float, hi: float) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a number, got {value!r}") from None
-    if not lo <= x <= hi:  # also refuses NaN
-        raise InputError(f"{what} must be between {lo:g} and {hi:g}, got {value!r}")
-    return x
+def _number(value, name: str, what: str):
+    """`value` within the edit plan's bounds of setting `name` (the CLI's), as a number of its type."""
+    if value is None or isinstance(value, bool):
+        raise InputError(f"{what} must be a number, got {value!r}")
+    return check(name, value, label=what)
 
 
 class StyleClipApp:
@@ -152,12 +138,13 @@ class StyleClipApp:
                  stats: str | Path | None = None, mapper_folders: Sequence[str | Path] | None = None,
                  out_dir: str | Path | None = None, detector=None, prepare_global: bool = True):
         self.model = str(model)
+        self.record = models.for_source(self.model)  # models.CHECKPOINT for a generator file
+        self.checkpoint = None if self.model in models.MODEL_SETS else Path(self.model)
         self.device = factory.resolve_device(device)
         self.generator = factory.load_generator(self.model, device=self.device)
-        clip_name = self.model if self.model in _model_sets() else None  # a checkpoint path: the default CLIP
-        self.clip = factory.load_clip(clip_name, device=self.device)
+        self.clip = factory.load_clip(factory.clip_for(self.generator, model=self.model), device=self.device)
         self.notices: list[str] = []
-        self.identity = self._load_identity(clip_name)
+        self.identity = self._load_identity(None if self.checkpoint is not None else self.model)
         self.relevance_file, self.stats_file = relevance, stats
         self.mapper_folders = list(mapper_folders) if mapper_folders is not None else None
         self._own_out_dir = out_dir is None
@@ -182,21 +169,35 @@ class StyleClipApp:
             shutil.rmtree(self.out_dir, ignore_errors=True)
 
     # ---- models -------------------------------------------------------------------------------------
+    def request(self, **settings) -> plan.EditRequest:
+        """An edit-plan request on this app's model (nothing written: the app keeps its own result folders)."""
+        if self.checkpoint is not None:
+            return plan.EditRequest(checkpoint=self.checkpoint, out=None, device=str(self.device), **settings)
+        return plan.EditRequest(model=self.model, out=None, device=str(self.device), **settings)
+
     def optimize_defaults(self):
-        """The optimization settings the page starts with: the model set's tuned ones over the paper's."""
+        """The optimization settings the page starts with: the CLI's for this model set (`edit --engine
+        optimize`)."""
         from styleclip.editors.optimization import OptimizationConfig
 
-        return OptimizationConfig(**factory.edit_defaults(self.model, "optimize"))
+        options = plan.resolve(self.request(prompt="x", engine="optimize")).options
+        return OptimizationConfig(**options)
 
     def global_defaults(self, keep_identity: bool = False) -> tuple[float, float]:
-        """(alpha, beta) the page starts with (keep_identity: the model set's own for an identity budget)."""
-        tuned = factory.edit_defaults(self.model, "global", keep_identity=keep_identity)
-        return float(tuned.get("strength", 4.1)), float(tuned.get("beta", 0.15))
+        """(alpha, beta) the page starts with: the CLI's `edit --engine global` with --fixed-strength, or with
+        keep_identity its identity budget's."""
+        return self.record.presets.global_.alpha_beta(keep_identity)
+
+    def invert_steps_default(self) -> int:
+        """The projector steps of a photo upload: the model set's (the CLI's `--invert-steps` default)."""
+        from styleclip.photo.invert import InversionConfig
+
+        return int(self.record.presets.projector.steps or InversionConfig().steps)
 
     def examples(self, engine: str) -> list[list]:
-        """Example rows for the page: global [neutral, target, alpha, beta], optimize [prompt]; the toy world's
-        prompts on toy-faces, FFHQ's otherwise, with the model's alpha and beta where a row gives none."""
-        rows = EXAMPLES.get(self.model, EXAMPLES["ffhq"])[engine]
+        """Example rows for the page: global [neutral, target, alpha, beta], optimize [prompt]: the model set's
+        own (FFHQ's for a checkpoint), with the model's alpha and beta where a row gives none."""
+        rows = self.record.examples.global_ if engine == "global" else self.record.examples.optimize
         if engine != "global":
             return [list(r) for r in rows]
         alpha, beta = self.global_defaults()
@@ -208,10 +209,8 @@ class StyleClipApp:
 
     def describe(self) -> str:
         g = self.generator
-        sets = _model_sets()
-        kind = sets[self.model].description if self.model in sets else f"checkpoint {self.model}"
-        if self.model == "debug":
-            kind = "tiny random networks, no download (the faces are noise-like: for trying the app)"
+        kind = (self.record.app_description or self.record.description) if self.checkpoint is None \
+            else f"checkpoint {self.model}"
         text = f"Model **{self.model}**: {kind}. Generator {g.config.size} px, {len(g.layers)} style layers, " \
                f"device {self.device.type}."
         if self.identity is None:
@@ -281,8 +280,8 @@ class StyleClipApp:
     def face_from_seed(self, seed, truncation=0.7) -> SourceOutput:
         from styleclip.sources import latents_from_seeds
 
-        seed = int(_number(seed, "the seed", 0, 2**32 - 1))
-        truncation = _number(truncation, "truncation", 0.0, 1.0)
+        seed = _number(seed, "seed", "the seed")
+        truncation = _number(truncation, "truncation", "truncation")
         latent = latents_from_seeds(self.generator, [seed], truncation)
         session = self._session(latent.w_plus, f"seed{seed}")
         return SourceOutput(self.view(session.source), f"Random face: seed {seed}, truncation {truncation:g}.",
@@ -306,9 +305,9 @@ class StyleClipApp:
         if not path:
             raise InputError("no photo uploaded: drop a photo with a face into the upload box")
         path = Path(path)
-        defaults = {**factory.edit_defaults(self.model, "projector")}
-        steps = int(_number(steps if steps is not None else defaults.get("steps", InversionConfig().steps),
-                            "inversion steps", 1, 5000))
+        defaults = self.record.presets.projector.overrides()
+        steps = _number(steps if steps is not None else defaults.get("steps", InversionConfig().steps),
+                        "invert_steps", "inversion steps")
         if report:
             report(0, 1, "finding the face")
         photo = load_image(path, max_side=PHOTO_SIDE)
@@ -319,9 +318,9 @@ class StyleClipApp:
             if report:
                 report(done, total, f"inverting ({invert})")
 
-        tune = factory.edit_defaults(self.model, "pti")
+        tune = self.record.presets.pti.overrides()
         if pti_steps is not None:
-            tune["steps"] = int(_number(pti_steps, "PTI steps", 1, 5000))
+            tune["steps"] = _number(pti_steps, "pti_steps", "PTI steps")
         inv = invert_face(face.image, self.generator, method=invert, encoder=encoder, identity=self.identity,
                           projector=InversionConfig(**{**defaults, "steps": steps}), pti=pti.PTIConfig(**tune),
                           progress=progress)
@@ -362,7 +361,8 @@ class StyleClipApp:
     def _global_edit(self, neutral, target, alpha, beta) -> GlobalEdit:
         target = _text(target, "target text")
         neutral = " ".join(str(neutral or "").split()) or DEFAULT_NEUTRAL
-        return GlobalEdit(neutral, target, _number(alpha, "alpha", -100, 100), _number(beta, "beta", 0, 1))
+        return GlobalEdit(neutral, target, float(_number(alpha, "strength", "alpha")),
+                          float(_number(beta, "beta", "beta")))
 
     def _direction(self, edit: GlobalEdit):
         return self.global_editor().direction(Prompt(edit.target, neutral=edit.neutral), edit.beta)
@@ -485,7 +485,7 @@ class StyleClipApp:
 
         session = self._ensure(session)
         editor = with_generator(self._mapper(choice), self._g(session))
-        strength = _number(strength, "strength", -10, 10)
+        strength = float(_number(strength, "strength", "strength"))
         prompt = editor.prompt or choice.split(" (")[0].replace("_", " ")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -499,26 +499,27 @@ class StyleClipApp:
     # ---- optimization -------------------------------------------------------------------------------------
     def optimize(self, session, prompt, steps=None, lr=None, l2_lambda=None, id_lambda=None, *,
                  report: Optional[Report] = None) -> EditOutput:
-        """CLIP-guided latent optimization from the source (a fresh engine per call: no shared state)."""
-        from styleclip.editors.optimization import OptimizationEditor
-
+        """CLIP-guided latent optimization from the source (a fresh engine per call: no shared state), with
+        the edit plan's settings and bounds (those of `styleclip edit --engine optimize`)."""
         session = self._ensure(session)
         target = _text(prompt, "prompt")
         d = self.optimize_defaults()
-        steps = int(_number(d.steps if steps is None else steps, "steps", 1, 5000))
-        lr = _number(d.lr if lr is None else lr, "learning rate", 1e-5, 10)
-        l2_lambda = _number(d.l2_lambda if l2_lambda is None else l2_lambda, "the L2 lambda", 0, 100)
-        id_lambda = _number(d.id_lambda if id_lambda is None else id_lambda, "the identity lambda", 0, 100)
-        config = dataclasses.replace(d, steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda,
-                                     frame_every=max(1, steps // 8))
-        editor = OptimizationEditor(self._g(session), self.clip, self.identity, config=config)
+        steps = _number(d.steps if steps is None else steps, "steps", "steps")
+        lr = float(_number(d.lr if lr is None else lr, "lr", "learning rate"))
+        l2_lambda = float(_number(d.l2_lambda if l2_lambda is None else l2_lambda, "l2_lambda", "the L2 lambda"))
+        id_lambda = float(_number(d.id_lambda if id_lambda is None else id_lambda, "id_lambda", "the identity lambda"))
+        settings = plan.resolve(self.request(prompt=target, engine="optimize", steps=steps, lr=lr,
+                                             l2_lambda=l2_lambda, id_lambda=id_lambda))
+        editor = plan.build_editor(settings, self._g(session), self.clip, self.identity,
+                                   frame_every=max(1, steps // 8))
 
         def progress(done, total):
             if report:
                 losses = ", ".join(f"{k} {v:.3f}" for k, v in editor.last_losses.items())
                 report(done, total, f"optimizing ({losses})" if losses else "optimizing")
 
-        result = editor.edit(Latent(session.w_plus.to(self.device)), Prompt(target), progress=progress)
+        result = editor.edit(Latent(session.w_plus.to(self.device)), Prompt(target, strength=settings.strength),
+                             progress=progress)
         metrics = _first(result.metrics)
         if "identity_similarity" in metrics:
             metrics["identity"] = metrics.pop("identity_similarity")
@@ -551,32 +552,21 @@ class StyleClipApp:
         ref = load_reference_image(image_path, self.size) if image_path else None
         if not text and ref is None:
             raise InputError("say what to edit toward: type a prompt or upload a reference image")
-        strength = _number(strength, "strength", 0, 20)
+        strength = float(_number(strength, "strength", "strength"))
         budget = mode == "keep identity" and engine != "optimize"
-        alpha, beta = self.global_defaults(keep_identity=budget)
-        if engine == "global":
-            strength *= alpha  # the slider is a multiple of the model's alpha
-        target = Prompt(text, strength=strength, image=ref)
-        options: dict = {}
-        if mode != "fixed" and engine != "optimize":
-            if self.identity is None and budget:
-                raise InputError("'keep identity' needs an identity net, and this model set has none")
-            options = dict(auto=True, auto_strength=factory.auto_strength_config(
-                self.model, self.identity, target="identity" if budget else "gain"))
-        if engine == "universal mapper":
-            tuned = factory.edit_defaults(self.model, "universal")
-            editor = factory.create_editor("mapper", self.generator, self.clip, self.identity, mapper="universal",
-                                           beta=tuned.get("beta"), min_change=tuned.get("min_change", 0.0),
-                                           **options)  # the CLI's defaults
-        elif engine == "global":
+        kind = {"universal mapper": "universal", "global": "global", "optimize": "optimize"}[engine]
+        if kind == "global":
+            strength *= self.global_defaults(keep_identity=budget)[0]  # the slider is a multiple of the model's alpha
+        if self.identity is None and budget:
+            raise InputError("'keep identity' needs an identity net, and this model set has none")
+        per_face = {} if kind == "optimize" else dict(auto_strength=mode == "auto (CLIP gain)", keep_identity=budget)
+        settings = plan.resolve(self.request(prompt=text, engine=kind, strength=strength, **per_face))
+        target = Prompt(text, strength=settings.strength, image=ref)
+        shared = {}
+        if kind == "global":  # the shared statistics and relevance (computed or read once)
             g = self.global_editor()
-            editor = factory.create_editor("global", self.generator, self.clip, self.identity, beta=beta,
-                                           stats=g.stats, relevance=g.relevance, identity_cost=g.identity_cost,
-                                           ridge=g.config.ridge, identity_damping=g.config.identity_damping,
-                                           **options)
-        else:
-            editor = factory.create_editor("optimize", self.generator, self.clip, self.identity,
-                                           **dataclasses.asdict(self.optimize_defaults()))
+            shared = dict(stats=g.stats, relevance=g.relevance, identity_cost=g.identity_cost)
+        editor = plan.build_editor(settings, self.generator, self.clip, self.identity, **shared)
         progress = (lambda d, t: report(d, t, engine)) if report else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -631,12 +621,6 @@ class StyleClipApp:
             session = session.replace(pasted=photo, pasted_file=str(photo_file))
         return EditOutput(self.view(session.source), self.view(img[0]), info, image_file, latent_file, session,
                           list(frames), metrics, photo, photo_file)
-
-
-def _model_sets() -> dict:
-    from styleclip.store import registry as pretrained
-
-    return pretrained.MODEL_SETS
 
 
 def _label(text: str) -> str:

@@ -43,10 +43,10 @@ def _reporter(progress: gr.Progress):
 def build_demo(app: StyleClipApp) -> gr.Blocks:
     """The page: source (random face or photo) | edit (global directions, mapper, optimization) | result."""
     opt = app.optimize_defaults()
-    steps_default = opt.steps if app.size >= 256 or opt.steps != 300 else 40
+    steps_default = opt.steps  # every default on the page is the CLI's for this model set (the edit plan's)
     alpha_default, beta_default = app.global_defaults()
     global_examples, optimize_examples = app.examples("global"), app.examples("optimize")
-    invert_default = 500 if app.size >= 256 else 100
+    invert_default = app.invert_steps_default()
 
     with gr.Blocks(title="StyleCLIP · text-driven face editing", delete_cache=(3600, 3600)) as demo:
         session = gr.State(None)

@@ -87,7 +87,7 @@ def train_mapper_command(
     if latents is None:
         checks.memory(num_latents * g.num_ws * g.config.style_dim * 4, f"--num-latents {num_latents}")
     dev = g.w_avg.device
-    clip = factory.load_clip(_clip_name(None, model, checkpoint, g), device=dev)
+    clip = factory.load_clip(factory.clip_for(g, model=model, checkpoint=checkpoint), device=dev)
     identity = None
     not_faces = _not_faces_notice(g, checkpoint) if id_lambda > 0 else None
     if not_faces:
@@ -151,7 +151,7 @@ def _train_universal(steps, batch_size, num_latents, id_lambda, save_interval, s
     dev = g.w_avg.device
     from styleclip import factory
 
-    clip = factory.load_clip(model if checkpoint is None else None, device=dev)
+    clip = factory.load_clip(factory.clip_for(g, model=model, checkpoint=checkpoint), device=dev)  # as edit
     identity = _identity(model, dev) if config.id_lambda > 0 else None
     out = out or Path("mappers") / "universal"
     bar = tqdm(total=config.steps, unit="step", dynamic_ncols=True)
