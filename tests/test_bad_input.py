@@ -446,4 +446,5 @@ def test_good_inputs_still_work(corpus, tmp_path):
     res = CliRunner().invoke(app, ["edit", "-p", "x", *DEBUG, "--steps", "1", "--latent",
                                    str(corpus / "good_latent.npy"), "--out", str(out)])
     assert res.exit_code == 0, res.stdout + res.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["good_before_after.png", "good_edited.png", "good_latent.pt"]
+    assert sorted(p.name for p in (out / "x-optimize").iterdir()) == \
+        ["good_before_after.png", "good_edited.png", "good_latent.pt"]  # the run's own folder: <prompt>-<engine>

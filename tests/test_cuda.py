@@ -91,7 +91,8 @@ def test_cli_edit_runs_on_cuda(tmp_path):
     r = CliRunner().invoke(app, ["edit", "--model", "toy-faces", "--device", "cuda", "--engine", "global",
                                  "--prompt", "a face with blond hair", "--seeds", "0-1", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "seed0_edited.png").exists() and (tmp_path / "seed1_before_after.png").exists()
+    run = tmp_path / "a-face-with-blond-hair-global"  # the run's own folder
+    assert (run / "seed0_edited.png").exists() and (run / "seed1_before_after.png").exists()
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("triton") is None, reason="no Triton")

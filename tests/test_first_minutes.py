@@ -74,10 +74,11 @@ def test_edit_names_and_wrote_line_with_gif(tmp_path):
     assert r.exit_code == 0, r.output
     assert "<label>_edited.png, <label>_before_after.png, <label>_latent.pt, <label>.gif" in r.output
     assert "seed0, seed1" in r.output and "W+ space" in r.output
-    r = runner.invoke(app, ["edit", "--model", "debug", "--prompt", "x", "--latent", str(out / "seed1_latent.pt"),
-                            "--steps", "1", "--out", str(tmp_path / "again")])
+    assert f"wrote 2 edit(s) to {out / 'x-optimize'}/" in r.output  # each run in its own folder, said where
+    r = runner.invoke(app, ["edit", "--model", "debug", "--prompt", "x", "--latent",
+                            str(out / "x-optimize" / "seed1_latent.pt"), "--steps", "1", "--out", str(tmp_path / "again")])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == \
+    assert sorted(p.name for p in (tmp_path / "again" / "x-optimize").iterdir()) == \
         ["seed1_before_after.png", "seed1_edited.png", "seed1_latent.pt"]  # not seed1_latent_latent.pt
 
 

@@ -107,14 +107,15 @@ def test_cli_edit_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     for label in ("seed0", "seed1"):
         for suffix in ("_edited.png", "_before_after.png", "_latent.pt", ".gif"):
-            assert (out / f"{label}{suffix}").is_file()
+            assert (out / "mohawk-optimize" / f"{label}{suffix}").is_file()  # the run's own folder
     assert "CLIP similarity" in r.output
-    lat = torch.load(out / "seed0_latent.pt")
+    lat = torch.load(out / "mohawk-optimize" / "seed0_latent.pt")
     assert lat.shape == (1, 8, 64)
     # the saved latent is a valid source for another edit
-    r = runner.invoke(app, ["edit", "--model", "debug", "--prompt", "glasses", "--latent", str(out / "seed0_latent.pt"),
-                            "--steps", "2", "--out", str(tmp_path / "again")])
-    assert r.exit_code == 0, r.output and (tmp_path / "again" / "seed0_latent_edited.png").is_file()
+    r = runner.invoke(app, ["edit", "--model", "debug", "--prompt", "glasses", "--latent",
+                            str(out / "mohawk-optimize" / "seed0_latent.pt"), "--steps", "2", "--out", str(tmp_path / "again")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "again" / "glasses-optimize" / "seed0_edited.png").is_file()
 
 
 @pytest.mark.parametrize("case", ["empty_prompt", "bad_shape", "missing_file", "not_a_tensor", "bad_views",
@@ -159,7 +160,7 @@ def test_cli_edit_from_a_photo(tmp_path):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "face 0: projector: PSNR" in r.output and "pti: PSNR" in r.output and "<- used" in r.output
-    out = tmp_path / "o"
+    out = tmp_path / "o" / "mohawk-optimize"  # the run's own folder
     edited = Image.open(out / "astronaut_edited.png")
     assert edited.size == (512, 512)  # the whole photo
     meta = json.loads((out / "astronaut_edit.json").read_text())
@@ -178,7 +179,7 @@ def test_cli_edit_from_a_photo(tmp_path):
     assert not list(out.glob(".partial-*"))
     r = runner.invoke(app, args + ["--crop-only", "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
-    assert "(cached)" in r.output and Image.open(tmp_path / "c" / "astronaut_edited.png").size == (32, 32)
+    assert "(cached)" in r.output and Image.open(tmp_path / "c" / "mohawk-optimize" / "astronaut_edited.png").size == (32, 32)
     # a CMYK JPEG stored sideways with an EXIF orientation: read upright, the whole photo comes back upright
     sideways = tmp_path / "sideways.jpg"
     exif = Image.Exif()
@@ -187,7 +188,7 @@ def test_cli_edit_from_a_photo(tmp_path):
     r = runner.invoke(app, ["edit", "--model", "debug", "--image", str(sideways), "--prompt", "mohawk", "--steps", "2",
                             "--invert", "projector", "--invert-steps", "2", "--out", str(tmp_path / "s")])
     assert r.exit_code == 0, r.output
-    assert Image.open(tmp_path / "s" / "sideways_edited.png").size == (400, 512)
+    assert Image.open(tmp_path / "s" / "mohawk-optimize" / "sideways_edited.png").size == (400, 512)
     cat = tmp_path / "chelsea.png"
     Image.fromarray(skimage.data.chelsea()).save(cat)
     r = runner.invoke(app, args[:4] + [str(cat)] + args[5:-1] + [str(tmp_path / "n")])
@@ -208,7 +209,7 @@ def test_cli_edit_global_engine(tmp_path, debug_generator):
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
     assert "channels, beta 0.05, alpha 6" in r.output
-    assert (tmp_path / "o" / "seed1_before_after.png").is_file()
+    assert (tmp_path / "o" / "a-face-with-a-mohawk-global" / "seed1_before_after.png").is_file()
     r = runner.invoke(app, ["edit", "--engine", "global", "--model", "debug", "--prompt", "mohawk",
                             "--relevance", str(rel_path), "--beta", "0.99", "--out", str(tmp_path / "o2")])
     assert r.exit_code == 1 and "beta too high" in r.output
@@ -222,7 +223,7 @@ def test_cli_train_mapper_then_edit_with_it(tmp_path):
     r = runner.invoke(app, ["edit", "--engine", "mapper", "--model", "debug", "--mapper", str(run), "--prompt",
                             "mohawk", "--seeds", "0-1", "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "o" / "seed1_edited.png").is_file() and "CLIP similarity" in r.output
+    assert (tmp_path / "o" / "mohawk-mapper" / "seed1_edited.png").is_file() and "CLIP similarity" in r.output
     r = runner.invoke(app, ["edit", "--engine", "mapper", "--model", "debug", "--prompt", "purple beard",
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "official mappers are for FFHQ 1024" in r.output  # not offered at 32 px

@@ -187,7 +187,7 @@ def test_cli_target_image(tmp_path):
     r = runner.invoke(app, ["edit", "--model", "debug", "--target-image", str(tmp_path / "ref.png"), "--steps", "2",
                             "--out", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "out" / "seed0_edited.png").is_file()
+    assert (tmp_path / "out" / "image-ref-optimize" / "seed0_edited.png").is_file()  # a target image alone: its name
     r = runner.invoke(app, ["edit", "--model", "debug", "--target-image", str(tmp_path / "missing.png"),
                             "--out", str(tmp_path / "out")])
     assert r.exit_code == 1 and "error:" in r.output and "missing.png" in r.output

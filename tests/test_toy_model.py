@@ -60,7 +60,8 @@ def test_edit_without_a_model_uses_toy_faces(tmp_path):
                                    "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "using the embedded 'toy-faces' model" in res.output
-    assert (tmp_path / "seed3_before_after.png").is_file() and (tmp_path / "seed3_edited.png").is_file()
+    run = tmp_path / "a-face-with-a-mohawk-optimize"  # the run's own folder
+    assert (run / "seed3_before_after.png").is_file() and (run / "seed3_edited.png").is_file()
 
 
 def test_shipped_toy_assets_stay_small():

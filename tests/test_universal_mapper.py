@@ -125,7 +125,7 @@ def test_cli_train_universal_then_edit(tmp_path, monkeypatch):
                             str(out / "universal.safetensors"), "--prompt", "a photo of a cat", "--seeds", "0-1",
                             "--out", str(tmp_path / "edits")])
     assert r.exit_code == 0, r.output
-    assert "strength" in r.output and (tmp_path / "edits" / "seed1_edited.png").is_file()
+    assert "strength" in r.output and (tmp_path / "edits" / "a-photo-of-a-cat-universal" / "seed1_edited.png").is_file()
 
 
 def test_s_space_latent_is_a_clear_error(debug):
