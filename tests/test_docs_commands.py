@@ -96,7 +96,10 @@ NEEDS_NETWORK = {"styleclip weights download ffhq", "styleclip weights path ffhq
 FAST = {
     "styleclip generate --seed 0 --truncation 0.7 --out face.png",
     'styleclip edit --engine global --prompt "a face with blond hair"',
-    'styleclip edit --engine global --prompt "a face with a beard" --latent outputs/seed0_latent.pt --out chained',
+    # each edit run writes into its own folder, <prompt>-<engine>: the chain reads the global edit's latent there
+    'styleclip edit --engine global --prompt "a face with a beard" --latent '
+    'outputs/a-face-with-blond-hair-global/seed0_latent.pt --out chained',
+    "styleclip edit --engine global --prompt \"a face with blond hair\" --dry-run",
     "styleclip edit --engine mapper --prompt mohawk",
     "styleclip weights list",
     "styleclip weights path ffhq",
