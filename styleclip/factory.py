@@ -13,6 +13,7 @@ from styleclip.store.readers import build_generator, read_generator, save_genera
 from styleclip.errors import CheckpointError, InputError, StyleClipError, WeightsMissingError
 from styleclip.nets.stylegan2 import Generator, GeneratorConfig
 
+TOY = models.TOY_FACES.name  # the embedded set's name, for callers not yet reading the records in styleclip.models
 DEBUG_GENERATOR = GeneratorConfig(size=32, style_dim=64, n_mlp=2, channel_base=512, channel_max=32,
                                   channel_multiplier=1)
 

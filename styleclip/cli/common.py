@@ -106,12 +106,12 @@ def _generator(model: Optional[str], checkpoint: Optional[Path], device: str):
 
 
 def _photo_warning(model: Optional[str]) -> None:
-    from styleclip.factory import TOY
+    from styleclip import models
 
-    if model in ("toy-faces", TOY, "debug"):
-        typer.echo(f"warning: --model {model} is not a photo model ({'64-px cartoon faces' if model != 'debug' else 'random weights'}): "
-                   "a real photo cannot be reconstructed by it, so the inversion and any edit of it will not "
-                   "look like the person; use --model ffhq for photos", err=True)
+    record = models.MODEL_SETS.get(str(model))
+    warning = record.photo_warning() if record is not None else None
+    if warning:
+        typer.echo(warning, err=True)
 
 
 class _StepBar:

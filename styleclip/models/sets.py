@@ -58,6 +58,14 @@ class ModelSet:
     examples: Examples = FFHQ_EXAMPLES
     app_description: str = ""  # the app's one-line description (default: `description`)
 
+    def photo_warning(self) -> Optional[str]:
+        """The warning for a real photo given to a set that cannot reconstruct one, or None."""
+        if self.photo_model:
+            return None
+        return (f"warning: --model {self.name} is not a photo model ({self.not_photo_reason}): a real photo cannot "
+                "be reconstructed by it, so the inversion and any edit of it will not look like the person; use "
+                "--model ffhq for photos")
+
 
 @dataclass(frozen=True)
 class Checkpoint:

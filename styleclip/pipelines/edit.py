@@ -654,12 +654,7 @@ def invert_options(settings: EditSettings, generator, identity, *, use_cache: bo
 
 def photo_warning(settings: EditSettings) -> Optional[str]:
     """Why this model set cannot edit a real photo well, or None."""
-    m = settings.model
-    if m.photo_model or settings.request.checkpoint is not None:
-        return None
-    return (f"warning: --model {m.name} is not a photo model ({m.not_photo_reason}): a real photo cannot be "
-            "reconstructed by it, so the inversion and any edit of it will not look like the person; use "
-            "--model ffhq for photos")
+    return None if settings.request.checkpoint is not None else settings.model.photo_warning()
 
 
 def run_photo(built: BuiltEdit, *, progress=None, on_face=None) -> PhotoRun:
