@@ -319,6 +319,30 @@ def clip_for(generator=None, *, model: str | None = None, checkpoint: str | Path
     return models.CHECKPOINT.clip
 
 
+class _UnrelatedJudge:
+    """`judge(src_img, edit_img, prompt)` -> per edit (unrelated attributes kept, compared, changes), read by
+    the toy evaluation classifier; `note` says what the figures mean."""
+
+    def __init__(self, device):
+        from styleclip.toy.assets import load_toy_classifier
+        from styleclip.toy.evaluate import IDENTITY_COMPARES, IDENTITY_IGNORES
+
+        self.classifier = load_toy_classifier().to(device)
+        self.note = (f"(toy-faces: identity similarity compares {IDENTITY_COMPARES} and ignores {IDENTITY_IGNORES} "
+                     "by design; unrelated attributes are read by the evaluation classifier)")
+
+    def __call__(self, src, img, prompt):
+        from styleclip.toy.evaluate import unrelated_changes
+
+        return unrelated_changes(self.classifier, src, img, prompt.target if prompt.image is None else None,
+                                 prompt.image)
+
+
+def load_unrelated_judge(device) -> _UnrelatedJudge:
+    """The judge of the attributes an edit should leave alone (the toy world's evaluation classifier)."""
+    return _UnrelatedJudge(resolve_device(device))
+
+
 ENGINE_MODULES = {"optimize": "styleclip.editors.optimization", "global": "styleclip.editors.global_directions",
                   "mapper": "styleclip.editors.mapper", "universal": "styleclip.editors.universal_mapper"}
 

@@ -478,26 +478,17 @@ def build(settings: EditSettings, *, notice: Optional[Notice] = None, generator=
 
 
 def _unrelated_judge(settings: EditSettings, device):
-    """Where the model set has one (toy-faces): `judge(src_img, edit_img, prompt)` -> per edit (unrelated kept,
-    compared, changes), read by the evaluation classifier."""
+    """The model set's judge of unrelated attributes (toy-faces), or None."""
     if not settings.model.judge_unrelated or settings.request.checkpoint is not None:
         return None
-    from styleclip.toy.assets import load_toy_classifier
-    from styleclip.toy.evaluate import unrelated_changes
+    from styleclip.factory import load_unrelated_judge
 
-    classifier = load_toy_classifier().to(device)
-    return lambda src, img, prompt: unrelated_changes(
-        classifier, src, img, prompt.target if prompt.image is None else None, prompt.image)
+    return load_unrelated_judge(device)
 
 
 def judge_note(built: BuiltEdit) -> Optional[str]:
     """What the unrelated-attribute figures mean, where they are given."""
-    if built.judge is None:
-        return None
-    from styleclip.toy.evaluate import IDENTITY_COMPARES, IDENTITY_IGNORES
-
-    return (f"(toy-faces: identity similarity compares {IDENTITY_COMPARES} and ignores {IDENTITY_IGNORES} "
-            "by design; unrelated attributes are read by the evaluation classifier)")
+    return getattr(built.judge, "note", None) if built.judge is not None else None
 
 
 # ---- run -------------------------------------------------------------------------------------------------
