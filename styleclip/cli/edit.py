@@ -12,7 +12,8 @@ from styleclip.cli.common import MODEL_HELP, _StepBar, friendly
 
 
 def _tuned_help(engine: str, key: str, paper=None) -> str:
-    """'300, toy-faces 50': an edit option's default, and the model sets' own where one is tuned."""
+    """'300, toy-faces 50': an edit option's default, and the model sets' own where one is tuned (`paper`: ignored,
+    the paper's value is the record's; `sweep` still passes it)."""
     from styleclip import models
 
     paper = getattr(models.PAPER.engine(engine), key)
@@ -127,14 +128,13 @@ def edit(
                                    "<name>_edited.png instead of the whole photo."),
     truncation: float = typer.Option(0.7, help="Truncation psi for seeds."),
     steps: Optional[int] = typer.Option(None, help="optimize: Adam steps.",
-                                        show_default=_tuned_help("optimize", "steps", 300)),
+                                        show_default=_tuned_help("optimize", "steps")),
     lr: Optional[float] = typer.Option(None, help="optimize: learning rate.",
-                                       show_default=_tuned_help("optimize", "lr", 0.1)),
+                                       show_default=_tuned_help("optimize", "lr")),
     l2_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the L2 distance to the source latent.",
-                                              show_default=_tuned_help("optimize", "l2_lambda", 0.008)),
+                                              show_default=_tuned_help("optimize", "l2_lambda")),
     id_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the identity loss (needs an "
-                                              "identity net).", show_default=_tuned_help("optimize", "id_lambda",
-                                                                                         0.005)),
+                                              "identity net).", show_default=_tuned_help("optimize", "id_lambda")),
     mode: Optional[str] = typer.Option(None, help="optimize: 'edit' or 'free_generation' (from the mean latent).",
                                        show_default="edit"),
     space: Optional[str] = typer.Option(None, help="optimize: 'wplus' or 'styles' (S space, non-toRGB).",
@@ -150,7 +150,7 @@ def edit(
     clip_views: Optional[int] = typer.Option(None, help="optimize: CLIP scores the mean of this many randomly "
                                              "shifted copies of the edit (against changes only CLIP sees); 0: "
                                              "the image as it is, as the paper.",
-                                             show_default=_tuned_help("optimize", "clip_views", 0)),
+                                             show_default=_tuned_help("optimize", "clip_views")),
     init_from: Optional[str] = typer.Option(None, "--init", help="optimize: where the latent starts: 'source' "
                                             "(the paper) or 'universal' (the universal mapper's edit toward the "
                                             "prompt, then refined; needs a universal mapper for the generator).",
@@ -158,14 +158,14 @@ def edit(
     strength: Optional[float] = typer.Option(None, "--strength", "--alpha", help="Edit strength: alpha for "
                                              "global, residual scale for mapper (1), CLIP-term weight for "
                                              "optimize (1).", show_default="global " + _tuned_help(
-                                                 "global", "strength", 4.1) + "; mapper and optimize 1"),
+                                                 "global", "strength") + "; mapper and optimize 1"),
     neutral: Optional[str] = typer.Option(None, help="global: the neutral text the direction starts from.",
                                           show_default="a face"),
     beta: Optional[float] = typer.Option(None, help="global: disentanglement threshold (channels with "
                                          "|relevance| < beta are left alone); 0 picks it automatically. "
                                          "Universal mapper: its change is kept only on channels with "
                                          "|relevance| >= beta (default: toy-faces 0.1, else off); 0: off.",
-                                         show_default=_tuned_help("global", "beta", 0.15)),
+                                         show_default=_tuned_help("global", "beta")),
     relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="global: channel relevance .npy "
                                                   "(ours or the official fs3.npy).",
                                                   show_default="the shipped or cached one"),
