@@ -99,7 +99,6 @@ FAST = {
     # each edit run writes into its own folder, <prompt>-<engine>: the chain reads the global edit's latent there
     'styleclip edit --engine global --prompt "a face with a beard" --latent '
     'outputs/a-face-with-blond-hair-global/seed0_latent.pt --out chained',
-    "styleclip edit --engine global --prompt \"a face with blond hair\" --dry-run",
     "styleclip edit --engine mapper --prompt mohawk",
     "styleclip weights list",
     "styleclip weights path ffhq",
