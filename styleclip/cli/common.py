@@ -11,9 +11,9 @@ from typer.core import TyperGroup
 
 
 # Help texts and panels shared by the commands (one line each at 100 columns; details live in docs/).
-MODEL_HELP = "Model set: ffhq, toy-faces (offline cartoon faces) or debug (tiny random)."
+MODEL_HELP = "Model set: ffhq, toy-faces (offline) or debug (tiny random)."
 MODEL_DEFAULT = "ffhq, or toy-faces when FFHQ cannot be had"
-CHECKPOINT_HELP = "Generator checkpoint (.pt, .pkl, .safetensors) instead of a model set."
+CHECKPOINT_HELP = "Generator checkpoint (.pt, .pkl, .safetensors)."
 DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto."
 CLIP_HELP = "CLIP model."
 CLIP_DEFAULT = "the model set's"
