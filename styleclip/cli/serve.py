@@ -21,9 +21,8 @@ def serve(
                                         show_default=MODEL_DEFAULT, rich_help_panel=MODEL_PANEL),
     device: str = typer.Option("auto", help=DEVICE_HELP, rich_help_panel=MODEL_PANEL),
     relevance: Optional[Path] = typer.Option(None, help="Channel relevance file (fs3.npy).",
-                                             show_default="shipped or cached", rich_help_panel=FILES_PANEL),
-    stats: Optional[Path] = typer.Option(None, help="Style statistics file.", show_default="shipped or cached",
-                                         rich_help_panel=FILES_PANEL),
+                                             rich_help_panel=FILES_PANEL),
+    stats: Optional[Path] = typer.Option(None, help="Style statistics file.", rich_help_panel=FILES_PANEL),
     mappers: Optional[list[Path]] = typer.Option(None, help="Folder of trained mappers (repeatable).", metavar="<folder>",
                                                  rich_help_panel=FILES_PANEL),
 ):
