@@ -58,6 +58,7 @@ def did_you_mean(name: str, choices) -> str:
     import difflib
 
     close = difflib.get_close_matches(name, [str(c) for c in choices], n=2)
+    close = close[:1] + [c for c in close[1:] if difflib.SequenceMatcher(None, name, c).ratio() >= 0.8]
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 

@@ -170,7 +170,9 @@ def sweep(
     clip: Optional[str] = typer.Option(None, help=CLIP_HELP, show_default=CLIP_DEFAULT, rich_help_panel=MODEL_PANEL),
     device: str = typer.Option("auto", help=DEVICE_HELP, rich_help_panel=MODEL_PANEL),
 ):
-    """Grid of global-direction edits of one face: rows beta, columns alpha (like the paper's figures)."""
+    """Grid of global-direction edits of one face: rows beta, columns alpha.
+
+    Like the paper's figures; --gif adds an animation over alpha."""
     import torch
 
     from styleclip import stylespace as ss
