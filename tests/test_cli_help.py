@@ -145,6 +145,8 @@ def test_command_help_has_panels_and_shows_each_default_once():
     (["sweep", "--model", "debug"], "missing option '--prompt'"),
     (["generate", "stray"], "unexpected extra argument"),
     (["--frob"], "no such option --frob"),
+    (["generate", "--device", "cdua", "--model", "debug"], "did you mean cuda?"),
+    (["weights", "list", "--kind", "clp"], "did you mean clip?"),
 ])
 def test_usage_mistakes_are_one_error_line_and_exit_1(args, expected, monkeypatch):
     import styleclip.cli.generator

@@ -151,9 +151,13 @@ def _check(**values) -> None:
 
 
 def _check_device(device: str) -> None:
+    from styleclip.errors import InputError
     from styleclip.factory import resolve_device
 
-    resolve_device(device)
+    try:
+        resolve_device(device)
+    except InputError as e:
+        raise InputError(f"{e}{did_you_mean(device, ('auto', 'cpu', 'cuda', 'mps'))}") from None
 
 
 def _check_text(**texts) -> None:

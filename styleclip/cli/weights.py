@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from styleclip.cli.common import friendly
+from styleclip.cli.common import did_you_mean, friendly
 
 
 # ---- styleclip weights ... ------------------------------------------------------------------------------------
@@ -26,7 +26,8 @@ def weights_list(
              str(pretrained.find(s.name) or ("unsupported" if s.extra.get("unsupported") else "-")))
             for s in pretrained.REGISTRY.values() if kind is None or s.kind == kind]
     if not rows:
-        raise ValueError(f"no weights of kind {kind!r}")
+        kinds = sorted({s.kind for s in pretrained.REGISTRY.values()})
+        raise ValueError(f"no weights of kind {kind!r}; kinds: {', '.join(kinds)}{did_you_mean(kind, kinds)}")
     header = ("name", "size", "kind", "licence (NC = non-commercial)", "present")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
     for r in [header] + rows:
