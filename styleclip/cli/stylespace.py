@@ -17,7 +17,7 @@ STATS_PANEL = "Relevance and style statistics"
 @friendly
 def relevance(
     out: Path = typer.Option(..., help="Output .npy (layer/channel rows, like the official fs3.npy)."),
-    images: int = typer.Option(100, help="Sampled images per channel (official: 100).", show_default=False),
+    images: int = typer.Option(100, help="Sampled images per channel (the official protocol's)."),
     fast: bool = typer.Option(False, help="Linearised estimator (fast), not the exact protocol.",
                               show_default=False),
     all_layers: bool = typer.Option(False, "--all-layers", help="Every conv layer, not only those up to 128 px."),
@@ -85,7 +85,7 @@ def prepare(
                                        show_default="the model set's; ViT-B/32 for a checkpoint"),
     fast: bool = typer.Option(False, help="Linearised relevance estimator (fast), not the exact one.",
                               show_default=False, rich_help_panel=STATS_PANEL),
-    images: int = typer.Option(100, help="Sampled images per channel (official: 100).", show_default=False,
+    images: int = typer.Option(100, help="Sampled images per channel (the official protocol's).",
                                rich_help_panel=STATS_PANEL),
     stats_samples: int = typer.Option(100_000, help="Samples for the style statistics.", rich_help_panel=STATS_PANEL),
     faces: Optional[bool] = typer.Option(None, "--faces/--not-faces", help="Whether it makes faces (identity loss).",

@@ -105,8 +105,7 @@ def toy_eval(
 @toy_app.command("stylespace")
 @friendly
 def toy_stylespace(
-    images: int = typer.Option(100, help="Sampled images per channel for the relevance (official: 100).",
-                               show_default=False),
+    images: int = typer.Option(100, help="Sampled images per channel for the relevance."),
     threads: int = typer.Option(2, help="torch CPU threads."),
 ):
     """Recompute the toy model's shipped style-space files.
