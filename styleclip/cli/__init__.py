@@ -37,7 +37,7 @@ def main():
     from styleclip.util.runtime import keep_freed_memory
 
     keep_freed_memory()
-    app()
+    app(prog_name="styleclip")  # also under `python -m styleclip`, so usage lines name the command to type
 
 
 if __name__ == "__main__":
