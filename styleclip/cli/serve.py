@@ -23,8 +23,8 @@ def serve(
     relevance: Optional[Path] = typer.Option(None, help="Channel relevance file (fs3.npy).",
                                              rich_help_panel=FILES_PANEL),
     stats: Optional[Path] = typer.Option(None, help="Style statistics file.", rich_help_panel=FILES_PANEL),
-    mappers: Optional[list[Path]] = typer.Option(None, help="Folder of trained mappers (repeatable).", metavar="<folder>",
-                                                 rich_help_panel=FILES_PANEL),
+    mappers: Optional[list[Path]] = typer.Option(None, help="Folder of trained mappers (repeatable).",
+                                                 metavar="<folder>", rich_help_panel=FILES_PANEL),
 ):
     """Start the web app (Gradio) in the browser.
 

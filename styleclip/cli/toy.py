@@ -110,7 +110,8 @@ def toy_stylespace(
 ):
     """Recompute the toy model's shipped style-space files.
 
-    Its style statistics, exact channel relevance and the channels' identity cost, written into the package (styleclip/assets/stylespace/), where the global-directions engine finds them."""
+    Its style statistics, exact channel relevance and the channels' identity cost, written into
+    the package (styleclip/assets/stylespace/), where the global-directions engine finds them."""
     import torch
 
     from styleclip.stylespace import identity_cost as ic
