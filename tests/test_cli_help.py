@@ -206,3 +206,29 @@ def test_no_arguments_still_shows_the_help():
 
     r = CliRunner().invoke(app, [])
     assert "Models and weights" in r.output and "error:" not in r.output
+
+
+def test_a_command_that_exits_itself_prints_one_line():
+    """typer >= 0.29 has its own Exit class: `friendly` passes it through instead of adding 'unexpected Exit'."""
+    import typer
+
+    from styleclip.cli.common import OneLineErrors, friendly
+
+    app = typer.Typer(cls=OneLineErrors)
+
+    @app.command()
+    @friendly
+    def verify(n: int = 0):
+        typer.echo("error: 1 file is corrupt", err=True)
+        raise typer.Exit(1)
+
+    @app.command()
+    @friendly
+    def check(n: int = 0):
+        raise typer.BadParameter("must be even", param_hint="'--n'")
+
+    r = CliRunner().invoke(app, ["verify"])
+    assert r.exit_code == 1 and r.stderr == "error: 1 file is corrupt\n", r.stderr
+    r = CliRunner().invoke(app, ["check"])
+    assert r.exit_code == 1 and r.stderr.startswith("error: invalid value for '--n': must be even"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
