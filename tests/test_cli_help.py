@@ -3,6 +3,7 @@
 no torch (nor gradio, open_clip, numpy) behind `import styleclip.cli` or `styleclip --help`."""
 from __future__ import annotations
 
+import enum
 import os
 import subprocess
 import sys
@@ -232,3 +233,29 @@ def test_a_command_that_exits_itself_prints_one_line():
     r = CliRunner().invoke(app, ["check"])
     assert r.exit_code == 1 and r.stderr.startswith("error: invalid value for '--n': must be even"), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+class Engine(str, enum.Enum):
+    optimize = "optimize"
+    mapper = "mapper"
+
+
+def test_a_value_outside_a_fixed_set_suggests_the_closest():
+    import typer
+
+    from styleclip.cli.common import OneLineErrors
+
+    app = typer.Typer(cls=OneLineErrors)
+
+    @app.command()
+    def edit(engine: Engine = Engine.optimize):
+        raise AssertionError("ran with a bad value")
+
+    @app.command()
+    def other():
+        pass
+
+    r = CliRunner().invoke(app, ["edit", "--engine", "optimise"])
+    assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert r.stderr.startswith("error: invalid value for '--engine': 'optimise' is not one of")
+    assert r.stderr.strip().endswith("did you mean optimize?")

@@ -30,8 +30,8 @@ FRAMEWORK_SIGNALS = (typer.Exit, typer.Abort, next(c for c in typer.BadParameter
 
 class OneLineErrors(TyperGroup):
     """The root command group: a usage mistake anywhere below it (unknown command or option, bad or missing
-    value) ends with one `error:` line on stderr, a suggestion where a name is close, and exit code 1, before
-    any command runs (click would draw a box and exit 2)."""
+    value) ends with one `error:` line on stderr, a suggestion where a name is close, and exit code 1 (click
+    would draw a box and exit 2). Mistakes of the command line itself are found before any command runs."""
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:
@@ -82,12 +82,12 @@ def usage_message(e) -> str:
         known = [n for n, c in getattr(group, "commands", {}).items() if not c.hidden]
         hint = did_you_mean(unknown.group(1), known)
         return f"no such command {unknown.group(1)!r} for `{where}`" + (hint or ": one of " + ", ".join(known))
-    text = " ".join(e.format_message().split())
-    param_type = getattr(getattr(e, "param", None), "type", None)
-    bad = re.search(r": '(.*?)' is not", text)
-    if bad and hasattr(param_type, "choices"):
-        return text[:1].lower() + text[1:].rstrip(".") + did_you_mean(bad.group(1), param_type.choices)
-    return text[:1].lower() + text[1:].rstrip(".") + see
+    text = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    bad = re.search(r"'([^']*)' is not one of (.*)$", text)
+    if bad:  # a value outside a fixed set, whose names the message lists
+        return text + did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2)))
+    return text + see
 
 
 def friendly(fn):
