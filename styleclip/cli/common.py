@@ -7,10 +7,87 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 
-MODEL_HELP = ("Model set: 'ffhq' (real FFHQ weights, downloaded), 'toy-faces' (embedded cartoon faces, offline; the "
-              "default when FFHQ cannot be had), 'debug' (tiny random).")
+# Help texts and panels shared by the commands (one line each at 100 columns; details live in docs/).
+MODEL_HELP = "Model set: ffhq, toy-faces (offline) or debug (tiny random)."
+MODEL_DEFAULT = "ffhq, or toy-faces when FFHQ cannot be had"
+CHECKPOINT_HELP = "Generator checkpoint (.pt, .pkl, .safetensors)."
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto."
+CLIP_HELP = "CLIP model."
+CLIP_DEFAULT = "the model set's"
+MODEL_PANEL = "Model and device"
+OUTPUT_PANEL = "Output"
+
+
+# The framework's own exception classes, found through typer.BadParameter: typer >= 0.29 vendors click's, older
+# typer uses click's (no `import click`, which a new typer does not install).
+USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+FRAMEWORK_SIGNALS = (typer.Exit, typer.Abort, next(c for c in typer.BadParameter.__mro__
+                                                   if c.__name__ == "ClickException"))
+
+
+class OneLineErrors(TyperGroup):
+    """The root command group: a usage mistake anywhere below it (unknown command or option, bad or missing
+    value) ends with one `error:` line on stderr, a suggestion where a name is close, and exit code 1 (click
+    would draw a box and exit 2). Mistakes of the command line itself are found before any command runs."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except USAGE_ERROR as e:
+            _usage_exit(e)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USAGE_ERROR as e:
+            _usage_exit(e)
+
+
+def _usage_exit(e) -> None:
+    if type(e).__name__ == "NoArgsIsHelpError":  # a bare `styleclip` or group: the framework shows the help
+        raise e
+    typer.echo(f"error: {usage_message(e)}", err=True)
+    raise typer.Exit(1)
+
+
+def did_you_mean(name: str, choices) -> str:
+    """'; did you mean X?' for the closest of `choices` to `name`, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, [str(c) for c in choices], n=2)
+    close = close[:1] + [c for c in close[1:] if difflib.SequenceMatcher(None, name, c).ratio() >= 0.8]
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def usage_message(e) -> str:
+    """A usage error of the framework as one line of plain words, naming the command and the closest valid name."""
+    import re
+
+    ctx, names = e.ctx, []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    where = " ".join(["styleclip", *reversed(names)])
+    see = f" (see `{where} --help`)" if e.ctx is not None else ""
+    if type(e).__name__ == "NoSuchOption":
+        hint = did_you_mean(e.option_name, e.possibilities or ())
+        return f"no such option {e.option_name} for `{where}`" + (hint or see)
+    text = " ".join(e.message.split()) if e.message else ""
+    unknown = re.match(r"No such command '(.*?)'", text)
+    if unknown and e.ctx is not None:
+        group = e.ctx.command
+        known = [n for n, c in getattr(group, "commands", {}).items() if not c.hidden]
+        hint = did_you_mean(unknown.group(1), known)
+        return f"no such command {unknown.group(1)!r} for `{where}`" + (hint or ": one of " + ", ".join(known))
+    text = " ".join(e.format_message().replace("Value error, ", "").split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    bad = re.search(r"'([^']*)' is not one of (.*)$", text)
+    if bad:  # a value outside a fixed set, whose names the message lists
+        return text + did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2)))
+    return text + see
 
 
 def friendly(fn):
@@ -21,13 +98,11 @@ def friendly(fn):
     def wrapper(*args, **kwargs):
         import os
 
-        import click
-
         from styleclip.errors import StyleClipError
 
         try:
             return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except FRAMEWORK_SIGNALS:
             raise
         except (StyleClipError, ValueError, OSError) as e:
             message = " ".join(str(e).split()) or type(e).__name__
@@ -76,9 +151,13 @@ def _check(**values) -> None:
 
 
 def _check_device(device: str) -> None:
+    from styleclip.errors import InputError
     from styleclip.factory import resolve_device
 
-    resolve_device(device)
+    try:
+        resolve_device(device)
+    except InputError as e:
+        raise InputError(f"{e}{did_you_mean(device, ('auto', 'cpu', 'cuda', 'mps'))}") from None
 
 
 def _check_text(**texts) -> None:

@@ -6,18 +6,21 @@ from typing import Optional
 
 import typer
 
-from styleclip.cli.common import MODEL_HELP, _check, _check_device, _generator, _model, friendly
+from styleclip.cli.common import (CHECKPOINT_HELP, DEVICE_HELP, MODEL_DEFAULT, MODEL_HELP, MODEL_PANEL,
+                                  OUTPUT_PANEL, _check, _check_device, _generator, _model, friendly)
 
 
 @friendly
 def generate(
     seed: int = typer.Option(0, help="Random seed of z."),
     truncation: float = typer.Option(0.7, help="Truncation psi toward the mean latent (1 = none)."),
-    out: Path = typer.Option(Path("face.png"), help="Output image (PNG/JPG)."),
-    save_latent: Optional[Path] = typer.Option(None, help="Also save the W+ latent (.pt) here."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
-    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+    out: Path = typer.Option(Path("face.png"), help="Output image (PNG/JPG).", rich_help_panel=OUTPUT_PANEL),
+    save_latent: Optional[Path] = typer.Option(None, help="Also save the W+ latent (.pt) here.",
+                                               rich_help_panel=OUTPUT_PANEL),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP, show_default=MODEL_DEFAULT,
+                                        rich_help_panel=MODEL_PANEL),
+    checkpoint: Optional[Path] = typer.Option(None, help=CHECKPOINT_HELP, rich_help_panel=MODEL_PANEL),
+    device: str = typer.Option("auto", help=DEVICE_HELP, rich_help_panel=MODEL_PANEL),
 ):
     """Generate a face from a seed."""
     import torch
@@ -48,11 +51,13 @@ def generate(
 
 @friendly
 def convert(
-    src: Path = typer.Argument(..., help="rosinality .pt, NVIDIA .pkl or our .safetensors (or a model set's "
-                               "name, e.g. toy-faces: its generator as a checkpoint file)"),
-    dst: Path = typer.Argument(..., help="output .safetensors"),
+    src: Path = typer.Argument(..., help="rosinality .pt, NVIDIA .pkl, our .safetensors or a model set's name."),
+    dst: Path = typer.Argument(..., help="Output .safetensors."),
 ):
-    """Convert a generator checkpoint to styleclip's safetensors form (read without running its code)."""
+    """Convert a generator checkpoint to styleclip's safetensors form.
+
+    The file is read without running any code from it. A model set's name (e.g. toy-faces) writes its
+    generator as a checkpoint file."""
     from styleclip.util import outputs
     from styleclip.store.readers import build_generator, read_generator, save_generator
     from styleclip.store.registry import MODEL_SETS

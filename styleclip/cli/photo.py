@@ -6,7 +6,9 @@ from typing import Optional
 
 import typer
 
-from styleclip.cli.common import MODEL_HELP, _StepBar, _check, _check_device, _generator, _identity, _model, _photo_warning, friendly
+from styleclip.cli.common import (CHECKPOINT_HELP, DEVICE_HELP, MODEL_DEFAULT, MODEL_HELP, MODEL_PANEL, OUTPUT_PANEL,
+                                  _StepBar, _check, _check_device, _generator, _identity, _model, _photo_warning,
+                                  friendly)
 
 
 @friendly
@@ -15,7 +17,9 @@ def faces(
     out: Optional[Path] = typer.Option(None, help="Write the FFHQ-aligned crops here (face_<index>.png)."),
     size: int = typer.Option(256, help="Side of the aligned crops in pixels."),
 ):
-    """List the faces of a photo (index, box, probability), largest first; optionally save aligned crops."""
+    """List the faces of a photo, largest first; optionally save aligned crops.
+
+    One line per face: index (for --face-index), box and detection probability."""
     from styleclip.util import outputs
     from styleclip.errors import InputError
     from styleclip.photo.faces import aligned_faces
@@ -41,18 +45,23 @@ def faces(
 @friendly
 def invert(
     photo: Path = typer.Argument(..., help="A photo with a face."),
-    out: Path = typer.Option(Path("inversion"), help="Output folder: latent.pt, aligned.png, "
-                             "reconstruction.png, side_by_side.png."),
+    out: Path = typer.Option(Path("inversion"), help="Output folder (latent.pt, aligned.png, reconstruction.png, "
+                             "side_by_side.png).", rich_help_panel=OUTPUT_PANEL),
     steps: int = typer.Option(500, help="Optimization steps (ignored with an encoder)."),
-    face_index: Optional[int] = typer.Option(None, help="Which face (see `styleclip faces`); default the largest."),
-    encoder: Optional[Path] = typer.Option(None, help="e4e checkpoint (e4e_ffhq_encode.pt): one forward pass "
-                                           "instead of optimization. Default: used when found in the weights dirs."),
+    face_index: Optional[int] = typer.Option(None, help="Which face (see `styleclip faces`).",
+                                             show_default="the largest"),
+    encoder: Optional[Path] = typer.Option(None, help="e4e checkpoint: one forward pass instead of optimization.",
+                                           show_default="e4e_ffhq_encode.pt when found"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Invert again even if this photo was inverted before."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
-    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP, show_default=MODEL_DEFAULT,
+                                        rich_help_panel=MODEL_PANEL),
+    checkpoint: Optional[Path] = typer.Option(None, help=CHECKPOINT_HELP, rich_help_panel=MODEL_PANEL),
+    device: str = typer.Option("auto", help=DEVICE_HELP, rich_help_panel=MODEL_PANEL),
 ):
-    """Align a face of a photo and invert it into W+ (e4e encoder if available, else optimization)."""
+    """Align a face of a photo and invert it into W+.
+
+    With an e4e encoder (--encoder, or found in the weights folders) one forward pass, else
+    optimization of the latent; the result is cached per photo and generator."""
     from styleclip.util import outputs
     from styleclip.photo.invert import InversionConfig, default_encoder, save_inversion
 

@@ -6,24 +6,29 @@ from typing import Optional
 
 import typer
 
-from styleclip.cli.common import _check, _check_device, _model, friendly
+from styleclip.cli.common import DEVICE_HELP, MODEL_DEFAULT, MODEL_PANEL, _check, _check_device, _model, friendly
 
 
-# ---- styleclip serve: the web app -----------------------------------------------------------------------
+FILES_PANEL = "Global directions and mappers"
+
+
 @friendly
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 0.0.0.0 exposes the app to the network."),
     port: int = typer.Option(7860, help="Port."),
     share: bool = typer.Option(False, "--share", help="Also open a temporary public gradio.live link."),
-    model: Optional[str] = typer.Option(None, help="Model set: 'ffhq' (real weights), 'toy-faces' (embedded, "
-                                        "offline), 'debug' (tiny random), or a generator checkpoint path.",
-                                        show_default="ffhq, or toy-faces when FFHQ cannot be had"),
-    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
-    relevance: Optional[Path] = typer.Option(None, help="Global directions: channel relevance fs3.npy."),
-    stats: Optional[Path] = typer.Option(None, help="Global directions: style statistics file."),
-    mappers: Optional[list[Path]] = typer.Option(None, help="Folder of trained mappers (repeatable)."),
+    model: Optional[str] = typer.Option(None, help="Model set (ffhq, toy-faces, debug) or a generator checkpoint.",
+                                        show_default=MODEL_DEFAULT, rich_help_panel=MODEL_PANEL),
+    device: str = typer.Option("auto", help=DEVICE_HELP, rich_help_panel=MODEL_PANEL),
+    relevance: Optional[Path] = typer.Option(None, help="Channel relevance file (fs3.npy).",
+                                             rich_help_panel=FILES_PANEL),
+    stats: Optional[Path] = typer.Option(None, help="Style statistics file.", rich_help_panel=FILES_PANEL),
+    mappers: Optional[list[Path]] = typer.Option(None, help="Folder of trained mappers (repeatable).",
+                                                 metavar="<folder>", rich_help_panel=FILES_PANEL),
 ):
-    """Start the web app (Gradio): random faces or photos, global directions, mappers, optimization."""
+    """Start the web app (Gradio) in the browser.
+
+    Random faces or photos, edited with global directions, mappers or optimization."""
     import importlib.util
 
     from styleclip.errors import StyleClipError

@@ -6,26 +6,37 @@ from typing import Optional
 
 import typer
 
-from styleclip.cli.common import MODEL_HELP, _check, _check_device, _check_text, _clip_name, _floats, _generator, _identity, _join_world, _model, _say, _stats_for, friendly
-from styleclip.cli.edit import _tuned_help
+from styleclip.cli.common import (CHECKPOINT_HELP, CLIP_DEFAULT, CLIP_HELP, DEVICE_HELP, MODEL_DEFAULT, MODEL_HELP,
+                                  MODEL_PANEL, OUTPUT_PANEL, _check, _check_device, _check_text, _clip_name, _floats,
+                                  _generator, _identity, _join_world, _model, _say, _stats_for, friendly)
+
+
+STATS_PANEL = "Relevance and style statistics"
 
 
 @friendly
 def relevance(
-    out: Path = typer.Option(..., help="Output .npy (rows in layer/channel order, like the official fs3.npy)."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
-    clip: Optional[str] = typer.Option(None, help="CLIP model (default: the model set's)."),
-    images: int = typer.Option(100, help="Sampled images per channel (official: 100)."),
-    fast: bool = typer.Option(False, help="Linearised estimator (one Jacobian per image) instead of the exact protocol."),
+    out: Path = typer.Option(..., help="Output .npy (layer/channel rows, like the official fs3.npy)."),
+    images: int = typer.Option(100, help="Sampled images per channel (the official protocol's)."),
+    fast: bool = typer.Option(False, help="Linearised estimator (fast), not the exact protocol.",
+                              show_default=False),
     all_layers: bool = typer.Option(False, "--all-layers", help="Every conv layer, not only those up to 128 px."),
-    stats: Optional[Path] = typer.Option(None, help="Style statistics file (default: cached or computed)."),
-    stats_samples: int = typer.Option(100_000, help="Samples for the style statistics when computed."),
-    batch_size: Optional[int] = typer.Option(None, help="Image pairs per forward (exact protocol; default by size)."),
-    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+    batch_size: Optional[int] = typer.Option(None, help="Image pairs per forward (exact protocol).",
+                                             show_default="by size"),
+    stats: Optional[Path] = typer.Option(None, help="Style statistics file.", show_default="cached or computed",
+                                         rich_help_panel=STATS_PANEL),
+    stats_samples: int = typer.Option(100_000, help="Samples for the style statistics when computed.",
+                                      rich_help_panel=STATS_PANEL),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP, show_default=MODEL_DEFAULT,
+                                        rich_help_panel=MODEL_PANEL),
+    checkpoint: Optional[Path] = typer.Option(None, help=CHECKPOINT_HELP, rich_help_panel=MODEL_PANEL),
+    clip: Optional[str] = typer.Option(None, help=CLIP_HELP, show_default=CLIP_DEFAULT, rich_help_panel=MODEL_PANEL),
+    device: str = typer.Option("auto", help=DEVICE_HELP, rich_help_panel=MODEL_PANEL),
 ):
-    """Compute channel relevance (fs3) for global directions; resumes an interrupted run. Under
-    `torchrun --nproc-per-node N` the channels are shared out among N processes (see docs/distributed.md)."""
+    """Compute channel relevance (fs3) for global directions; resumes an interrupted run.
+
+    Under `torchrun --nproc-per-node N` the channels are shared out among N processes
+    (docs/distributed.md)."""
     from styleclip.util import checks, outputs
     from styleclip.factory import load_clip
 
@@ -67,21 +78,24 @@ def _relevance_run(g, enc, out: Path, *, images: int, fast: bool, all_layers: bo
 
 @friendly
 def prepare(
-    out: Path = typer.Option(..., help="Folder for the style statistics, the relevance and prepared.json."),
+    out: Path = typer.Option(..., help="Folder for the statistics, relevance and prepared.json."),
     checkpoint: Optional[Path] = typer.Option(None, help="Your generator checkpoint (.pt, .pkl, .safetensors)."),
-    model: Optional[str] = typer.Option(None, help="Or a model set (" + MODEL_HELP[len("Model set: "):]),
-    clip: Optional[str] = typer.Option(None, help="CLIP model (default: the model set's; FFHQ's ViT-B/32 for a "
-                                       "checkpoint). Later runs of this generator use the same one."),
-    fast: bool = typer.Option(False, help="Relevance by the linearised estimator (much faster) instead of the "
-                              "exact protocol."),
-    images: int = typer.Option(100, help="Sampled images per channel for the relevance (official: 100)."),
-    stats_samples: int = typer.Option(100_000, help="Samples for the style statistics."),
-    faces: Optional[bool] = typer.Option(None, "--faces/--not-faces", help="Whether the generator makes faces "
-                                         "(identity loss on or off).", show_default="detected in 8 samples"),
-    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+    model: Optional[str] = typer.Option(None, help="Or a model set: ffhq, toy-faces or debug."),
+    clip: Optional[str] = typer.Option(None, help="CLIP model, kept for this generator's later runs.",
+                                       show_default="the model set's; ViT-B/32 for a checkpoint"),
+    fast: bool = typer.Option(False, help="Linearised relevance estimator (fast), not the exact one.",
+                              show_default=False, rich_help_panel=STATS_PANEL),
+    images: int = typer.Option(100, help="Sampled images per channel (the official protocol's).",
+                               rich_help_panel=STATS_PANEL),
+    stats_samples: int = typer.Option(100_000, help="Samples for the style statistics.", rich_help_panel=STATS_PANEL),
+    faces: Optional[bool] = typer.Option(None, "--faces/--not-faces", help="Whether it makes faces (identity loss).",
+                                         show_default="detected in 8 samples"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ):
-    """Bring your own generator: style statistics + channel relevance (sharded under `torchrun
-    --nproc-per-node N`), recorded with the generator's fingerprint; afterwards `--checkpoint` finds them."""
+    """Bring your own generator: style statistics and channel relevance, once.
+
+    Recorded with the generator's fingerprint, so that later runs with `--checkpoint` find them.
+    Sharded under `torchrun --nproc-per-node N` (docs/distributed.md)."""
     from styleclip.util import outputs
     from styleclip import stylespace as ss
     from styleclip.util.distributed import world as current_world
@@ -127,29 +141,38 @@ def prepare(
                    "pass --faces to say otherwise", err=True)
 
 
+GRID_PANEL, FACE_PANEL, FILES_PANEL = "Grid", "Face", "Style-space files"
+
+
 @friendly
 def sweep(
     prompt: str = typer.Option(..., help="Target text, e.g. 'a smiling face'."),
     neutral: str = typer.Option("a face", help="Neutral text."),
     alphas: Optional[str] = typer.Option(None, help="Comma-separated strengths (columns).",
-                                         show_default="-a,0,a around the model's alpha (" +
-                                         _tuned_help("global", "strength", 4.1) + ")"),
+                                         show_default="-a,0,a with a the model set's strength",
+                                         rich_help_panel=GRID_PANEL),
     betas: Optional[str] = typer.Option(None, help="Comma-separated thresholds (rows).",
-                                        show_default="2/3, 1 and 4/3 of the model's beta (" +
-                                        _tuned_help("global", "beta", 0.15) + ")"),
-    seed: int = typer.Option(0, help="Seed of the sampled face."),
-    truncation: float = typer.Option(0.7, help="Truncation psi of the sampled face."),
-    out: Path = typer.Option(Path("sweep.png"), help="Output grid image."),
-    gif: bool = typer.Option(False, help="Also write an alpha animation (OUT with .gif) at the first beta."),
-    relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="fs3 .npy (ours or official)."),
-    stats: Optional[Path] = typer.Option(None, help="Style statistics file (default: cached or computed)."),
-    stats_samples: int = typer.Option(100_000, help="Samples for the style statistics when computed."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
-    clip: Optional[str] = typer.Option(None, help="CLIP model (default: the model set's)."),
-    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+                                        show_default="2/3, 1, 4/3 x the model set's beta", rich_help_panel=GRID_PANEL),
+    seed: int = typer.Option(0, help="Seed of the sampled face.", rich_help_panel=FACE_PANEL),
+    truncation: float = typer.Option(0.7, help="Truncation psi of the sampled face.", rich_help_panel=FACE_PANEL),
+    out: Path = typer.Option(Path("sweep.png"), help="Output grid image.", rich_help_panel=OUTPUT_PANEL),
+    gif: bool = typer.Option(False, help="Also an alpha animation (OUT with .gif) at the first beta.",
+                             show_default=False, rich_help_panel=OUTPUT_PANEL),
+    relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="Channel relevance fs3 .npy (ours or "
+                                                  "official).", rich_help_panel=FILES_PANEL),
+    stats: Optional[Path] = typer.Option(None, help="Style statistics file.", show_default="cached or computed",
+                                         rich_help_panel=FILES_PANEL),
+    stats_samples: int = typer.Option(100_000, help="Samples for the style statistics when computed.",
+                                      rich_help_panel=FILES_PANEL),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP, show_default=MODEL_DEFAULT,
+                                        rich_help_panel=MODEL_PANEL),
+    checkpoint: Optional[Path] = typer.Option(None, help=CHECKPOINT_HELP, rich_help_panel=MODEL_PANEL),
+    clip: Optional[str] = typer.Option(None, help=CLIP_HELP, show_default=CLIP_DEFAULT, rich_help_panel=MODEL_PANEL),
+    device: str = typer.Option("auto", help=DEVICE_HELP, rich_help_panel=MODEL_PANEL),
 ):
-    """Grid of global-direction edits: rows beta, columns alpha (like the paper's figures)."""
+    """Grid of global-direction edits of one face: rows beta, columns alpha.
+
+    Like the paper's figures; --gif adds an animation over alpha."""
     import torch
 
     from styleclip import stylespace as ss

@@ -12,6 +12,9 @@ from styleclip.cli.common import _check, friendly
 toy_app = typer.Typer(no_args_is_help=True, help="The embedded toy-faces models: train and evaluate.")
 
 
+RECIPE_PANEL, RUN_PANEL = "Recipe", "Checkpoints, evaluation and threads"
+
+
 @toy_app.command("train")
 @friendly
 def toy_train(
@@ -19,29 +22,37 @@ def toy_train(
     steps: Optional[int] = typer.Option(None, help="Stop at this total step count."),
     minutes: Optional[float] = typer.Option(None, help="Stop after this many minutes of this run."),
     out: Optional[Path] = typer.Option(None, help="Run folder (checkpoint, log, exported weights).",
-                                     show_default="toy-runs/<model>"),
+                                       show_default="toy-runs/<model>"),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/checkpoint.pt."),
-    init_from: Optional[Path] = typer.Option(None, help="Start from exported weights in this folder "
-                                                        "(<model>.safetensors) with a fresh optimizer."),
+    init_from: Optional[Path] = typer.Option(None, help="Start from the exported weights in this folder, fresh "
+                                                        "optimizer."),
     start_step: int = typer.Option(0, help="With --init-from: the step those weights were exported at."),
-    seed: int = typer.Option(0, help="Seed of the initial weights and of the batch stream."),
+    seed: int = typer.Option(0, help="Seed of the initial weights and of the batch stream.",
+                             rich_help_panel=RECIPE_PANEL),
     batch_size: Optional[int] = typer.Option(None, help="Batch size.",
-                                            show_default="the recipe's; the run's with --resume"),
+                                             show_default="the recipe's; the run's with --resume",
+                                             rich_help_panel=RECIPE_PANEL),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate.",
-                                      show_default="the recipe's; the run's with --resume"),
-    ckpt_every: int = typer.Option(100, help="Checkpoint every N steps."),
-    eval_every: int = typer.Option(0, help="Evaluate every N steps (0: only at the end)."),
-    threads: int = typer.Option(2, help="torch CPU threads."),
-    tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Tiny networks (tests)."),
-    eval_size: int = typer.Option(512, help="Held-out evaluation images / pairs."),
-    finetune: bool = typer.Option(False, "--finetune", help="generator: last phase, --init-from the exported "
-                                  "weights: train the synthesis on the mapping's outputs, truncated like the CLI."),
-    anneal: bool = typer.Option(False, "--anneal", help="Decay the learning rate to zero (half cosine) by --steps."),
+                                       show_default="the recipe's; the run's with --resume",
+                                       rich_help_panel=RECIPE_PANEL),
+    anneal: bool = typer.Option(False, "--anneal", help="Decay the learning rate to zero (half cosine) by --steps.",
+                                rich_help_panel=RECIPE_PANEL),
+    finetune: bool = typer.Option(False, "--finetune", help="generator's last phase (with --init-from): the "
+                                  "synthesis on the mapping's outputs.", rich_help_panel=RECIPE_PANEL),
     partial_captions: Optional[float] = typer.Option(
-        None, help="clip: fraction of captions naming only some attributes ('a bald face', 'a face'), each image "
-        "a positive of every caption it matches.", show_default="0; the run's with --resume"),
+        None, help="clip: fraction of captions naming only some attributes.",
+        show_default="0; the run's with --resume", rich_help_panel=RECIPE_PANEL),
+    tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Tiny networks (tests)."),
+    ckpt_every: int = typer.Option(100, help="Checkpoint every N steps.", rich_help_panel=RUN_PANEL),
+    eval_every: int = typer.Option(0, help="Evaluate every N steps (0: only at the end).", rich_help_panel=RUN_PANEL),
+    eval_size: int = typer.Option(512, help="Held-out evaluation images / pairs.", rich_help_panel=RUN_PANEL),
+    threads: int = typer.Option(2, help="torch CPU threads.", rich_help_panel=RUN_PANEL),
 ):
-    """Train a toy-faces model (resumable; deterministic given the seed)."""
+    """Train a toy-faces model (resumable; deterministic given the seed).
+
+    --finetune, the generator's last phase, trains the synthesis on the mapping's outputs, truncated
+    as the CLI samples them. --partial-captions (clip): captions that name only some attributes
+    ('a bald face', 'a face'), each image a positive of every caption it matches."""
     import torch
 
     from styleclip.toy.training.train import CHECKPOINT, load_checkpoint, make_task, run_training
@@ -78,7 +89,7 @@ def toy_train(
 def toy_eval(
     model: str = typer.Argument(..., help="clip, classifier, identity or generator."),
     weights: Optional[Path] = typer.Option(None, help="Folder with <model>.safetensors and <model>.json.",
-                                          show_default="the packaged styleclip/assets/toy_faces"),
+                                           show_default="the packaged ones"),
     n: int = typer.Option(512, help="Held-out evaluation images / pairs."),
 ):
     """Evaluation figures of exported toy weights, as JSON."""
@@ -94,11 +105,13 @@ def toy_eval(
 @toy_app.command("stylespace")
 @friendly
 def toy_stylespace(
-    images: int = typer.Option(100, help="Sampled images per channel for the relevance (official: 100)."),
+    images: int = typer.Option(100, help="Sampled images per channel for the relevance."),
     threads: int = typer.Option(2, help="torch CPU threads."),
 ):
-    """Compute the packaged toy model's style statistics, exact channel relevance and the channels' identity
-    cost into the package (styleclip/assets/stylespace/), where the global-directions engine finds them."""
+    """Recompute the toy model's shipped style-space files.
+
+    Its style statistics, exact channel relevance and the channels' identity cost, written into
+    the package (styleclip/assets/stylespace/), where the global-directions engine finds them."""
     import torch
 
     from styleclip.stylespace import identity_cost as ic

@@ -6,52 +6,69 @@ from typing import Optional
 
 import typer
 
-from styleclip.cli.common import MODEL_HELP, _check, _check_device, _check_text, _clip_name, _generator, _identity, _join_world, _model, _not_faces_notice, _say, friendly
+from styleclip.cli.common import (CHECKPOINT_HELP, DEVICE_HELP, MODEL_DEFAULT, MODEL_HELP, MODEL_PANEL, _check,
+                                  _check_device, _check_text, _clip_name, _generator, _identity, _join_world, _model,
+                                  _not_faces_notice, _say, friendly)
+
+
+TRAINING_PANEL, LOSSES_PANEL, DATA_PANEL, RUN_PANEL = "Training", "Losses and sub-mappers", "Data", "Run folder"
 
 
 @friendly
 def train_mapper_command(
-    prompt: Optional[str] = typer.Option(None, help="What the mapper edits toward, e.g. 'mohawk' (not with "
-                                         "--universal)."),
-    universal: bool = typer.Option(False, "--universal", help="Train the text-conditioned mapper for any prompt "
-                                   "(no text needed: trained on CLIP image-embedding differences of pairs of "
-                                   "generated faces)."),
-    minutes: Optional[float] = typer.Option(None, help="--universal: stop after this many minutes of this run "
-                                            "(resume later with --resume)."),
-    latents: Optional[Path] = typer.Option(None, help="Training latents: .pt tensor [N,num_ws,512] (e.g. "
-                                                      "e4e-inverted faces). Default: sampled from the generator."),
-    val_latents: Optional[Path] = typer.Option(None, help="Validation latents (.pt). Default: held out from "
-                                                          "--latents, or sampled."),
-    num_latents: int = typer.Option(5000, help="Sampled training latents when no --latents file is given."),
-    steps: int = typer.Option(50_000, help="Training steps (the paper: 50,000)."),
-    batch_size: int = typer.Option(2, help="Latents per step (per process under torchrun: the effective batch "
-                                   "is this x the number of processes)."),
-    lr: float = typer.Option(0.5, help="Learning rate of the effective batch (not scaled with the number of "
-                             "processes)."),
-    optimizer: str = typer.Option("ranger", help="ranger (RAdam + Lookahead + GC, the paper's) or adam."),
-    clip_lambda: float = typer.Option(1.0, help="Weight of the CLIP loss."),
-    l2_lambda: float = typer.Option(0.8, help="Weight of the latent L2 loss."),
-    id_lambda: float = typer.Option(0.1, help="Weight of the identity loss (off without an identity network)."),
-    no_coarse: bool = typer.Option(False, "--no-coarse", help="No coarse sub-mapper (W+ rows of 4-8 px)."),
-    no_medium: bool = typer.Option(False, "--no-medium", help="No medium sub-mapper (16-32 px)."),
-    no_fine: bool = typer.Option(False, "--no-fine", help="No fine sub-mapper (64 px and up; keeps colours)."),
-    val_interval: int = typer.Option(2000, help="Validate (and keep the best mapper) every N steps."),
-    save_interval: int = typer.Option(2000, help="Write a resumable checkpoint every N steps."),
-    image_interval: int = typer.Option(2000, help="Write a source|edited image grid every N steps."),
-    seed: int = typer.Option(0, help="Seed of the sampled latents, the mapper's initial weights and shuffling."),
-    init: str = typer.Option("auto", help="Starting point: 'universal' (or a universal mapper file): the mapper "
-                             "is first fitted to the text-conditioned mapper's edit for this prompt (seconds), so "
-                             "a few hundred steps suffice; 'none': random (the paper's); 'auto': universal when "
-                             "one is found for this generator."),
-    distill_steps: int = typer.Option(1000, help="Steps of fitting to the universal mapper (with --init)."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: mappers/<prompt>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP),
-    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
-    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
+    prompt: Optional[str] = typer.Option(None, help="What the mapper edits toward, e.g. 'mohawk'."),
+    universal: bool = typer.Option(False, "--universal", help="Train one text-conditioned mapper for any prompt "
+                                   "instead."),
+    init: str = typer.Option("auto", help="universal (fit to it first), none (random, the paper's), a file; "
+                             "auto: universal if one is found."),
+    distill_steps: int = typer.Option(1000, help="Steps of fitting to the universal mapper."),
+    steps: int = typer.Option(50_000, help="Training steps (the paper: 50,000).", rich_help_panel=TRAINING_PANEL),
+    batch_size: int = typer.Option(2, help="Latents per step and process (torchrun: x processes).",
+                                   rich_help_panel=TRAINING_PANEL),
+    lr: float = typer.Option(0.5, help="Learning rate of the effective batch.", rich_help_panel=TRAINING_PANEL),
+    optimizer: str = typer.Option("ranger", help="ranger (RAdam + Lookahead, the paper's) or adam.",
+                                  rich_help_panel=TRAINING_PANEL),
+    seed: int = typer.Option(0, help="Seed of latents, initial weights, shuffling.",
+                             rich_help_panel=TRAINING_PANEL),
+    clip_lambda: float = typer.Option(1.0, help="Weight of the CLIP loss.", rich_help_panel=LOSSES_PANEL),
+    l2_lambda: float = typer.Option(0.8, help="Weight of the latent L2 loss.", rich_help_panel=LOSSES_PANEL),
+    id_lambda: float = typer.Option(0.1, help="Weight of the identity loss (if a net is found).",
+                                    rich_help_panel=LOSSES_PANEL),
+    no_coarse: bool = typer.Option(False, "--no-coarse", help="No coarse sub-mapper (W+ rows of 4-8 px).",
+                                   rich_help_panel=LOSSES_PANEL),
+    no_medium: bool = typer.Option(False, "--no-medium", help="No medium sub-mapper (16-32 px).",
+                                   rich_help_panel=LOSSES_PANEL),
+    no_fine: bool = typer.Option(False, "--no-fine", help="No fine sub-mapper (64 px and up; keeps colours).",
+                                 rich_help_panel=LOSSES_PANEL),
+    latents: Optional[Path] = typer.Option(None, help="Training latents (.pt [N,num_ws,512], e.g. e4e inversions).",
+                                           show_default="sampled", rich_help_panel=DATA_PANEL),
+    val_latents: Optional[Path] = typer.Option(None, help="Validation latents (.pt).",
+                                               show_default="held out from --latents, or sampled",
+                                               rich_help_panel=DATA_PANEL),
+    num_latents: int = typer.Option(5000, help="Sampled training latents (without --latents).",
+                                    rich_help_panel=DATA_PANEL),
+    out: Optional[Path] = typer.Option(None, help="Run folder.", show_default="mappers/<prompt>",
+                                       rich_help_panel=RUN_PANEL),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out where it stopped.",
+                                rich_help_panel=RUN_PANEL),
+    minutes: Optional[float] = typer.Option(None, help="--universal: stop after this many minutes (then --resume).",
+                                            rich_help_panel=RUN_PANEL),
+    val_interval: int = typer.Option(2000, help="Validate (keep the best) every N steps.",
+                                     rich_help_panel=RUN_PANEL),
+    save_interval: int = typer.Option(2000, help="Write a resumable checkpoint every N steps.",
+                                      rich_help_panel=RUN_PANEL),
+    image_interval: int = typer.Option(2000, help="Write a source|edited image grid every N steps.",
+                                       rich_help_panel=RUN_PANEL),
+    model: Optional[str] = typer.Option(None, help=MODEL_HELP, show_default=MODEL_DEFAULT,
+                                        rich_help_panel=MODEL_PANEL),
+    checkpoint: Optional[Path] = typer.Option(None, help=CHECKPOINT_HELP, rich_help_panel=MODEL_PANEL),
+    device: str = typer.Option("auto", help=DEVICE_HELP, rich_help_panel=MODEL_PANEL),
 ):
-    """Train a latent mapper for one prompt (StyleCLIP method 2), or with --universal one for any prompt. Under `torchrun --nproc-per-node N`: data
-    parallel (DistributedDataParallel) over N processes, effective batch N x --batch-size (docs/distributed.md)."""
+    """Train a latent mapper for one prompt (StyleCLIP method 2), or one for any prompt.
+
+    --universal trains the text-conditioned mapper on CLIP image-embedding differences of pairs of
+    generated faces (no text needed). Under `torchrun --nproc-per-node N`: data parallel over N
+    processes, effective batch N x --batch-size, --lr as given (docs/distributed.md)."""
     from tqdm import tqdm
 
     from styleclip import factory

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from styleclip.cli.common import friendly
+from styleclip.cli.common import did_you_mean, friendly
 
 
 # ---- styleclip weights ... ------------------------------------------------------------------------------------
@@ -26,7 +26,8 @@ def weights_list(
              str(pretrained.find(s.name) or ("unsupported" if s.extra.get("unsupported") else "-")))
             for s in pretrained.REGISTRY.values() if kind is None or s.kind == kind]
     if not rows:
-        raise ValueError(f"no weights of kind {kind!r}")
+        kinds = sorted({s.kind for s in pretrained.REGISTRY.values()})
+        raise ValueError(f"no weights of kind {kind!r}; kinds: {', '.join(kinds)}{did_you_mean(kind, kinds)}")
     header = ("name", "size", "kind", "licence (NC = non-commercial)", "present")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
     for r in [header] + rows:
@@ -37,8 +38,9 @@ def weights_list(
 @friendly
 def weights_download(
     names: list[str] = typer.Argument(..., help="Weight names (see `weights list`) or a model set (ffhq)."),
-    dest: Optional[Path] = typer.Option(None, help="Folder (default: $STYLECLIP_WEIGHTS_DIR or the user cache)."),
-    quiet: bool = typer.Option(False, help="No progress bar."),
+    dest: Optional[Path] = typer.Option(None, help="Folder to download into.",
+                                        show_default="$STYLECLIP_WEIGHTS_DIR or the user cache"),
+    quiet: bool = typer.Option(False, help="No progress bar.", show_default=False),
 ):
     """Download weights (resumable, sha256-checked where a hash is published)."""
     from styleclip.util import outputs
@@ -69,7 +71,7 @@ def weights_download(
 @weights_app.command("verify")
 @friendly
 def weights_verify(names: Optional[list[str]] = typer.Argument(None, help="Only these weights.")):
-    """Check the sha256 (and size) of every present weight file; exit 1 on any mismatch."""
+    """Check the sha256 and size of every present weight file; exit 1 on any mismatch."""
     from styleclip.store import registry as pretrained
 
     from styleclip.factory import weight_problem
@@ -90,7 +92,7 @@ def weights_verify(names: Optional[list[str]] = typer.Argument(None, help="Only 
 @weights_app.command("path")
 @friendly
 def weights_path(name: str = typer.Argument(..., help="Weight name (see `weights list`) or a model set (ffhq).")):
-    """Print where weight NAME is, or for a model set where each of its weights is (exit 1 if one is absent)."""
+    """Print where weight NAME is, or each weight of a model set; exit 1 if one is absent."""
     from styleclip.store import registry as pretrained
 
     if name in pretrained.MODEL_SETS and name not in pretrained.REGISTRY:
