@@ -18,7 +18,7 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
 
 EDIT, PHOTOS, MODELS, TRAINING, APP = "Edit", "Photos", "Models and weights", "Training", "App"
 
-app.command(rich_help_panel=EDIT)(edit.edit)
+app.add_typer(edit.edit_app, name="edit", rich_help_panel=EDIT)
 app.command(rich_help_panel=EDIT)(stylespace.sweep)
 app.command(rich_help_panel=PHOTOS)(photo.faces)
 app.command(rich_help_panel=PHOTOS)(photo.invert)

@@ -98,108 +98,151 @@ def _print_photo(built) -> None:
                f"{built.settings.folder}/")
 
 
-@friendly
-def edit(
-    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Target text, e.g. 'mohawk'."),
-    target_image: Optional[Path] = typer.Option(None, "--target-image", help="Target: a reference image whose "
-                                                "CLIP embedding is the target (e.g. a face with the hair you "
-                                                "want); instead of or besides --prompt."),
-    engine: Optional[str] = typer.Option(None, help="optimize | mapper | global (mapper: --mapper universal for "
-                                         "any prompt) [default: optimize; toy-faces: the universal mapper]"),
-    seed: Optional[int] = typer.Option(None, help="Source: one seed (z -> truncation -> W+).", show_default="0"),
-    seeds: Optional[str] = typer.Option(None, help="Source: several seeds, e.g. '0-7' or '1,5,9'."),
-    latent: Optional[Path] = typer.Option(None, help="Source: a saved latent (.pt / .npy): W+, or S space as "
-                                          "written by global or --space styles edits."),
-    latents: Optional[Path] = typer.Option(None, help="Source: a folder of latents."),
-    image: Optional[Path] = typer.Option(None, help="Source: a photo (the face is aligned and inverted; cached)."),
-    face: Optional[str] = typer.Option(None, "--face", "--face-index", help="--image: which face (an index, "
-                                       "see `styleclip faces`), or 'all' to edit every face.",
-                                       show_default="the largest"),
-    invert: str = typer.Option("auto", help="--image: auto (the cheapest of e4e / projector / pti reaching "
-                               "--target-psnr and --target-identity), e4e, projector or pti."),
-    invert_steps: Optional[int] = typer.Option(None, help="--image: projector steps.",
-                                               show_default="500, toy-faces 100"),
-    pti_steps: Optional[int] = typer.Option(None, help="--image: pivotal-tuning steps.",
-                                            show_default="350, toy-faces 500, debug 30"),
-    target_psnr: float = typer.Option(27.0, help="--invert auto: reconstruction PSNR (dB) to reach."),
-    target_identity: float = typer.Option(0.9, help="--invert auto: identity similarity of the reconstruction to "
-                                          "reach (where the model set has an identity net)."),
-    crop_only: bool = typer.Option(False, "--crop-only", help="--image: write the edited aligned crop as "
-                                   "<name>_edited.png instead of the whole photo."),
-    truncation: float = typer.Option(0.7, help="Truncation psi for seeds."),
-    steps: Optional[int] = typer.Option(None, help="optimize: Adam steps.",
-                                        show_default=_tuned_help("optimize", "steps")),
-    lr: Optional[float] = typer.Option(None, help="optimize: learning rate.",
-                                       show_default=_tuned_help("optimize", "lr")),
-    l2_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the L2 distance to the source latent.",
-                                              show_default=_tuned_help("optimize", "l2_lambda")),
-    id_lambda: Optional[float] = typer.Option(None, help="optimize: weight of the identity loss (needs an "
-                                              "identity net).", show_default=_tuned_help("optimize", "id_lambda")),
-    mode: Optional[str] = typer.Option(None, help="optimize: 'edit' or 'free_generation' (from the mean latent).",
-                                       show_default="edit"),
-    space: Optional[str] = typer.Option(None, help="optimize: 'wplus' or 'styles' (S space, non-toRGB).",
-                                        show_default="wplus"),
-    bf16: bool = typer.Option(False, help="optimize: bfloat16 autocast (faster on CPUs with AVX512-BF16 and on GPUs)."),
-    compile_step: bool = typer.Option(False, "--compile", help="optimize: torch.compile the step (on CUDA with "
-                                      "CUDA graphs); the first step compiles for a minute or more, so it pays "
-                                      "on long runs (needs a C++ compiler on the CPU, Triton on CUDA)."),
-    checkpoint_min_res: Optional[int] = typer.Option(None, help="optimize: recompute the blocks of this "
-                                                     "resolution and above in the backward pass (less memory, "
-                                                     "e.g. 512 at 1024 px; for the least, also set "
-                                                     "STYLECLIP_KEEP_FREED_MEMORY=0).", show_default="off"),
-    clip_views: Optional[int] = typer.Option(None, help="optimize: CLIP scores the mean of this many randomly "
-                                             "shifted copies of the edit (against changes only CLIP sees); 0: "
-                                             "the image as it is, as the paper.",
-                                             show_default=_tuned_help("optimize", "clip_views")),
-    init_from: Optional[str] = typer.Option(None, "--init", help="optimize: where the latent starts: 'source' "
-                                            "(the paper) or 'universal' (the universal mapper's edit toward the "
-                                            "prompt, then refined; needs a universal mapper for the generator).",
-                                            show_default="source, toy-faces universal"),
-    strength: Optional[float] = typer.Option(None, "--strength", "--alpha", help="Edit strength: alpha for "
-                                             "global, residual scale for mapper (1), CLIP-term weight for "
-                                             "optimize (1).", show_default="global " + _tuned_help(
-                                                 "global", "strength") + "; mapper and optimize 1"),
-    neutral: Optional[str] = typer.Option(None, help="global: the neutral text the direction starts from.",
-                                          show_default="a face"),
-    beta: Optional[float] = typer.Option(None, help="global: disentanglement threshold (channels with "
-                                         "|relevance| < beta are left alone); 0 picks it automatically. "
-                                         "Universal mapper: its change is kept only on channels with "
-                                         "|relevance| >= beta (default: toy-faces 0.1, else off); 0: off.",
-                                         show_default=_tuned_help("global", "beta")),
-    relevance_file: Optional[Path] = typer.Option(None, "--relevance", help="global: channel relevance .npy "
-                                                  "(ours or the official fs3.npy).",
-                                                  show_default="the shipped or cached one"),
-    mapper: Optional[str] = typer.Option(None, help="mapper: a mapper file or name ('universal': the "
-                                         "text-conditioned mapper, any prompt or image).",
-                                         show_default="the mapper trained for --prompt on this generator"),
-    auto_strength: bool = typer.Option(False, "--auto-strength", help="global / mapper: pick the strength per "
-                                       "face (the smallest multiple of --strength reaching the CLIP gain while "
-                                       "the identity net still says same person); reported per face."),
-    keep_identity: Optional[bool] = typer.Option(None, "--keep-identity/--fixed-strength", help="global / mapper: "
-                                                 "per face, the strongest of 0.25, 0.5, 0.75 and 1 x --strength "
-                                                 "that the identity net still reads as the same person (an identity "
-                                                 "budget); reported per face. --fixed-strength: --strength on every "
-                                                 "face.", show_default="fixed; global on toy-faces: keep identity "
-                                                 "(alpha 5, beta 0.1)"),
-    direction: Optional[str] = typer.Option(None, help="optimize / global: 'text' (the paper's CLIP text "
-                                            "target) or 'image' (the prompt's image-side CLIP direction, from "
-                                            "ranking generated faces) [default: text; or the model's]."),
-    batch_size: int = typer.Option(4, help="Sources edited together."),
-    out: Path = typer.Option(Path("outputs"), help="Output folder: each run writes into its own folder in it, "
-                             "<prompt>-<engine>, numbered -2, -3, ... when that exists."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into <prompt>-<engine> even when it exists "
-                                   "(its files of the same names are replaced)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved settings (each with where it came "
-                                 "from: default, model set or option) and exit without loading models."),
-    gif: bool = typer.Option(False, help="optimize: also write an animation of the optimization."),
-    model: Optional[str] = typer.Option(None, help=MODEL_HELP, show_default="ffhq, or toy-faces offline"),
-    checkpoint: Optional[Path] = typer.Option(None, help="Generator checkpoint (.pt, .pkl, .safetensors)."),
-    device: str = typer.Option("auto", help="cpu, cuda, mps or auto."),
-):
-    """Edit faces toward a text prompt; writes the edit, a before/after pair and the edited latent into a new
-    folder under --out."""
-    options = {k: v for k, v in locals().items() if k in _EDIT_PARAMS}
-    run_request(request_from_options(**options), dry_run=dry_run)
+# ---- options: one table, grouped in help panels; `edit` shows them all, each engine subcommand its own -------
+TARGET, SOURCE, PHOTO, STRENGTH = "Target", "Source", "Photo source (--image)", "Strength"
+OPTIMIZE, GLOBAL, MAPPER, RUN = "Optimize", "Global directions", "Mapper", "Output, model and device"
 
 
-_EDIT_PARAMS = tuple(inspect.signature(edit).parameters)
+def _o(default, *decls, panel: str, help: str, **kw):
+    return typer.Option(default, *decls, rich_help_panel=panel, help=help, **kw)
+
+
+def _strength(default: str):
+    return _o(None, "--strength", "--alpha", panel=STRENGTH, help="Alpha / mapper scale / CLIP weight.",
+              show_default=default)
+
+
+def _options() -> dict:
+    """name -> (type, typer.Option): every option of `edit`, with a one-line help and its default shown once."""
+    return {
+        "prompt": (Optional[str], _o(None, "--prompt", "-p", panel=TARGET, help="Target text, e.g. 'mohawk'.")),
+        "target_image": (Optional[Path], _o(None, "--target-image", panel=TARGET,
+                                            help="Reference image (its CLIP embedding).")),
+        "engine": (Optional[str], _o(None, panel=TARGET, help="optimize | global | mapper | universal (or use the "
+                                     "subcommands).", show_default="optimize; toy-faces universal")),
+        "seed": (Optional[int], _o(None, panel=SOURCE, help="One seed (z -> truncation -> W+).", show_default="0")),
+        "seeds": (Optional[str], _o(None, panel=SOURCE, help="Several seeds, e.g. '0-7' or '1,5,9'.")),
+        "latent": (Optional[Path], _o(None, panel=SOURCE, help="A saved latent (.pt / .npy; W+ or S).")),
+        "latents": (Optional[Path], _o(None, panel=SOURCE, help="A folder of latents.")),
+        "image": (Optional[Path], _o(None, panel=SOURCE, help="A photo (faces edited, pasted back).")),
+        "truncation": (float, _o(0.7, panel=SOURCE, help="Truncation psi for seeds.")),
+        "face": (Optional[str], _o(None, "--face", "--face-index", panel=PHOTO,
+                                   help="Which face (index) or 'all'.",
+                                   show_default="the largest")),
+        "invert": (str, _o("auto", panel=PHOTO, help="auto | e4e | projector | pti.")),
+        "invert_steps": (Optional[int], _o(None, panel=PHOTO, help="Projector steps.",
+                                           show_default="500, toy-faces 100")),
+        "pti_steps": (Optional[int], _o(None, panel=PHOTO, help="PTI steps.",
+                                        show_default="350, toy-faces 500")),
+        "target_psnr": (float, _o(27.0, panel=PHOTO, help="auto: PSNR (dB) to reach.")),
+        "target_identity": (float, _o(0.9, panel=PHOTO, help="auto: identity to reach.")),
+        "crop_only": (bool, _o(False, "--crop-only", panel=PHOTO, help="Write the aligned crop, not the photo.")),
+        "strength": (Optional[float], _strength("global " + _tuned_help("global", "strength") + "; else 1")),
+        "auto_strength": (bool, _o(False, "--auto-strength", panel=STRENGTH, help="Smallest reaching the CLIP gain.")),
+        "keep_identity": (Optional[bool], _o(None, "--keep-identity/--fixed-strength", panel=STRENGTH,
+                                             help="Strongest keeping the person.",
+                                             show_default="fixed; toy global: keep")),
+        "steps": (Optional[int], _o(None, panel=OPTIMIZE, help="Adam steps.",
+                                    show_default=_tuned_help("optimize", "steps"))),
+        "lr": (Optional[float], _o(None, panel=OPTIMIZE, help="Learning rate.",
+                                   show_default=_tuned_help("optimize", "lr"))),
+        "l2_lambda": (Optional[float], _o(None, panel=OPTIMIZE, help="L2 to the source.",
+                                          show_default=_tuned_help("optimize", "l2_lambda"))),
+        "id_lambda": (Optional[float], _o(None, panel=OPTIMIZE, help="Identity loss weight.",
+                                          show_default=_tuned_help("optimize", "id_lambda"))),
+        "mode": (Optional[str], _o(None, panel=OPTIMIZE, help="edit | free_generation.",
+                                   show_default="edit")),
+        "space": (Optional[str], _o(None, panel=OPTIMIZE, help="wplus | styles (S space).",
+                                    show_default="wplus")),
+        "init_from": (Optional[str], _o(None, "--init", panel=OPTIMIZE, help="source | universal.",
+                                        show_default="source, toy universal")),
+        "clip_views": (Optional[int], _o(None, panel=OPTIMIZE, help="Shifted CLIP views.",
+                                         show_default=_tuned_help("optimize", "clip_views"))),
+        "bf16": (bool, _o(False, "--bf16", panel=OPTIMIZE, help="bfloat16 autocast (AVX512-BF16 CPUs, GPUs).")),
+        "compile_step": (bool, _o(False, "--compile", panel=OPTIMIZE, help="torch.compile the step (long runs).")),
+        "checkpoint_min_res": (Optional[int], _o(None, panel=OPTIMIZE, help="Recompute blocks >= this (less memory).",
+                                                 show_default="off")),
+        "gif": (bool, _o(False, "--gif", panel=OPTIMIZE, help="Also write an animation (GIF).")),
+        "direction": (Optional[str], _o(None, panel=TARGET, help="text | image (CLIP image-side).",
+                                        show_default="text")),
+        "neutral": (Optional[str], _o(None, panel=GLOBAL, help="Text the direction starts from.",
+                                      show_default="a face")),
+        "beta": (Optional[float], _o(None, panel=GLOBAL, help="Edit channels with |relevance| >= beta.",
+                                     show_default=_tuned_help("global", "beta"))),
+        "relevance_file": (Optional[Path], _o(None, "--relevance", panel=GLOBAL, help="Relevance .npy (or fs3.npy).",
+                                              show_default="shipped or cached")),
+        "mapper": (Optional[str], _o(None, panel=MAPPER, help="A mapper file or name; 'universal': any prompt.",
+                                     show_default="the one trained for --prompt")),
+        "batch_size": (int, _o(4, panel=RUN, help="Sources edited together.")),
+        "out": (Path, _o(Path("outputs"), panel=RUN, help="Runs write to OUT/<prompt>-<engine>[-N].")),
+        "overwrite": (bool, _o(False, "--overwrite", panel=RUN, help="Reuse <prompt>-<engine> when it exists.")),
+        "dry_run": (bool, _o(False, "--dry-run", panel=RUN, help="Print the resolved settings; load nothing.")),
+        "model": (Optional[str], _o(None, panel=RUN, help=MODEL_HELP, show_default="ffhq, or toy-faces offline")),
+        "checkpoint": (Optional[Path], _o(None, panel=RUN, help="Generator file (.pt, .pkl, .safetensors).")),
+        "device": (str, _o("auto", panel=RUN, help="cpu, cuda, mps or auto.")),
+    }
+
+
+OPTIONS = _options()
+_SHARED = ("prompt", "target_image", "seed", "seeds", "latent", "latents", "image", "truncation", "face", "invert",
+           "invert_steps", "pti_steps", "target_psnr", "target_identity", "crop_only", "strength")
+_RUN = ("batch_size", "out", "overwrite", "dry_run", "model", "checkpoint", "device")
+_STRENGTH_PICKS = ("auto_strength", "keep_identity")
+ENGINE_COMMANDS = {  # subcommand -> (its own options, one-line help)
+    "optimize": (("steps", "lr", "l2_lambda", "id_lambda", "mode", "space", "init_from", "clip_views", "bf16",
+                  "compile_step", "checkpoint_min_res", "gif", "direction"),
+                 "Latent optimization: W+ (or S) optimized with CLIP loss, L2 to the source and identity loss."),
+    "global": (_STRENGTH_PICKS + ("direction", "neutral", "beta", "relevance_file"),
+               "Global directions: the text direction mapped into style space (alpha, beta)."),
+    "mapper": (_STRENGTH_PICKS + ("mapper",), "A latent mapper trained for the prompt (or --mapper FILE)."),
+    "universal": (_STRENGTH_PICKS + ("beta",), "The universal mapper: any prompt or reference image, no training."),
+}
+
+# an engine subcommand shows the strength default of its own engine
+ENGINE_DEFAULTS = {
+    "global": {"strength": (Optional[float], _strength(_tuned_help("global", "strength")))},
+    **{e: {"strength": (Optional[float], _strength("1"))} for e in ("optimize", "mapper", "universal")},
+}
+
+
+def _command(names: tuple, *, engine: Optional[str], doc: str):
+    """A Typer command taking exactly the options `names` (for an engine subcommand: `engine` is fixed)."""
+
+    def command(**options):
+        if engine is not None:
+            options["engine"] = engine
+        dry_run = options.pop("dry_run", False)
+        run_request(request_from_options(**options), dry_run=dry_run)
+
+    own = {**OPTIONS, **ENGINE_DEFAULTS.get(engine, {})}
+    command.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY,
+                                                                 default=own[n][1], annotation=own[n][0])
+                                              for n in names])
+    command.__annotations__ = {n: OPTIONS[n][0] for n in names}
+    command.__doc__ = doc
+    command.__name__ = engine or "edit"
+    return friendly(command)
+
+
+_ALL = tuple(OPTIONS)
+_edit = _command(_ALL, engine=None, doc="")
+
+
+def _callback(ctx: typer.Context, **options):
+    if ctx.invoked_subcommand is None:  # plain `styleclip edit ...`: every option, --engine picks the engine
+        _edit(**options)
+
+
+_callback.__signature__ = inspect.Signature(
+    [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    + list(inspect.signature(_edit).parameters.values()))
+_callback.__annotations__ = {"ctx": typer.Context, **{n: OPTIONS[n][0] for n in _ALL}}
+
+edit_app = typer.Typer(no_args_is_help=False, invoke_without_command=True, add_completion=False)
+edit_app.callback(
+    help="Edit faces toward a text or a reference image, into a new folder under --out.\n\n"
+         "Writes the edit, a before/after pair and the latent. `styleclip edit ENGINE --help` shows one engine's "
+         "options only "
+         "(`styleclip edit --prompt ...` takes them all, with --engine).")(_callback)
+for _name, (_own, _doc) in ENGINE_COMMANDS.items():
+    edit_app.command(_name, help=_doc)(_command(_SHARED + _own + _RUN, engine=_name, doc=_doc))

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from styleclip.cli.common import (CHECKPOINT_HELP, DEVICE_HELP, MODEL_DEFAULT, MODEL_HELP, MODEL_PANEL, _check,
-                                  _check_device, _check_text, _clip_name, _generator, _identity, _join_world, _model,
+                                  _check_device, _check_text, _generator, _identity, _join_world, _model,
                                   _not_faces_notice, _say, friendly)
 
 

@@ -2,11 +2,11 @@
 for them, what the app offers. torch-free."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from styleclip.models.presets import (PAPER, AutoStrengthPreset, GlobalPreset, OptimizePreset, Presets, PTIPreset,
+from styleclip.models.presets import (PAPER, AutoStrengthPreset, GlobalPreset, Presets, PTIPreset,
                                       ProjectorPreset, UniversalPreset)
 from styleclip.store import registry
 
