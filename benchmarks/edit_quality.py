@@ -620,7 +620,7 @@ def main(argv=None) -> dict:
     t_start = time.perf_counter()
     log(f"loading {args.model}; {args.seeds} sources, {len(prompts)} prompts, engines {', '.join(engines)}")
     b = Bench(args)
-    from styleclip.stylespace import generator_fingerprint
+    from styleclip.util.fingerprint import generator_fingerprint
 
     results = {"args": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                         "engines": engines},

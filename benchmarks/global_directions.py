@@ -26,6 +26,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from common import load  # noqa: E402
 from styleclip import stylespace as ss  # noqa: E402
+from styleclip.store import stylespace_files as files  # noqa: E402
+from styleclip.stylespace import relevance as relevance_math  # noqa: E402
 from styleclip.nets.stylegan2 import Generator, GeneratorConfig  # noqa: E402
 
 OFFICIAL_EDIT_1024_S = 2.15  # official global_torch edit at 1024 on this machine (issue 6)
@@ -110,7 +112,7 @@ def relevance_rates(g, clip, *, pairs: int = 4, cotangents: int = 32) -> dict:
         prefix = g.synthesis_range([s if j < k else None for j, s in enumerate(styles)], 0, k) if k > 0 else (
             g.input.input.expand(pairs, -1, -1, -1), None)
         with torch.no_grad():
-            t = median_time(lambda: ss._pairs_contribution(g, clip, styles, stats, k, (0, pairs), (0, 1), prefix,
+            t = median_time(lambda: relevance_math._pairs_contribution(g, clip, styles, stats, k, (0, pairs), (0, 1), prefix,
                                                            pairs), reps=1)
         per_layer[k] = t / pairs
     n_ch = sum(g.layers[k].channels for k in layers)
@@ -120,7 +122,7 @@ def relevance_rates(g, clip, *, pairs: int = 4, cotangents: int = 32) -> dict:
     stop = next(l.index + 1 for l in g.layers if l.kind == "torgb" and l.resolution >= 128)
     one = [s[:1] for s in styles]
     t0 = time.perf_counter()
-    ss._jacobian_columns(g, clip, one, layers, stop, cotangents, cotangents)  # D=cotangents: first rows only
+    relevance_math._jacobian_columns(g, clip, one, layers, stop, cotangents, cotangents)  # D=cotangents: first rows only
     t_part = time.perf_counter() - t0
     t_fwd = median_time(lambda: clip.encode_image(g.synthesis_range(one, 0, stop)[1]), reps=1)
     t_fast_image = t_fwd + (t_part - t_fwd) * d / cotangents
@@ -136,8 +138,8 @@ def agreement(n_images: int = 8, directions: int = 200, k: int = 20, model: str 
     g, clip = load_generator(model), load_clip(model)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small nets: thread spinning costs more than it gives on a shared machine
-    shipped = ss.shipped_relevance(g, clip)
-    stats = ss.load_or_compute_stats(g) if shipped else ss.compute_stats(g, n=10_000)
+    shipped = files.shipped_relevance(g, clip)
+    stats = files.load_or_compute_stats(g) if shipped else ss.compute_stats(g, n=10_000)
     t = time.perf_counter()
     exact = ss.Relevance.load(shipped, g) if shipped else None
     if exact is None or exact.meta.get("n_images") != n_images:
@@ -278,7 +280,7 @@ def main(argv=None):
         large = {"edit": edit_latency(g, clip, "1024")}
         stats = ss.compute_stats(g, n=1000)
         styles = ss.styles_from_w(g, ss.sample_w(g, 2))
-        large["pair_1024"] = median_time(lambda: ss._pairs_contribution(
+        large["pair_1024"] = median_time(lambda: relevance_math._pairs_contribution(
             g, clip, styles, stats, 14, (0, 1), (0, 1), g.synthesis_range(
                 [s if j < 14 else None for j, s in enumerate(styles)], 0, 14), 1), reps=1)
     text = page(args, m, small, large, time.perf_counter() - t0)

@@ -195,6 +195,7 @@ def bench_relevance(g, clip, args, dtypes):
     import torch
 
     from styleclip import stylespace as ss
+    from styleclip.stylespace import relevance as relevance_math
 
     stats = ss.compute_stats(g, n=500)
     layers = ss.relevance_layers(g)
@@ -210,7 +211,7 @@ def bench_relevance(g, clip, args, dtypes):
             def run(dt, batch, k=k, prefix=prefix):
                 def f():
                     with torch.no_grad(), autocast(args.device, dt):
-                        ss._pairs_contribution(g, clip, styles, stats, k, (0, args.pairs), (0, 1), prefix, batch)
+                        relevance_math._pairs_contribution(g, clip, styles, stats, k, (0, args.pairs), (0, 1), prefix, batch)
                 return f
             # one channel x `pairs` images = `pairs` pairs per call
             times = interleaved({f"{dt} x{b}": run(dt, b) for dt, b in configs}, 1, args.device)

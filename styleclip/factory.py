@@ -350,8 +350,9 @@ def is_universal_mapper(mapper) -> bool:
 def create_editor(kind: str, generator, clip, identity=None, **config):
     """An engine by name with its Config built from keyword overrides.
 
-    'optimize': OptimizationConfig fields. 'global': GlobalDirectionsConfig fields (relevance / stats may be
-    paths; missing ones are loaded from or computed into the cache). 'mapper': `mapper=` a file or name;
+    'optimize': OptimizationConfig fields. 'global': GlobalDirectionsConfig fields (relevance / stats /
+    identity_cost may be paths; missing ones are found or computed: `relevance_method`, `compute_missing`,
+    `progress` say how). 'mapper': `mapper=` a file or name;
     `mapper="universal"` (or a universal mapper file) gives the universal mapper ('universal':
     UniversalMapperConfig fields)."""
     import importlib
@@ -364,8 +365,15 @@ def create_editor(kind: str, generator, clip, identity=None, **config):
     from styleclip.editors.base import ENGINES
 
     cls = ENGINES[kind]
-    if kind == "global":
-        return cls.from_files(generator, clip, identity=identity, **config)
+    if kind == "global":  # the engine takes data: find, read or compute its S-space files here
+        from styleclip.store.stylespace_files import global_direction_inputs
+
+        inputs = global_direction_inputs(
+            generator, clip, identity, **{k: config.pop(k) for k in ("stats", "relevance", "identity_cost",
+                                                                    "relevance_method", "compute_missing",
+                                                                    "progress") if k in config},
+            identity_damping=config.get("identity_damping"))
+        return cls(generator, clip, identity, config=cls.config_class(**config, **inputs))
     if kind == "mapper":
         return cls.from_file(config.pop("mapper"), generator, clip, identity, **config)
     if kind == "universal":

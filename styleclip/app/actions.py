@@ -231,6 +231,7 @@ class StyleClipApp:
     def global_editor(self, report: Optional[Report] = None):
         """The shared global-directions engine (built once; its direction cache is per (neutral, target, beta))."""
         from styleclip.editors.global_directions import GlobalDirectionsConfig, GlobalDirectionsEditor
+        from styleclip.store import stylespace_files as files
 
         with self._lock:
             if self._global is not None:
@@ -240,18 +241,18 @@ class StyleClipApp:
             g = self.generator
             progress = (lambda d, t: report(d, t, "channel relevance")) if report else None
             try:
-                rel_found = self.relevance_file is not None or ss.shipped_relevance(g, self.clip) is not None or \
-                    any(ss.relevance_cache_path(g, self.clip, m).is_file() for m in ("exact", "fast"))
+                rel_found = self.relevance_file is not None or files.shipped_relevance(g, self.clip) is not None or \
+                    any(files.relevance_cache_path(g, self.clip, m).is_file() for m in ("exact", "fast"))
                 if rel_found or self.stats_file is not None or g.config.size > SMALL_GENERATOR:
                     # the CLI's lookup: the files given, else the shipped or cached statistics and relevance
-                    self._global = GlobalDirectionsEditor.from_files(  # with the model set's refinements
-                        g, self.clip, relevance=self.relevance_file, stats=self.stats_file, compute_missing=False,
-                        progress=progress, identity=self.identity,
+                    self._global = factory.create_editor(  # with the model set's refinements
+                        "global", g, self.clip, self.identity, relevance=self.relevance_file, stats=self.stats_file,
+                        compute_missing=False, progress=progress,
                         **factory.global_direction_options(self.model, self.identity))
                 else:  # nothing shipped or cached for this small generator (debug): a quick estimate, said so
-                    stats = ss.load_or_compute_stats(g, n=SMALL_STATS_SAMPLES)
-                    rel = ss.load_or_compute_relevance(g, self.clip, stats, n_images=SMALL_RELEVANCE_IMAGES,
-                                                       progress=progress)
+                    stats = files.load_or_compute_stats(g, n=SMALL_STATS_SAMPLES)
+                    rel = files.load_or_compute_relevance(g, self.clip, stats, n_images=SMALL_RELEVANCE_IMAGES,
+                                                          progress=progress)
                     config = GlobalDirectionsConfig(stats=stats, relevance=rel)
                     self._global = GlobalDirectionsEditor(g, self.clip, config=config)
                     self.notices.append(f"global directions use a quick {SMALL_RELEVANCE_IMAGES}-image channel "

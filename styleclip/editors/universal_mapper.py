@@ -165,11 +165,12 @@ class UniversalMapperEditor:
         self.residual_scale = float(scale)
         self.relevance = None
         if config.beta is not None:  # the global-directions engine's lookup: shipped, cached or computed
-            from styleclip import stylespace as ss
+            from styleclip.store import stylespace_files as files
+            from styleclip.stylespace.relevance import computes_when_missing
 
-            stats = ss.load_or_compute_stats(generator)
-            self.relevance = ss.load_or_compute_relevance(generator, clip, stats,
-                                                          compute=ss.computes_when_missing(generator))
+            stats = files.load_or_compute_stats(generator)
+            self.relevance = files.load_or_compute_relevance(generator, clip, stats,
+                                                             compute=computes_when_missing(generator))
 
     def channel_masks(self, d: torch.Tensor) -> list[torch.Tensor | None]:
         """Per entry of g.layers: [N,C] 1/0 (keep the mapper's change) on relevance layers, None elsewhere."""
