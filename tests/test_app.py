@@ -19,7 +19,7 @@ from styleclip.app.actions import SWEEP_FRAMES, VIEW_SIZE, GlobalEdit, StyleClip
 
 @pytest.fixture(scope="module")
 def mapper_dir(tmp_path_factory):
-    from styleclip.editors.mapper import save_mapper
+    from styleclip.store.mappers import save_mapper
     from styleclip.nets.mapper import LevelsMapper
 
     folder = tmp_path_factory.mktemp("mappers")

@@ -444,7 +444,7 @@ class StyleClipApp:
     # ---- mapper -----------------------------------------------------------------------------------------
     def mapper_choices(self) -> list[str]:
         """Mappers present: trained ones (./mappers, the cache, or `mapper_folders`) and official files found."""
-        from styleclip.editors.mapper import OFFICIAL_MAPPERS, find_mapper, trained_mappers
+        from styleclip.store.mappers import OFFICIAL_MAPPERS, find_mapper, trained_mappers
 
         paths = {f"{name} (trained)": p for name, p in sorted(trained_mappers(self.mapper_folders, self.generator).items())}
         for name in sorted(OFFICIAL_MAPPERS):
@@ -456,8 +456,6 @@ class StyleClipApp:
         return list(paths)
 
     def _mapper(self, choice):
-        from styleclip.editors.mapper import MapperEditor
-
         if not choice:
             raise InputError("no mapper chosen: train one with `styleclip train-mapper` or put an official "
                              "mapper file into the weights folder, then press Refresh")
@@ -466,7 +464,7 @@ class StyleClipApp:
         if choice in self._mapper_paths:
             path = self._mapper_paths[choice]
         else:  # a name typed or sent through the API ('mohawk'): the CLI's lookup for this generator
-            from styleclip.editors.mapper import find_mapper
+            from styleclip.store.mappers import find_mapper
 
             try:
                 path = find_mapper(choice, self.mapper_folders, self.generator)
@@ -478,7 +476,8 @@ class StyleClipApp:
             if key not in self._mappers:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._mappers[key] = MapperEditor.from_file(path, self.generator, self.clip, self.identity)
+                    self._mappers[key] = factory.create_editor("mapper", self.generator, self.clip, self.identity,
+                                                                mapper=path)
             return self._mappers[key]
 
     def mapper_edit(self, session, choice, strength=1.0) -> EditOutput:
@@ -501,8 +500,6 @@ class StyleClipApp:
     def optimize(self, session, prompt, steps=None, lr=None, l2_lambda=None, id_lambda=None, *,
                  report: Optional[Report] = None) -> EditOutput:
         """CLIP-guided latent optimization from the source (a fresh engine per call: no shared state)."""
-        from styleclip.editors.optimization import OptimizationEditor
-
         session = self._ensure(session)
         target = _text(prompt, "prompt")
         d = self.optimize_defaults()
@@ -512,7 +509,7 @@ class StyleClipApp:
         id_lambda = _number(d.id_lambda if id_lambda is None else id_lambda, "the identity lambda", 0, 100)
         config = dataclasses.replace(d, steps=steps, lr=lr, l2_lambda=l2_lambda, id_lambda=id_lambda,
                                      frame_every=max(1, steps // 8))
-        editor = OptimizationEditor(self._g(session), self.clip, self.identity, config=config)
+        editor = factory.create_editor("optimize", self._g(session), self.clip, self.identity, config=config)
 
         def progress(done, total):
             if report:

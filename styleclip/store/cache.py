@@ -22,6 +22,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "converted": ("converted", False),  # foreign checkpoints as safetensors
     "prepared": ("prepared", False),  # index of `styleclip prepare` folders, by generator
     "mappers": ("mappers", False),  # trained mappers (searched, not written, here)
+    "open_clip": ("open_clip", False),  # open_clip's own download cache (it names the files)
 }
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from styleclip.errors import WeightsMissingError
-from styleclip.store.cache import cache_dir, cache_path
+from styleclip.store.cache import cache_dir, cache_folder, cache_path
 
 
 @dataclass(frozen=True)
@@ -566,7 +566,7 @@ def find_in_hf_cache(name: str) -> Path | None:
         return None
     if not repo:
         return None
-    for cache in (str(cache_dir() / "open_clip"), None):
+    for cache in (str(cache_folder("open_clip")), None):
         for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
             hit = try_to_load_from_cache(repo, filename, cache_dir=cache)
             if isinstance(hit, str) and os.path.isfile(hit):
