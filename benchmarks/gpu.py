@@ -1,7 +1,7 @@
 """Every engine on one device in one run (< 5 minutes on an H100/H200), with a table of ratios.
 
-    python benchmarks/gpu.py --device cuda --out docs/benchmarks/gpu.md     # real configs: 1024 px, ViT-B/32
-    python benchmarks/gpu.py --tiny                                        # CPU smoke run (tests use it)
+    python -m benchmarks.gpu --device cuda --out docs/benchmarks/gpu.md     # real configs: 1024 px, ViT-B/32
+    python -m benchmarks.gpu --tiny                                        # CPU smoke run (tests use it)
 
 Engines (random weights of the real architectures, so no download; cost does not depend on the weights):
 generator forward (batch 1 and --batch), latent optimization (s/step, and 300 steps projected), global
@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import interleaved, load, machine_line, median, ratio, sync  # noqa: E402
+from benchmarks.common import interleaved, load, machine_line, median, ratio, sync
 
 PROMPT = "a face with purple hair"
 
