@@ -42,7 +42,7 @@ def measure(size: int, batch: int, rounds: int, device: str, dtypes: list[str], 
             profile: bool = False) -> dict:
     import torch
 
-    from official_stylegan2 import official_ops
+    from benchmarks.official_stylegan2 import official_ops
 
     g = build(size, device, channel_max)
     w = torch.randn(batch, g.num_ws, g.config.style_dim, device=device)

@@ -261,7 +261,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    from common import machine_line
+    from benchmarks.common import machine_line
 
     t0 = time.perf_counter()
     m = machine_line("cpu")

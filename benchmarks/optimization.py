@@ -109,7 +109,7 @@ def run_ours(g, clip, steps: int, device: str, ckpt: int | None, bf16: bool, com
 
 
 def _synced(device):
-    from common import sync
+    from benchmarks.common import sync
 
     sync(device)
     return time.perf_counter()
@@ -118,7 +118,7 @@ def _synced(device):
 def run_official(g, clip, steps: int, device: str):
     import torch
 
-    from official_stylegan2 import official_ops
+    from benchmarks.official_stylegan2 import official_ops
     from styleclip.encoders.clip import official_resize
     from styleclip.losses import latent_l2
 
