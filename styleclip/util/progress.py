@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
-from styleclip.types import ProgressFn
+if TYPE_CHECKING:  # no torch for the progress printer
+    from styleclip.types import ProgressFn
 
 
 def report(progress: ProgressFn | None, done: int, total: int) -> None:
