@@ -57,7 +57,7 @@ def worker(out: Path, reps: int, device: str) -> None:
             ss.estimate_relevance(g, clip, stats, n_images=8, checkpoint=folder)
         else:
             cfg = MapperTrainConfig(steps=10, batch_size=8, num_latents=64, num_val_latents=0, val_interval=1000,
-                                    save_interval=1000, image_interval=1000, seed=rep)
+                                    save_interval=1000, image_interval=1000, seed=rep + 1)  # the warm-up is rep -1
             MapperTrainer(g, clip, "a smiling face", identity=identity, config=cfg).run()
 
     times = {}
