@@ -1,7 +1,7 @@
 """Edit quality and speed of the three engines on one prompt list (issue #10), as the paper compares
 methods: the target attribute reached against the person kept.
 
-    python benchmarks/edit_quality.py [--model toy-faces] [--seeds 16] [--engines optimize,global,mapper]
+    python -m benchmarks.edit_quality [--model toy-faces] [--seeds 16] [--engines optimize,global,mapper]
                                       [--out docs/benchmarks.md]
 
 Sources: seeds 0..N-1 -> z -> mapping -> truncation 0.7 -> W+ (as `styleclip edit --seeds`). Per engine and
@@ -33,15 +33,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+from styleclip import factory
+from styleclip.errors import StyleClipError
+from styleclip.sources import latents_from_seeds
+from styleclip.toy import evaluate as E
+from styleclip.types import Latent, Prompt
 
-from styleclip import factory  # noqa: E402
-from styleclip.errors import StyleClipError  # noqa: E402
-from styleclip.sources import latents_from_seeds  # noqa: E402
-from styleclip.toy import evaluate as E  # noqa: E402
-from styleclip.types import Latent, Prompt  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ENGINES = ("optimize", "global", "global-paper", "global-auto", "global-keep-identity", "mapper", "universal",
            "universal-auto", "universal-wplus")
@@ -250,7 +248,9 @@ def bench_global(b: Bench, prompts: dict) -> tuple[list[dict], list[dict], dict]
 
 
 def bench_mapper(b: Bench, prompts: dict) -> tuple[list[dict], dict]:
-    from styleclip.editors.mapper import MapperConfig, MapperEditor, load_mapper, normalize_name, trained_mappers
+    from styleclip.editors.mapper import MapperConfig, MapperEditor
+    from styleclip.store.mappers import load_mapper, trained_mappers
+    from styleclip.util.names import normalize_name
     from styleclip.training.mapper import MapperTrainConfig, train_mapper
 
     a = b.args
@@ -620,11 +620,11 @@ def main(argv=None) -> dict:
     t_start = time.perf_counter()
     log(f"loading {args.model}; {args.seeds} sources, {len(prompts)} prompts, engines {', '.join(engines)}")
     b = Bench(args)
-    from styleclip.stylespace import generator_fingerprint
+    from styleclip.util.fingerprint import generator_fingerprint
 
     results = {"args": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                         "engines": engines},
-               "command": "python benchmarks/edit_quality.py " + " ".join(shlex.quote(x) for x in argv),
+               "command": "python -m benchmarks.edit_quality " + " ".join(shlex.quote(x) for x in argv),
                "machine": machine(), "prompts": list(prompts), "threshold": b.threshold,
                "generator": f"{args.model} (fingerprint {generator_fingerprint(b.g)})", "engines": {}}
     opt_opts = dict(steps=args.steps, lr=args.lr, l2_lambda=args.l2_lambda, id_lambda=args.id_lambda,

@@ -5,7 +5,7 @@
 - peak memory of each resize path, measured in a fresh process (VmHWM - VmRSS);
 - ArcFace IR-SE50 embed (1024 px -> face crop -> 112) per image, forward and forward+backward.
 
-Prints a table of medians over a few repeats. Run: `flock /tmp/styleclip-heavy.lock python benchmarks/encoders.py`
+Prints a table of medians over a few repeats. Run: `flock /tmp/styleclip-heavy.lock python -m benchmarks.encoders`
 """
 from __future__ import annotations
 
@@ -19,10 +19,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from styleclip.encoders.clip import ClipEncoder, official_resize
 
-from styleclip.encoders.clip import ClipEncoder, official_resize  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def median_time(fn, repeats: int) -> float:
@@ -38,8 +37,7 @@ def median_time(fn, repeats: int) -> float:
 def resize_memory_mb(mode: str, size: int) -> float:
     """Peak RSS growth of one resize in a fresh process."""
     code = f"""
-import sys, torch
-sys.path.insert(0, {str(ROOT)!r})
+import torch
 from styleclip.encoders.clip import ClipEncoder, official_resize
 m = torch.nn.Module(); m.visual = torch.nn.Module(); m.visual.image_size = 224
 enc = ClipEncoder(m, None, official_input=True)
@@ -50,7 +48,7 @@ def mb(f):
     return int(next(l for l in open("/proc/self/status") if l.startswith(f + ":")).split()[1]) / 1024
 cur = mb("VmRSS"); run(img); print(mb("VmHWM") - cur)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return float(out.stdout.strip())
 
 

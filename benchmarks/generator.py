@@ -1,7 +1,7 @@
 """Generator.synthesis (inference): ours against the official code's arithmetic and the machine's limit.
 
-    python benchmarks/generator.py                       # 1024, batch 1, 3 interleaved rounds
-    python benchmarks/generator.py --sizes 256,1024 --batches 1,4 --rounds 5 --profile
+    python -m benchmarks.generator                       # 1024, batch 1, 3 interleaved rounds
+    python -m benchmarks.generator --sizes 256,1024 --batches 1,4 --rounds 5 --profile
 
 Variants, timed interleaved in one process (see benchmarks/common.py): `official` (our Generator computing as
 the official rosinality code does on CPU: benchmarks/official_stylegan2.py), `ours fp32`, `ours bf16` (bfloat16
@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import count_flops, cpu_has_bf16, interleaved, limit_probe, load, machine_line, median, ratio  # noqa: E402
+from benchmarks.common import count_flops, cpu_has_bf16, interleaved, limit_probe, load, machine_line, median, ratio
 
 
 def build(size: int, device: str, channel_max: int = 512):
@@ -46,7 +42,7 @@ def measure(size: int, batch: int, rounds: int, device: str, dtypes: list[str], 
             profile: bool = False) -> dict:
     import torch
 
-    from official_stylegan2 import official_ops
+    from benchmarks.official_stylegan2 import official_ops
 
     g = build(size, device, channel_max)
     w = torch.randn(batch, g.num_ws, g.config.style_dim, device=device)

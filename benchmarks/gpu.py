@@ -1,7 +1,7 @@
 """Every engine on one device in one run (< 5 minutes on an H100/H200), with a table of ratios.
 
-    python benchmarks/gpu.py --device cuda --out docs/benchmarks/gpu.md     # real configs: 1024 px, ViT-B/32
-    python benchmarks/gpu.py --tiny                                        # CPU smoke run (tests use it)
+    python -m benchmarks.gpu --device cuda --out docs/benchmarks/gpu.md     # real configs: 1024 px, ViT-B/32
+    python -m benchmarks.gpu --tiny                                        # CPU smoke run (tests use it)
 
 Engines (random weights of the real architectures, so no download; cost does not depend on the weights):
 generator forward (batch 1 and --batch), latent optimization (s/step, and 300 steps projected), global
@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import interleaved, load, machine_line, median, ratio, sync  # noqa: E402
+from benchmarks.common import interleaved, load, machine_line, median, ratio, sync
 
 PROMPT = "a face with purple hair"
 
@@ -195,6 +191,7 @@ def bench_relevance(g, clip, args, dtypes):
     import torch
 
     from styleclip import stylespace as ss
+    from styleclip.stylespace import relevance as relevance_math
 
     stats = ss.compute_stats(g, n=500)
     layers = ss.relevance_layers(g)
@@ -210,7 +207,7 @@ def bench_relevance(g, clip, args, dtypes):
             def run(dt, batch, k=k, prefix=prefix):
                 def f():
                     with torch.no_grad(), autocast(args.device, dt):
-                        ss._pairs_contribution(g, clip, styles, stats, k, (0, args.pairs), (0, 1), prefix, batch)
+                        relevance_math._pairs_contribution(g, clip, styles, stats, k, (0, args.pairs), (0, 1), prefix, batch)
                 return f
             # one channel x `pairs` images = `pairs` pairs per call
             times = interleaved({f"{dt} x{b}": run(dt, b) for dt, b in configs}, 1, args.device)

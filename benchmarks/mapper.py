@@ -13,7 +13,7 @@ box-filter resize).
 Inference: ours MapperEditor(metrics=False).edit on one latent; baseline = the official inference loop
 (no_grad: w + 0.1 * M(w), G(w_hat)); the same generator code, so the ratio is ~1 by construction.
 
-    flock /tmp/styleclip-heavy.lock python benchmarks/mapper.py --sizes 256 1024 --steps 3 2 --threads 1
+    flock /tmp/styleclip-heavy.lock python -m benchmarks.mapper --sizes 256 1024 --steps 3 2 --threads 1
 
 Measured on the shared 2-core dev machine (load ~5 from other jobs, so absolute times are inflated and noisy):
 | size | ours step | official step | speed-up | ours / official inference per image | peak RSS ours / official |
@@ -28,21 +28,17 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from styleclip.encoders.clip import ClipEncoder, official_resize  # noqa: E402
-from styleclip.editors.mapper import MapperConfig, MapperEditor  # noqa: E402
-from styleclip.training.mapper import MapperTrainConfig, MapperTrainer, sample_latents  # noqa: E402
-from styleclip.nets.mapper import LevelsMapper  # noqa: E402
-from styleclip.nets.stylegan2 import Generator, GeneratorConfig  # noqa: E402
-from styleclip.training.ranger import Ranger  # noqa: E402
+from styleclip.encoders.clip import ClipEncoder, official_resize
+from styleclip.editors.mapper import MapperConfig, MapperEditor
+from styleclip.training.mapper import MapperTrainConfig, MapperTrainer, sample_latents
+from styleclip.nets.mapper import LevelsMapper
+from styleclip.nets.stylegan2 import Generator, GeneratorConfig
+from styleclip.training.ranger import Ranger
 
 PROMPT = "a person with a mohawk"
 

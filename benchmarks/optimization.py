@@ -1,6 +1,6 @@
 """Latent optimization: seconds per step, peak memory and image error, ours against the official step.
 
-    flock /tmp/styleclip-heavy.lock python benchmarks/optimization.py --sizes 1024 --steps 3 --rounds 2
+    flock /tmp/styleclip-heavy.lock python -m benchmarks.optimization --sizes 1024 --steps 3 --rounds 2
 
 Random-weight networks of the real configs (GeneratorConfig(size), a random ViT-B-32-quickgelu CLIP: no
 download; cost does not depend on the weights), no identity net. Every (round, variant) runs in a fresh
@@ -43,12 +43,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import load, machine_line, median, ratio
+from styleclip.util.runtime import keep_freed_memory
 
-from common import load, machine_line, median, ratio  # noqa: E402
-
-from styleclip.util.runtime import keep_freed_memory  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PROMPT = "a person with purple hair"
 VARIANTS = {  # name: (checkpoint_min_res as a fraction of size or None, bf16, glibc's default malloc, compile)
@@ -111,7 +109,7 @@ def run_ours(g, clip, steps: int, device: str, ckpt: int | None, bf16: bool, com
 
 
 def _synced(device):
-    from common import sync
+    from benchmarks.common import sync
 
     sync(device)
     return time.perf_counter()
@@ -120,7 +118,7 @@ def _synced(device):
 def run_official(g, clip, steps: int, device: str):
     import torch
 
-    from official_stylegan2 import official_ops
+    from benchmarks.official_stylegan2 import official_ops
     from styleclip.encoders.clip import official_resize
     from styleclip.losses import latent_l2
 
@@ -195,8 +193,8 @@ def main(argv=None):
             for variant in variants[r % len(variants):] + variants[:r % len(variants)]:
                 spec = dict(size=size, variant=variant, steps=args.steps, device=args.device, threads=args.threads,
                             tiny=args.tiny, image_out=str(tmp / f"{size}-{variant}-{r}.pt"))
-                out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                     text=True, env=env)
+                out = subprocess.run([sys.executable, "-m", "benchmarks.optimization", "--child", json.dumps(spec)],
+                                     capture_output=True, text=True, env=env, cwd=ROOT)
                 if out.returncode != 0:
                     print(f"failed {spec}: {out.stderr.strip().splitlines()[-3:]}", file=sys.stderr)
                     continue

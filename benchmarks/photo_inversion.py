@@ -1,6 +1,6 @@
 """Photos no generator made: inversion fidelity per inverter, then edits on the inverted photos (issue #16).
 
-    python benchmarks/photo_inversion.py [--n 32] [--threads 2] [--out docs/photo-editing.md]
+    python -m benchmarks.photo_inversion [--n 32] [--threads 2] [--out docs/photo-editing.md]
 
 Photos: toy renders (styleclip/toy/render.py, outside the toy generator's range) scaled to 96-144 px, turned
 -25..25 degrees and placed on a larger, non-square, noisy scene (styleclip/toy/photos.py), aligned from their
@@ -30,22 +30,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from styleclip import factory
-from styleclip.photo import pti  # noqa: E402
-from styleclip.photo.fidelity import FaceInversion, FidelityTarget, measure  # noqa: E402
-from styleclip.util.imaging import from_pil, grid, upscale_for_viewing  # noqa: E402
-from styleclip.photo.invert import InversionConfig, project  # noqa: E402
-from styleclip.photo.paste import mask_in_photo, masked_psnr, paste_back  # noqa: E402
-from styleclip.pipelines.photo import find_faces  # noqa: E402
-from styleclip.sources import latents_from_seeds  # noqa: E402
-from styleclip.toy import evaluate as E  # noqa: E402
-from styleclip.toy.photos import FrameDetector, make_photo  # noqa: E402
-from styleclip.toy.render import sample_attributes, sample_identity  # noqa: E402
-from styleclip.types import Latent, Prompt  # noqa: E402
+from styleclip.photo import pti
+from styleclip.photo.fidelity import FaceInversion, FidelityTarget, measure
+from styleclip.util.imaging import from_pil, grid, upscale_for_viewing
+from styleclip.photo.invert import InversionConfig, project
+from styleclip.photo.paste import mask_in_photo, masked_psnr, paste_back
+from styleclip.pipelines.photo import find_faces
+from styleclip.sources import latents_from_seeds
+from styleclip.toy import evaluate as E
+from styleclip.toy.photos import FrameDetector, make_photo
+from styleclip.toy.render import sample_attributes, sample_identity
+from styleclip.types import Latent, Prompt
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = "toy-faces"
 PROMPTS = ("a face with a mohawk", "a face with blond hair", "a face wearing glasses")  # the shipped mappers'
@@ -178,7 +176,7 @@ def main(argv=None) -> dict:
     result = {"n": args.n, "optimize_n": min(args.optimize_n, args.n), "projector": proj.__dict__, "pti": tune.__dict__, "target": target.__dict__,
               "rows": rows, "edits": [{k: v for k, v in r.items() if not k.endswith("_parts")} for r in edit_rows],
               "load_before": load_before, "load_after": os.getloadavg(), "seconds": total,
-              "command": "python benchmarks/photo_inversion.py " + shlex.join(argv if argv is not None else sys.argv[1:])}
+              "command": "python -m benchmarks.photo_inversion " + shlex.join(argv if argv is not None else sys.argv[1:])}
     write(args.out, result, edit_rows, example)
     return result
 
@@ -194,8 +192,7 @@ def _rate(s: dict, name: str) -> str:
 
 
 def write(out: Path, result: dict, edit_rows: list[dict], example) -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from edit_quality import machine
+    from benchmarks.edit_quality import machine
 
     folder = out.parent / out.stem
     folder.mkdir(parents=True, exist_ok=True)

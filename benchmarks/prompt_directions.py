@@ -1,6 +1,6 @@
 """Why some prompts fail on toy-faces: does CLIP find the faces that show the prompt? (issue #18 diagnosis)
 
-    python benchmarks/prompt_directions.py --out docs/prompt-directions.md
+    python -m benchmarks.prompt_directions --out docs/prompt-directions.md
 
 For each benchmark prompt, on the face bank the engines use (styleclip.encoders.targets: 1000 sampled faces):
 - base: the fraction of bank faces the evaluation classifier reads with the prompt's target;
@@ -17,10 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import machine_line  # noqa: E402
+from benchmarks.common import machine_line
 
 
 def rows(batch: int = 100) -> list[dict]:
@@ -91,7 +88,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    cmd = "python benchmarks/prompt_directions.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cmd = "python -m benchmarks.prompt_directions " + " ".join(sys.argv[1:] if argv is None else argv)
     text = page(rows(), machine_line("cpu"), cmd.strip())
     print(text)
     if args.out:

@@ -2,7 +2,7 @@
 on the 12 sources the per-engine tests use (`styleclip.toy.evaluate.pick_sources`: the first seeded samples
 that do not already show the target), judged by the evaluation classifier and the identity net.
 
-    python benchmarks/toy_edits.py [--doc docs/toy-faces.md] [--threads 2]
+    python -m benchmarks.toy_edits [--doc docs/toy-faces.md] [--threads 2]
 
 Rewrites the block between `<!-- toy-edits:begin -->` and `<!-- toy-edits:end -->` of the doc (machine,
 command, table). Fixed seeds: the global and mapper figures repeat exactly; optimization's can move by a
@@ -19,14 +19,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from styleclip import factory
+from styleclip.toy import evaluate as E
+from styleclip.toy.assets import load_toy_classifier
+from styleclip.types import Latent, Prompt
 
-from styleclip import factory  # noqa: E402
-from styleclip.toy import evaluate as E  # noqa: E402
-from styleclip.toy.assets import load_toy_classifier  # noqa: E402
-from styleclip.types import Latent, Prompt  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BEGIN, END = "<!-- toy-edits:begin -->", "<!-- toy-edits:end -->"
 OPT = factory.edit_defaults("toy-faces", "optimize")
@@ -74,7 +72,7 @@ ROWS = [
 
 def shipped(g, prompt: str) -> str:
     """How the shipped mapper for `prompt` was trained, from its file."""
-    from styleclip.editors.mapper import find_mapper, load_mapper
+    from styleclip.store.mappers import find_mapper, load_mapper
 
     info = load_mapper(find_mapper(prompt, generator=g)).info
     start = "fitted to the universal mapper, then " if info.get("distilled") else ""
@@ -130,7 +128,7 @@ def main(argv=None) -> None:
     text = args.doc.read_text()
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{args.doc} has no {BEGIN} ... {END} block")
-    command = "python benchmarks/toy_edits.py" + (f" --threads {args.threads}" if args.threads != 2 else "")
+    command = "python -m benchmarks.toy_edits" + (f" --threads {args.threads}" if args.threads != 2 else "")
     block = table(measure(), command)
     head, rest = text.split(BEGIN, 1)
     args.doc.write_text(head + block + rest.split(END, 1)[1])

@@ -9,6 +9,7 @@ import torch
 
 from styleclip import models
 from styleclip.store import registry as pretrained
+from styleclip.store.cache import cache_folder
 from styleclip.store.readers import build_generator, read_generator, save_generator
 from styleclip.errors import CheckpointError, InputError, StyleClipError, WeightsMissingError
 from styleclip.nets.stylegan2 import Generator, GeneratorConfig
@@ -140,7 +141,7 @@ def load_clip(model: str | None = None, *, device: str | torch.device = "cpu", o
         raise WeightsMissingError(f"CLIP weights {model_name}:{tag} would be downloaded, but "
                                   f"{pretrained.OFFLINE_REASON}; pass --clip {model_name}:/path/to/weights_file")
     try:
-        enc = ClipEncoder.from_pretrained(model_name, tag, cache_dir=str(pretrained.cache_dir() / "open_clip"),
+        enc = ClipEncoder.from_pretrained(model_name, tag, cache_dir=str(cache_folder("open_clip")),
                                           official_input=official_input)
     except Exception as e:
         if not local_file or isinstance(e, StyleClipError):
@@ -192,7 +193,7 @@ def _load_as(kind: str, path: Path) -> None:
     if kind == "generator":
         read_generator(path)
     elif kind == "mapper":
-        from styleclip.editors.mapper import load_mapper
+        from styleclip.store.mappers import load_mapper
 
         load_mapper(path)
     elif kind == "identity":
@@ -293,7 +294,7 @@ def auto_strength_config(model: str | None, identity=None, **overrides):
 
 def describe_checkpoint(generator, path: str | Path) -> models.Checkpoint:
     """What `styleclip prepare` recorded for this generator (its CLIP, whether it draws faces), if anything."""
-    from styleclip.stylespace import find_prepared
+    from styleclip.store.prepared import find_prepared
 
     found = find_prepared(generator)
     if found is None:
@@ -351,7 +352,7 @@ def is_universal_mapper(mapper) -> bool:
     """True for 'universal' or a universal mapper file (`--engine mapper --mapper universal`)."""
     if str(mapper) == "universal":
         return True
-    from styleclip.editors.universal_mapper import is_universal_file
+    from styleclip.store.mappers import is_universal_file
 
     return isinstance(mapper, (str, Path)) and Path(mapper).is_file() and is_universal_file(mapper)
 
@@ -359,8 +360,9 @@ def is_universal_mapper(mapper) -> bool:
 def create_editor(kind: str, generator, clip, identity=None, **config):
     """An engine by name with its Config built from keyword overrides.
 
-    'optimize': OptimizationConfig fields. 'global': GlobalDirectionsConfig fields (relevance / stats may be
-    paths; missing ones are loaded from or computed into the cache). 'mapper': `mapper=` a file or name;
+    'optimize': OptimizationConfig fields. 'global': GlobalDirectionsConfig fields (relevance / stats /
+    identity_cost may be paths; missing ones are found or computed: `relevance_method`, `compute_missing`,
+    `progress` say how). 'mapper': `mapper=` a file or name;
     `mapper="universal"` (or a universal mapper file) gives the universal mapper ('universal':
     UniversalMapperConfig fields)."""
     import importlib
@@ -373,13 +375,40 @@ def create_editor(kind: str, generator, clip, identity=None, **config):
     from styleclip.editors.base import ENGINES
 
     cls = ENGINES[kind]
-    if kind == "global":
-        return cls.from_files(generator, clip, identity=identity, **config)
-    if kind == "mapper":
-        return cls.from_file(config.pop("mapper"), generator, clip, identity, **config)
+    if kind == "global":  # the engine takes data: find, read or compute its S-space files here
+        from styleclip.store.stylespace_files import global_direction_inputs
+
+        inputs = global_direction_inputs(
+            generator, clip, identity, **{k: config.pop(k) for k in ("stats", "relevance", "identity_cost",
+                                                                    "relevance_method", "compute_missing",
+                                                                    "progress") if k in config},
+            identity_damping=config.get("identity_damping"))
+        return cls(generator, clip, identity, config=cls.config_class(**config, **inputs))
+    if kind == "mapper":  # a file, trained prompt or official name: read here, the engine takes the network
+        from styleclip.store.mappers import load_mapper_for
+
+        mapper = config.pop("mapper", None)
+        if isinstance(mapper, (str, Path)):
+            mapper = load_mapper_for(mapper, generator, config.pop("folders", None))
+            if "residual_scale" not in config and "residual_scale" in mapper.info:
+                config["residual_scale"] = float(mapper.info["residual_scale"])
+        return cls(generator, clip, identity, config=cls.config_class(mapper=mapper, **config))
     if kind == "universal":
-        return cls(generator, clip, identity, config=cls.config_class(**config))
-    return cls(generator, clip, identity, config=cls.config_class(**config))
+        from styleclip.store.mappers import UNIVERSAL, load_universal_mapper_for
+
+        mapper = config.pop("mapper", None) or UNIVERSAL
+        if isinstance(mapper, (str, Path)):
+            mapper = load_universal_mapper_for(mapper, generator)
+        if config.get("beta") is not None and config.get("relevance") is None:  # the global engine's lookup
+            from styleclip.store.stylespace_files import global_direction_inputs
+
+            config["relevance"] = global_direction_inputs(generator, clip)["relevance"]
+        return cls(generator, clip, identity, config=cls.config_class(mapper=mapper, **config))
+    cfg = config.pop("config", None) or cls.config_class(**config)  # optimize
+    start = None
+    if cfg.init == "universal" and cfg.mode == "edit":
+        start = create_editor("universal", generator, clip, mapper=cfg.init_mapper, min_change=cfg.init_min_change)
+    return cls(generator, clip, identity, config=cfg, start=start)
 
 
 def distill_teacher(init: str | Path, generator, clip, prompt: str, *, model: str | None = None,
@@ -388,7 +417,7 @@ def distill_teacher(init: str | Path, generator, clip, prompt: str, *, model: st
     paper's random start; 'universal' or a universal mapper file -> that mapper's whole W+ change toward
     `prompt` (with the model set's min_change); 'auto' -> 'universal' when one is found for this generator,
     else none."""
-    from styleclip.editors.universal_mapper import find_universal_mapper
+    from styleclip.store.mappers import find_universal_mapper
 
     init = str(init)
     if init == "none":

@@ -180,7 +180,7 @@ class os_system_reducer:
 
 def random_universal_mapper(g, path: Path, *, clip_dim: int = 32, std: float = 0.05):
     """(a UniversalMapper for generator `g` with small random weights, the file it is saved to)."""
-    from styleclip.editors.universal_mapper import save_universal_mapper
+    from styleclip.store.mappers import save_universal_mapper
     from styleclip.nets.universal_mapper import UniversalMapper
 
     m = UniversalMapper(g.num_ws, g.config.style_dim, clip_dim, hidden=32)

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from styleclip import stylespace as ss
 from styleclip.errors import InputError, StyleClipError
 from styleclip.types import Latent, Prompt
 
@@ -19,7 +18,7 @@ from styleclip.app.actions import SWEEP_FRAMES, VIEW_SIZE, GlobalEdit, StyleClip
 
 @pytest.fixture(scope="module")
 def mapper_dir(tmp_path_factory):
-    from styleclip.editors.mapper import save_mapper
+    from styleclip.store.mappers import save_mapper
     from styleclip.nets.mapper import LevelsMapper
 
     folder = tmp_path_factory.mktemp("mappers")
@@ -91,7 +90,9 @@ def test_slider_changes_cost_one_synthesis(app, monkeypatch):
     monkeypatch.setattr(g, "synthesis_from_styles", count("synthesis", g.synthesis_from_styles))
     monkeypatch.setattr(g, "synthesis", count("synthesis", g.synthesis))
     monkeypatch.setattr(g, "styles", count("styles", g.styles))
-    monkeypatch.setattr(ss, "delta_s", count("delta_s", ss.delta_s))
+    from styleclip.editors import global_directions as engine  # where the engine looks delta_s up
+
+    monkeypatch.setattr(engine, "delta_s", count("delta_s", engine.delta_s))
     session = out.session
     for alpha in (3.0, -1.5, 6.0):
         out = app.global_edit(session, "a face", "a face with glasses", alpha, 0.12)

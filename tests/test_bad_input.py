@@ -29,7 +29,7 @@ def corpus(tmp_path_factory):
     from PIL import Image
 
     from styleclip.store.readers import save_generator
-    from styleclip.editors.mapper import save_mapper
+    from styleclip.store.mappers import save_mapper
     from styleclip.factory import debug_generator
     from styleclip.nets.mapper import LevelsMapper
 
@@ -291,7 +291,7 @@ def _api_cases(d: Path):
     from styleclip.util.checks import read_npy
     from styleclip.store.readers import read_generator
     from styleclip.editors.global_directions import GlobalDirectionsConfig
-    from styleclip.editors.mapper import load_mapper
+    from styleclip.store.mappers import load_mapper
     from styleclip.training.mapper import MapperTrainConfig, load_latents
     from styleclip.editors.optimization import OptimizationConfig
     from styleclip.factory import debug_generator, load_generator, resolve_device

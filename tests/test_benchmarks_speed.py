@@ -1,20 +1,30 @@
 """The speed benchmarks run end to end in their tiny CPU modes (their figures are not checked: benchmarks
 measure speed, tests only that they work and that their rows are complete)."""
-import importlib.util
+import importlib
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
 
 
 def _load(name):
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks.<name>, imported as `python -m benchmarks.<name>` from the repository root would."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+def test_benchmarks_run_as_modules_without_sys_path_edits():
+    edits = [f"{p.name}:{i}" for p in sorted(BENCH.glob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if "sys.path" in line]
+    assert not edits, f"benchmarks edit sys.path: {edits}"
+    r = subprocess.run([sys.executable, "-m", "benchmarks.prompt_directions", "--help"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "usage:" in r.stdout, r.stderr[-2000:]
 
 
 def test_gpu_benchmark_tiny_on_cpu(tmp_path):
@@ -60,7 +70,7 @@ def test_prompt_directions_page_flags_prompts_clip_cannot_find():
              "cos_engine": 0.95, "cos_text": 0.75},
             {"prompt": "a bald face", "base": 0.15, "precision": 0.10, "precision_raw": 0.47,
              "cos_engine": -0.03, "cos_text": 0.11}]
-    text = pd.page(rows, "test machine", "python benchmarks/prompt_directions.py")
+    text = pd.page(rows, "test machine", "python -m benchmarks.prompt_directions")
     assert "| a bald face **(CLIP cannot find it)** | 0.15 | 0.10 |" in text
     assert "| a face with a mohawk | 0.17 | 1.00 |" in text
     assert "(1 of 2): 'a bald face'" in text

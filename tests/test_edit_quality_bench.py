@@ -1,7 +1,8 @@
-"""benchmarks/edit_quality.py: argument helpers, the default choice rule, and (slow, needs the toy generator)
+"""benchmarks.edit_quality: argument helpers, the default choice rule, and (slow, needs the toy generator)
 a tiny end-to-end run that writes the report with a row for every engine it was asked for."""
-import importlib.util
+import importlib
 import json
+import sys
 import math
 from pathlib import Path
 
@@ -12,10 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("edit_quality", ROOT / "benchmarks" / "edit_quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    if str(ROOT) not in sys.path:  # as `python -m benchmarks.edit_quality` from the repository root
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.edit_quality")
 
 
 def test_grid_and_prompt_selection(bench):
@@ -59,7 +59,7 @@ def test_tiny_run_writes_every_engine_row(bench, tmp_path):
 
 def test_mapper_files_record_training_time_across_resume(debug_generator, tmp_path):
     """The bench reports a found mapper's `train_seconds`; a resumed run adds to it."""
-    from styleclip.editors.mapper import load_mapper
+    from styleclip.store.mappers import load_mapper
     from styleclip.training.mapper import MapperTrainConfig, train_mapper
     from styleclip.factory import load_clip
 

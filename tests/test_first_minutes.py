@@ -138,7 +138,7 @@ def test_global_edits_chain_through_the_saved_latent(toy, tmp_path):
 
 # ---- finding 2: short mapper names resolve for this generator (CLI and app) -------------------------------
 def test_short_mapper_name_finds_the_toy_mapper(toy):
-    from styleclip.editors.mapper import TOY_MAPPERS, find_mapper
+    from styleclip.store.mappers import TOY_MAPPERS, find_mapper
 
     g, _ = toy
     assert find_mapper("mohawk", generator=g) == TOY_MAPPERS / "mohawk.safetensors"

@@ -38,7 +38,7 @@ def _readers(g):
     """name -> read(path) for every reader, each given the tiny generator where it needs one."""
     from styleclip import stylespace as ss
     from styleclip.store.readers import build_generator, read_generator
-    from styleclip.editors.mapper import load_mapper
+    from styleclip.store.mappers import load_mapper
     from styleclip.photo.faces import load_image
     from styleclip.sources import load_latent_file
 
@@ -59,7 +59,7 @@ def _seeds(folder: Path, g) -> dict[str, list[Path]]:
     from helpers import write_nvidia_pkl
     from styleclip import stylespace as ss
     from styleclip.store.readers import save_generator
-    from styleclip.editors.mapper import save_mapper
+    from styleclip.store.mappers import save_mapper
     from styleclip.nets.mapper import LevelsMapper
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from styleclip import stylespace as ss
 from styleclip.editors.base import ENGINES
 from styleclip.editors.global_directions import GlobalDirectionsConfig, GlobalDirectionsEditor
 from styleclip.errors import InputError, StyleClipError
+from styleclip.factory import create_editor
 from styleclip.types import Latent, Prompt
 
 
@@ -88,10 +89,10 @@ def test_from_files_computes_and_caches_for_tiny_models(parts, tmp_path):
     g, clip, stats, rel = parts
     rel.save(tmp_path / "fs3.npy")
     stats.save(tmp_path / "stats.safetensors")
-    ed = GlobalDirectionsEditor.from_files(g, clip, relevance=tmp_path / "fs3.npy", stats=tmp_path / "stats.safetensors")
+    ed = create_editor("global", g, clip, relevance=tmp_path / "fs3.npy", stats=tmp_path / "stats.safetensors")
     assert torch.equal(ed.relevance.fs3, rel.fs3) and ed.relevance.layers == rel.layers
     with pytest.raises(StyleClipError, match="styleclip relevance"):
-        GlobalDirectionsEditor.from_files(g, clip, stats=tmp_path / "stats.safetensors", compute_missing=False)
+        create_editor("global", g, clip, stats=tmp_path / "stats.safetensors", compute_missing=False)
 
 
 def test_cli_relevance_and_sweep(tmp_path):

@@ -119,24 +119,25 @@ def test_global_editor_with_identity_damping(debug_generator, stats, identity, t
     """Without an identity net damping is refused with a clear message; with one, the cost is computed once
     for a small generator, cached, and found again."""
     from styleclip.editors.global_directions import GlobalDirectionsConfig, GlobalDirectionsEditor
-    from styleclip.factory import load_clip
+    from styleclip.factory import create_editor, load_clip
+    from styleclip.store.stylespace_files import identity_cost_cache_path
     from styleclip.types import Latent, Prompt
 
     monkeypatch.setenv("STYLECLIP_CACHE", str(tmp_path))
     g, clip = debug_generator, load_clip("debug")
     rel = _relevance(g, ss.relevance_layers(g), ss.clip_dim(clip))
     with pytest.raises(StyleClipError, match="needs the model set's identity net"):
-        GlobalDirectionsEditor(g, clip, config=GlobalDirectionsConfig(stats=stats, relevance=rel,
-                                                                      identity_damping=0.01))
-    config = GlobalDirectionsConfig(stats=stats, relevance=rel, identity_damping=0.01, ridge=0.2)
-    ed = GlobalDirectionsEditor(g, clip, identity, config=config)
-    assert ic.cache_path(g, identity).is_file()
-    again = GlobalDirectionsEditor(g, clip, identity, config=config)
+        create_editor("global", g, clip, stats=stats, relevance=rel, identity_damping=0.01)
+    config = dict(stats=stats, relevance=rel, identity_damping=0.01, ridge=0.2)
+    ed = create_editor("global", g, clip, identity, **config)
+    assert identity_cost_cache_path(g, identity).is_file()
+    again = create_editor("global", g, clip, identity, **config)
     assert torch.equal(again.identity_cost.cost, ed.identity_cost.cost)
     # a relevance of fewer layers (an official fs3 prefix) takes the cost rows of its layers
     first = g.layers[0].channels
     part = GlobalDirectionsEditor(g, clip, identity, config=GlobalDirectionsConfig(
-        stats=stats, relevance=ss.Relevance(rel.fs3[:first], (0,)), identity_damping=0.01))
+        stats=stats, relevance=ss.Relevance(rel.fs3[:first], (0,)), identity_damping=0.01,
+        identity_cost=ed.identity_cost))
     assert torch.equal(part._identity_rows, ed.identity_cost.cost[:first])
     w = g.mapping_plus(torch.randn(2, g.config.style_dim, generator=torch.Generator().manual_seed(0)), 0.7)
     res = again.edit(Latent(w), Prompt("a smiling face", strength=3.0))

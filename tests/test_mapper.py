@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from styleclip.editors.mapper import (MapperConfig, MapperEditor, find_mapper, load_mapper, save_mapper, trained_mappers)
+from styleclip.editors.mapper import MapperConfig, MapperEditor
+from styleclip.factory import create_editor
+from styleclip.store.mappers import find_mapper, load_mapper, save_mapper, trained_mappers
 from styleclip.training.mapper import MapperTrainConfig, MapperTrainer, load_latents, train_mapper
 from styleclip.errors import CheckpointError, InputError, WeightsMissingError
 from styleclip.nets.mapper import LevelsMapper, SubMapper, level_split
@@ -325,11 +327,11 @@ def trained_file(tmp_path_factory, debug_generator, debug_clip):
 def test_inference_is_deterministic_and_batched(debug_generator, debug_clip, trained_file):
     w = debug_generator.broadcast(debug_generator.mapping(torch.randn(4, 64, generator=torch.Generator()
                                                                       .manual_seed(3)), 0.7))
-    ed = MapperEditor.from_file(trained_file, debug_generator, debug_clip, batch_size=4)
+    ed = create_editor("mapper", debug_generator, debug_clip, mapper=trained_file, batch_size=4)
     r4 = ed.edit(Latent(w), Prompt("a photo of a cat"))
     again = ed.edit(Latent(w), Prompt("a photo of a cat"))
     assert torch.equal(r4.image, again.image) and torch.equal(r4.latent, again.latent)
-    singles = MapperEditor.from_file(trained_file, debug_generator, debug_clip, batch_size=1)
+    singles = create_editor("mapper", debug_generator, debug_clip, mapper=trained_file, batch_size=1)
     r1 = singles.edit(Latent(w), Prompt("a photo of a cat"))
     torch.testing.assert_close(r4.image, r1.image, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(r4.latent, r1.latent, rtol=1e-6, atol=1e-6)
@@ -343,7 +345,7 @@ def test_inference_is_deterministic_and_batched(debug_generator, debug_clip, tra
 
 def test_strength_scales_the_residual(debug_generator, debug_clip, trained_file):
     w = debug_generator.broadcast(debug_generator.mapping(torch.randn(2, 64), 0.7))
-    ed = MapperEditor.from_file(trained_file, debug_generator, debug_clip)
+    ed = create_editor("mapper", debug_generator, debug_clip, mapper=trained_file)
     zero = ed.edit(Latent(w), Prompt("a photo of a cat", strength=0.0))
     assert torch.equal(zero.latent, w) and torch.equal(zero.image, zero.source_image)
     one = ed.edit(Latent(w), Prompt("a photo of a cat", strength=1.0))

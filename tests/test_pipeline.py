@@ -78,9 +78,9 @@ def test_one_clip_rule(monkeypatch):
     assert factory.clip_for(g, model="toy-faces") == "toy-faces"
     assert factory.clip_for(g, model="debug", clip="ViT-B-16") == "ViT-B-16"  # given wins
     assert factory.clip_for(g, checkpoint="g.pt") == models.FFHQ.clip  # nothing prepared: FFHQ's
-    import styleclip.stylespace as ss
+    import styleclip.store.prepared as prepared
 
-    monkeypatch.setattr(ss, "find_prepared", lambda g: (Path("prep"), {"clip": "debug"}))
+    monkeypatch.setattr(prepared, "find_prepared", lambda g: (Path("prep"), {"clip": "debug"}))
     assert factory.clip_for(g, checkpoint="g.pt") == "debug"  # what `styleclip prepare --clip` recorded
     assert factory.clip_for(g, model="some/file.pt") == "debug"  # a file as the model (the app, serve)
 

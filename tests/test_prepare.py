@@ -5,6 +5,9 @@ import torch
 from typer.testing import CliRunner
 
 from styleclip import stylespace as ss
+from styleclip.store.prepared import find_prepared
+from styleclip.store.stylespace_files import load_or_compute_relevance, load_or_compute_stats
+from styleclip.util.fingerprint import generator_fingerprint
 from styleclip.cli import app
 from styleclip.factory import load_clip, load_generator
 
@@ -22,14 +25,14 @@ def test_prepare_records_and_later_runs_find_it(tmp_path):
     assert "not a face generator" in r.output  # random debug images: no face found, identity loss off
     record = json.loads((out / "prepared.json").read_text())
     g = load_generator(ckpt)
-    assert record["generator"] == ss.generator_fingerprint(g) and record["faces"] is False
+    assert record["generator"] == generator_fingerprint(g) and record["faces"] is False
     assert record["relevance_method"] == "fast" and record["clip"] == "debug"
-    assert ss.find_prepared(g)[0] == out.resolve()
+    assert find_prepared(g)[0] == out.resolve()
 
     clip = load_clip("debug")
-    stats = ss.load_or_compute_stats(g)  # found, not computed (the prepared run used 1000 samples)
+    stats = load_or_compute_stats(g)  # found, not computed (the prepared run used 1000 samples)
     assert stats.meta["n"] == 1000
-    rel = ss.load_or_compute_relevance(g, clip, stats, compute=False)
+    rel = load_or_compute_relevance(g, clip, stats, compute=False)
     assert torch.equal(rel.fs3, ss.Relevance.load(out / "fs3.npy", g).fs3)
 
     r = runner.invoke(app, ["edit", "--engine", "optimize", "--steps", "1", "--checkpoint", str(ckpt),

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from styleclip import stylespace as ss
+from styleclip.store.cache import cache_folder
+from styleclip.store.stylespace_files import load_or_compute_stats
 from styleclip.errors import InputError, StyleClipError
 
 
@@ -57,10 +59,10 @@ def test_stats_save_load_and_cache(debug_generator, stats, tmp_path):
     g = debug_generator
     loaded = ss.StyleStats.load(stats.save(tmp_path / "s.safetensors"), g)
     assert all(torch.equal(a, b) for a, b in zip(loaded.mean + loaded.std, stats.mean + stats.std))
-    first = ss.load_or_compute_stats(g, n=1000)
-    cached = list((ss.cache_path("x", "", "").parent).glob("stats-*.safetensors"))
+    first = load_or_compute_stats(g, n=1000)
+    cached = list(cache_folder("stats").glob("stats-*.safetensors"))
     assert len(cached) == 1
-    again = ss.load_or_compute_stats(g, n=1000)
+    again = load_or_compute_stats(g, n=1000)
     assert torch.equal(first.std[3], again.std[3])
     bad = ss.StyleStats(stats.mean[:-1], stats.std[:-1])
     with pytest.raises(StyleClipError, match="do not fit"):

@@ -2,6 +2,8 @@
 import re
 
 import pytest
+
+from styleclip.util.imaging import load_reference_image
 import torch
 from typer.testing import CliRunner
 
@@ -42,13 +44,13 @@ def test_prompt_needs_text_or_image():
 def test_reference_image_file(tmp_path):
     img = torch.rand(1, 3, 40, 30) * 2 - 1
     to_pil(img[0]).save(tmp_path / "ref.png")
-    x = idir.load_reference_image(tmp_path / "ref.png", 16)
+    x = load_reference_image(tmp_path / "ref.png", 16)
     assert x.shape == (1, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
     with pytest.raises(InputError, match="does not exist"):
-        idir.load_reference_image(tmp_path / "nope.png", 16)
+        load_reference_image(tmp_path / "nope.png", 16)
     (tmp_path / "bad.png").write_text("not an image")
     with pytest.raises(InputError, match="not a readable image"):
-        idir.load_reference_image(tmp_path / "bad.png", 16)
+        load_reference_image(tmp_path / "bad.png", 16)
 
 
 def test_optimization_toward_a_reference_image(debug):

@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 from styleclip import factory
 from styleclip.encoders import targets as idir
 from styleclip.cli import app
-from styleclip.editors.universal_mapper import (UniversalMapperConfig, UniversalMapperEditor, load_universal_mapper, save_universal_mapper)
+from styleclip.editors.universal_mapper import UniversalMapperConfig, UniversalMapperEditor
+from styleclip.store.mappers import load_universal_mapper, save_universal_mapper
 from styleclip.training.universal_mapper import UniversalMapperTrainer, UniversalTrainConfig, train_universal_mapper
 from styleclip.errors import CheckpointError, InputError
 from styleclip.nets.universal_mapper import UniversalMapper

@@ -230,6 +230,7 @@ class StyleClipApp:
     def global_editor(self, report: Optional[Report] = None):
         """The shared global-directions engine (built once; its direction cache is per (neutral, target, beta))."""
         from styleclip.editors.global_directions import GlobalDirectionsConfig, GlobalDirectionsEditor
+        from styleclip.store import stylespace_files as files
 
         with self._lock:
             if self._global is not None:
@@ -239,18 +240,18 @@ class StyleClipApp:
             g = self.generator
             progress = (lambda d, t: report(d, t, "channel relevance")) if report else None
             try:
-                rel_found = self.relevance_file is not None or ss.shipped_relevance(g, self.clip) is not None or \
-                    any(ss.relevance_cache_path(g, self.clip, m).is_file() for m in ("exact", "fast"))
+                rel_found = self.relevance_file is not None or files.shipped_relevance(g, self.clip) is not None or \
+                    any(files.relevance_cache_path(g, self.clip, m).is_file() for m in ("exact", "fast"))
                 if rel_found or self.stats_file is not None or g.config.size > SMALL_GENERATOR:
                     # the CLI's lookup: the files given, else the shipped or cached statistics and relevance
-                    self._global = GlobalDirectionsEditor.from_files(  # with the model set's refinements
-                        g, self.clip, relevance=self.relevance_file, stats=self.stats_file, compute_missing=False,
-                        progress=progress, identity=self.identity,
+                    self._global = factory.create_editor(  # with the model set's refinements
+                        "global", g, self.clip, self.identity, relevance=self.relevance_file, stats=self.stats_file,
+                        compute_missing=False, progress=progress,
                         **factory.global_direction_options(self.model, self.identity))
                 else:  # nothing shipped or cached for this small generator (debug): a quick estimate, said so
-                    stats = ss.load_or_compute_stats(g, n=SMALL_STATS_SAMPLES)
-                    rel = ss.load_or_compute_relevance(g, self.clip, stats, n_images=SMALL_RELEVANCE_IMAGES,
-                                                       progress=progress)
+                    stats = files.load_or_compute_stats(g, n=SMALL_STATS_SAMPLES)
+                    rel = files.load_or_compute_relevance(g, self.clip, stats, n_images=SMALL_RELEVANCE_IMAGES,
+                                                          progress=progress)
                     config = GlobalDirectionsConfig(stats=stats, relevance=rel)
                     self._global = GlobalDirectionsEditor(g, self.clip, config=config)
                     self.notices.append(f"global directions use a quick {SMALL_RELEVANCE_IMAGES}-image channel "
@@ -443,7 +444,7 @@ class StyleClipApp:
     # ---- mapper -----------------------------------------------------------------------------------------
     def mapper_choices(self) -> list[str]:
         """Mappers present: trained ones (./mappers, the cache, or `mapper_folders`) and official files found."""
-        from styleclip.editors.mapper import OFFICIAL_MAPPERS, find_mapper, trained_mappers
+        from styleclip.store.mappers import OFFICIAL_MAPPERS, find_mapper, trained_mappers
 
         paths = {f"{name} (trained)": p for name, p in sorted(trained_mappers(self.mapper_folders, self.generator).items())}
         for name in sorted(OFFICIAL_MAPPERS):
@@ -455,8 +456,6 @@ class StyleClipApp:
         return list(paths)
 
     def _mapper(self, choice):
-        from styleclip.editors.mapper import MapperEditor
-
         if not choice:
             raise InputError("no mapper chosen: train one with `styleclip train-mapper` or put an official "
                              "mapper file into the weights folder, then press Refresh")
@@ -465,7 +464,7 @@ class StyleClipApp:
         if choice in self._mapper_paths:
             path = self._mapper_paths[choice]
         else:  # a name typed or sent through the API ('mohawk'): the CLI's lookup for this generator
-            from styleclip.editors.mapper import find_mapper
+            from styleclip.store.mappers import find_mapper
 
             try:
                 path = find_mapper(choice, self.mapper_folders, self.generator)
@@ -477,7 +476,8 @@ class StyleClipApp:
             if key not in self._mappers:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._mappers[key] = MapperEditor.from_file(path, self.generator, self.clip, self.identity)
+                    self._mappers[key] = factory.create_editor("mapper", self.generator, self.clip, self.identity,
+                                                                mapper=path)
             return self._mappers[key]
 
     def mapper_edit(self, session, choice, strength=1.0) -> EditOutput:
@@ -540,7 +540,7 @@ class StyleClipApp:
         universal mapper, global directions or optimization. `auto` (one of STRENGTH_MODES, or a bool: True is
         'auto (CLIP gain)') picks the strength per face: the smallest reaching the CLIP gain, or the strongest
         up to the slider's that keeps the person."""
-        from styleclip.encoders.targets import load_reference_image
+        from styleclip.util.imaging import load_reference_image
 
         session = self._ensure(session)
         if engine not in self.ANY_PROMPT_ENGINES:

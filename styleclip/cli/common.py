@@ -252,7 +252,8 @@ def _floats(text: str, name: str, kind: str) -> list[float]:
 
 
 def _stats_for(g, stats: Optional[Path], samples: int):
-    from styleclip.stylespace import EtaPrinter, load_or_compute_stats
+    from styleclip.store.stylespace_files import load_or_compute_stats
+    from styleclip.util.progress import EtaPrinter
 
     if stats is not None:
         return load_or_compute_stats(g, stats)
@@ -286,7 +287,7 @@ def _clip_name(clip: Optional[str], model: Optional[str], checkpoint: Optional[P
         return clip
     if checkpoint is None:
         return model
-    from styleclip.stylespace import find_prepared
+    from styleclip.store.prepared import find_prepared
 
     found = find_prepared(g)
     return found[1].get("clip") if found else None
@@ -296,7 +297,7 @@ def _not_faces_notice(g, checkpoint: Optional[Path]) -> Optional[str]:
     """For a checkpoint that `styleclip prepare` recorded as not a face generator: why the identity loss is off."""
     if checkpoint is None:
         return None
-    from styleclip.stylespace import find_prepared
+    from styleclip.store.prepared import find_prepared
 
     found = find_prepared(g)
     if found is None or found[1].get("faces", True):

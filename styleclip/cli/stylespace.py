@@ -57,12 +57,14 @@ def _relevance_run(g, enc, out: Path, *, images: int, fast: bool, all_layers: bo
     """Relevance of g (sharded under torchrun, resumable through OUT.partial/), saved by rank 0 to `out` and,
     with the default settings, to the cache entry where the global engine looks for it."""
     from styleclip import stylespace as ss
+    from styleclip.store.stylespace_files import relevance_cache_path
     from styleclip.util.distributed import world
+    from styleclip.util.progress import EtaPrinter
 
     layers = ss.relevance_layers(g, all_layers=all_layers)
     n_ch = sum(g.layers[k].channels for k in layers)
     _say(f"{'estimating' if fast else 'computing'} relevance of {n_ch} channels over {images} images")
-    eta = ss.EtaPrinter("relevance" + (f" (rank 0's share, of {world().size})" if world().size > 1 else ""), _say)
+    eta = EtaPrinter("relevance" + (f" (rank 0's share, of {world().size})" if world().size > 1 else ""), _say)
     ckpt = Path(str(out) + ".partial")
     if fast:
         rel = ss.estimate_relevance(g, enc, stats, n_images=images, layers=layers, checkpoint=ckpt, progress=eta)
@@ -72,7 +74,7 @@ def _relevance_run(g, enc, out: Path, *, images: int, fast: bool, all_layers: bo
     if world().is_main:
         rel.save(out)  # atomic, refuses NaN
         if images == ss.RELEVANCE_IMAGES and not all_layers:  # where the global engine looks for it
-            rel.save(ss.relevance_cache_path(g, enc, "fast" if fast else "exact"))
+            rel.save(relevance_cache_path(g, enc, "fast" if fast else "exact"))
     return rel
 
 
@@ -98,7 +100,10 @@ def prepare(
     Sharded under `torchrun --nproc-per-node N` (docs/distributed.md)."""
     from styleclip.util import outputs
     from styleclip import stylespace as ss
+    from styleclip.store.prepared import register_prepared
     from styleclip.util.distributed import world as current_world
+    from styleclip.util.fingerprint import clip_fingerprint, generator_fingerprint
+    from styleclip.util.progress import EtaPrinter
 
     _check(images=images, stats_samples=stats_samples)
     _check_device(device)
@@ -107,11 +112,11 @@ def prepare(
         raise ValueError("give --checkpoint (your generator) or --model")
     _, device = _join_world(device)
     g = _generator(model, checkpoint, device)
-    _say(f"preparing {checkpoint or model} ({g.config.size} px, fingerprint {ss.generator_fingerprint(g)}) into {out}")
+    _say(f"preparing {checkpoint or model} ({g.config.size} px, fingerprint {generator_fingerprint(g)}) into {out}")
     if current_world().is_main:
         out.mkdir(parents=True, exist_ok=True)
     stats = ss.compute_stats(g, n=stats_samples, checkpoint=out / "stats.partial",
-                             progress=ss.EtaPrinter("style statistics", _say))
+                             progress=EtaPrinter("style statistics", _say))
     if current_world().is_main:
         stats.save(out / "stats.safetensors")
     from styleclip.factory import load_clip
@@ -129,12 +134,12 @@ def prepare(
     else:
         reason = "--faces" if faces else "--not-faces"
     record = {"checkpoint": str(checkpoint.resolve()) if checkpoint else None, "model": model,
-              "clip": clip_name, "clip_fingerprint": ss.clip_fingerprint(enc), "faces": faces,
+              "clip": clip_name, "clip_fingerprint": clip_fingerprint(enc), "faces": faces,
               "faces_reason": reason, "stats": "stats.safetensors", "stats_n": stats_samples,
               "stats_truncation": ss.STATS_TRUNCATION, "stats_seed": ss.STATS_SEED, "relevance": "fs3.npy",
               "relevance_method": "fast" if fast else "exact", "relevance_images": images,
               "processes": current_world().size}
-    path = ss.register_prepared(g, out, record)
+    path = register_prepared(g, out, record)
     typer.echo(f"wrote {out / 'stats.safetensors'}, {out / 'fs3.npy'} ({rel.fs3.shape[0]} channels) and {path}")
     if not faces:
         typer.echo(f"not a face generator ({reason}): the identity loss will be off for it; "
@@ -176,9 +181,8 @@ def sweep(
     import torch
 
     from styleclip import stylespace as ss
-    from styleclip.editors.global_directions import GlobalDirectionsConfig, GlobalDirectionsEditor
     from styleclip.errors import InputError
-    from styleclip.factory import load_clip
+    from styleclip.factory import create_editor, load_clip
     from styleclip.util import checks, outputs
     from styleclip.util.imaging import grid, save_gif, to_pil, upscale_for_viewing
     from styleclip.types import Prompt
@@ -206,8 +210,8 @@ def sweep(
                   f"a {len(beta_list)}x{len(alpha_list)} grid of {g.config.size}-px images", hint="fewer values")
     tuned_for = model if checkpoint is None else None
     identity = _identity(model, g.w_avg.device) if "identity_damping" in tuned and tuned_for else None
-    editor = GlobalDirectionsEditor(g, enc, identity, config=GlobalDirectionsConfig(
-        stats=st, relevance=relevance_file, **global_direction_options(tuned_for, identity)))
+    editor = create_editor("global", g, enc, identity, stats=st, relevance=relevance_file,
+                           **global_direction_options(tuned_for, identity))
     dev = g.w_avg.device
     z = torch.randn(1, g.config.style_dim, generator=torch.Generator().manual_seed(seed)).to(dev)
     with torch.no_grad():

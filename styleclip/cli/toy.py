@@ -116,20 +116,22 @@ def toy_stylespace(
 
     from styleclip.stylespace import identity_cost as ic
     from styleclip import stylespace as ss
+    from styleclip.store import stylespace_files as files
+    from styleclip.util.progress import EtaPrinter
     from styleclip.factory import load_clip, load_generator, load_identity
 
     _check(images=images, threads=threads)
     torch.set_num_threads(threads)
     g, enc = load_generator("toy-faces"), load_clip("toy-faces")
     say = lambda m: typer.echo(m, err=True)  # noqa: E731
-    stats = ss.compute_stats(g, progress=ss.EtaPrinter("style statistics", say))
-    stats_path = stats.save(ss.SHIPPED_DIR / ss.stats_cache_path(g).name)
+    stats = ss.compute_stats(g, progress=EtaPrinter("style statistics", say))
+    stats_path = stats.save(files.SHIPPED_DIR / files.stats_cache_path(g).name)
     settings = {} if images == ss.RELEVANCE_IMAGES else {"n_images": images}
-    out = ss.SHIPPED_DIR / ss.relevance_cache_path(g, enc, "exact", **settings).name
+    out = files.SHIPPED_DIR / files.relevance_cache_path(g, enc, "exact", **settings).name
     rel = ss.compute_relevance(g, enc, stats, n_images=images, checkpoint=Path(str(out) + ".partial"),
-                               progress=ss.EtaPrinter("relevance", say))
+                               progress=EtaPrinter("relevance", say))
     rel.save(out)
     identity = load_identity("toy-faces")
-    cost = ic.compute_identity_cost(g, identity, stats, progress=ss.EtaPrinter("identity cost", say))
-    cost_path = cost.save(ss.SHIPPED_DIR / ic.cache_path(g, identity).name)
+    cost = ic.compute_identity_cost(g, identity, stats, progress=EtaPrinter("identity cost", say))
+    cost_path = cost.save(files.SHIPPED_DIR / files.identity_cost_cache_path(g, identity).name)
     typer.echo(f"wrote {stats_path}, {out} ({rel.fs3.shape[0]} x {rel.fs3.shape[1]}) and {cost_path}")

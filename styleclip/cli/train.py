@@ -81,7 +81,7 @@ def train_mapper_command(
                                 out, resume, minutes, model, checkpoint, device)
     if prompt is None:
         raise ValueError("say what the mapper edits toward: --prompt 'mohawk' (or --universal)")
-    from styleclip.editors.mapper import normalize_name
+    from styleclip.util.names import normalize_name
     from styleclip.errors import StyleClipError
     from styleclip.training.mapper import MapperTrainConfig, load_latents, train_mapper
     from styleclip.util import checks, outputs

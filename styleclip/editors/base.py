@@ -1,8 +1,9 @@
 """The Editor protocol and the registry of engines."""
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
+from styleclip.errors import InputError
 from styleclip.types import EditResult, Latent, ProgressFn, Prompt
 
 
@@ -49,3 +50,23 @@ def start_or_resume(trainer, out_dir, resume: bool) -> None:
     elif out_dir is not None and (Path(out_dir) / "train_state.pt").exists():
         raise InputError(f"{out_dir} already holds a training run; pass --resume to continue it or choose "
                          "another --out")
+
+
+# ---- mapper engines ---------------------------------------------------------------------------------------
+def check_fits_generator(mapper, generator, what: str) -> None:
+    """A mapper's W+ shape must be the generator's (InputError)."""
+    if mapper.num_ws != generator.num_ws or mapper.style_dim != generator.config.style_dim:
+        raise InputError(f"the {what} is for W+ [{mapper.num_ws},{mapper.style_dim}] but the generator has "
+                         f"[{generator.num_ws},{generator.config.style_dim}]")
+
+
+def unpack_mapper(m) -> tuple[Any, dict]:
+    """(network, info) from a network or a loaded mapper file (anything with `.mapper` and `.info`, such as
+    `store.mappers.MapperFile`)."""
+    import torch
+
+    if isinstance(m, torch.nn.Module):
+        return m, {}
+    if hasattr(m, "mapper") and isinstance(getattr(m, "info", None), dict):
+        return m.mapper, dict(m.info)
+    return m, {}

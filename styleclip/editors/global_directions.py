@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from styleclip.encoders import targets as idir
-from styleclip import stylespace as ss
+from styleclip.stylespace.directions import apply_direction, auto_beta, delta_s, text_direction
+from styleclip.stylespace.identity_cost import IdentityCost
+from styleclip.stylespace.relevance import Relevance, clip_dim
+from styleclip.stylespace.stats import StyleStats
 from styleclip.errors import CheckpointError, StyleClipError
 from styleclip.types import EditResult, Latent, ProgressFn, Prompt
 from styleclip.editors.auto_strength import AutoStrengthConfig, pick_strengths
@@ -21,20 +23,17 @@ NOTEBOOK_ALPHA = 4.1  # Colab notebooks / cog demo default strength (SPEC 3.6)
 class GlobalDirectionsConfig:
     """beta: disentanglement threshold on |fs3 . delta_t| (None: the GUI's auto-beta keeping > auto_beta_k
     channels). alpha: strength; None takes `Prompt.strength` (the notebooks use 4.1 = NOTEBOOK_ALPHA).
-    stats / relevance: a StyleStats / Relevance object or a file path; None loads them from the cache or
-    computes them (`relevance_method` 'exact' or 'fast'; automatic only for small generators).
-    ridge / identity_damping: optional refinements of delta_s (`stylespace.delta_s`; None: the paper's):
-    decorrelated channel scores, and channels that change the person held back by their identity cost
-    (`identity_cost`: an IdentityCost or file; None loads or, for small generators, computes it with the
-    identity net)."""
+    stats / relevance: the StyleStats and Relevance of the generator (the factory finds, reads or computes
+    them: `store.stylespace_files.global_direction_inputs`).
+    ridge / identity_damping: optional refinements of delta_s (`stylespace.directions.delta_s`; None: the
+    paper's): decorrelated channel scores, and channels that change the person held back by their identity
+    cost (`identity_cost`: an IdentityCost, needed with identity_damping)."""
 
     beta: float | None = 0.15
     alpha: float | None = None
     auto_beta_k: int = 20
     stats: object = field(default=None, compare=False)
     relevance: object = field(default=None, compare=False)
-    relevance_method: str = "exact"
-    compute_missing: bool | None = None  # None: compute only when the generator is small (<= 64 px)
     templates: tuple[str, ...] | None = None  # None: the 79 ImageNet templates
     with_source: bool = True  # also synthesise the unedited image (for clip_before)
     direction: str = "text"  # "text": the paper's delta_t; "image": the prompt's image-side direction
@@ -65,51 +64,36 @@ class GlobalDirectionsConfig:
 class GlobalDirectionsEditor:
     """Edit = W+ -> S, s + alpha * delta_s on every layer, one synthesis."""
 
-    def __init__(self, generator, clip, identity=None, *, config: GlobalDirectionsConfig = GlobalDirectionsConfig(),
-                 progress: ProgressFn | None = None):
+    name = "global"
+    config_class = GlobalDirectionsConfig
+
+    def __init__(self, generator, clip, identity=None, *, config: GlobalDirectionsConfig = GlobalDirectionsConfig()):
         self.generator, self.clip, self.identity, self.config = generator, clip, identity, config
         g = generator
-        rel = config.relevance
-        if rel is not None and not isinstance(rel, ss.Relevance):
-            rel = ss.Relevance.load(rel, g)  # a given file is checked before any statistics are computed
-        self.stats = config.stats if isinstance(config.stats, ss.StyleStats) else ss.load_or_compute_stats(
-            g, config.stats)
+        if not isinstance(config.stats, StyleStats) or not isinstance(config.relevance, Relevance):
+            raise TypeError("GlobalDirectionsConfig needs stats (a StyleStats) and relevance (a Relevance); "
+                            "styleclip.factory.create_editor('global', ...) finds, reads or computes them")
+        self.stats, self.relevance = config.stats, config.relevance
         self.stats.check(g)
-        if rel is not None:
-            self.relevance = rel
-        else:
-            compute = ss.computes_when_missing(g) if config.compute_missing is None else config.compute_missing
-            self.relevance = _cached_relevance(g, clip, self.stats, config.relevance_method, compute, progress)
-        d = ss.clip_dim(clip)
+        d = clip_dim(clip)
         if self.relevance.fs3.shape[1] != d:
             raise CheckpointError(f"the channel relevance has {self.relevance.fs3.shape[1]} columns, but this CLIP "
                                   f"embeds in {d} dimensions (computed for another CLIP model?)")
         self.identity_cost, self._identity_rows = None, None
         if config.identity_damping is not None:
-            from styleclip.stylespace.identity_cost import IdentityCost, load_or_compute_identity_cost
-
-            ic = config.identity_cost
-            self.identity_cost = ic if isinstance(ic, IdentityCost) else load_or_compute_identity_cost(
-                g, identity, self.stats, ic, compute=ss.computes_when_missing(g), progress=progress)
+            if not isinstance(config.identity_cost, IdentityCost):
+                raise StyleClipError("identity damping needs the identity cost of the style channels (an "
+                                     "IdentityCost; the factory finds or computes it with the identity net)")
+            self.identity_cost = config.identity_cost
             self._identity_rows = self.identity_cost.rows_for(self.relevance, g)
         self._directions: dict[tuple, tuple[list[torch.Tensor], int, float]] = {}
-
-    @classmethod
-    def from_files(cls, generator, clip, *, relevance: str | Path | None = None, stats: str | Path | None = None,
-                   identity=None, compute_missing: bool | None = None, progress: ProgressFn | None = None,
-                   **config_kwargs) -> "GlobalDirectionsEditor":
-        """Build from a generator + CLIP and optional files (an official fs3.npy works); what is missing is
-        loaded from or computed into `pretrained.cache_dir()/stylespace`."""
-        config = GlobalDirectionsConfig(stats=stats, relevance=relevance, compute_missing=compute_missing,
-                                        **config_kwargs)
-        return cls(generator, clip, identity, config=config, progress=progress)
 
     # ---- directions -------------------------------------------------------------------------------
     def text_direction(self, neutral: str, target: str) -> torch.Tensor:
         """delta_t [E]: the paper's text direction, or with direction='image' the prompt's image-side one."""
         if self.config.direction == "image":
             return idir.image_direction(self.generator, self.clip, target, neutral)
-        return ss.text_direction(self.clip, neutral, target, self.config.templates)
+        return text_direction(self.clip, neutral, target, self.config.templates)
 
     def direction(self, prompt: Prompt, beta: float | None = ..., *, delta_t: torch.Tensor | None = None
                   ) -> tuple[list[torch.Tensor], int, float]:
@@ -119,8 +103,8 @@ class GlobalDirectionsEditor:
         key = (prompt.neutral, prompt.target, beta)
         if delta_t is not None or key not in self._directions:
             dt = delta_t if delta_t is not None else self.text_direction(prompt.neutral, prompt.target)
-            b = ss.auto_beta(self.relevance, dt, k=self.config.auto_beta_k) if beta is None else beta
-            ds, kept = ss.delta_s(self.generator, self.relevance, self.stats, dt, b, ridge=self.config.ridge,
+            b = auto_beta(self.relevance, dt, k=self.config.auto_beta_k) if beta is None else beta
+            ds, kept = delta_s(self.generator, self.relevance, self.stats, dt, b, ridge=self.config.ridge,
                                   identity_cost=self._identity_rows,
                                   identity_damping=self.config.identity_damping)
             if delta_t is not None:
@@ -159,7 +143,7 @@ class GlobalDirectionsEditor:
         prompts = [prompts] if isinstance(prompts, Prompt) else list(prompts)
         source = self.generator.synthesis_from_styles(styles) if any(p.image is not None for p in prompts) else None
         total, _ = self.combined_direction(prompts, source)
-        return ss.apply_direction(styles, total, 1.0)
+        return apply_direction(styles, total, 1.0)
 
     def edit(self, latent: Latent, prompt: Prompt, *, progress: ProgressFn | None = None) -> EditResult:
         return self.edit_many(latent, [prompt], progress=progress)
@@ -191,7 +175,7 @@ class GlobalDirectionsEditor:
             metrics.update(alpha=auto_info["strength"],
                            **{k: auto_info[k] for k in ("gain_reached",) if k in auto_info})
         else:
-            edited = ss.apply_direction(styles, total, 1.0)
+            edited = apply_direction(styles, total, 1.0)
             img = g.synthesis_from_styles(edited)
         targets = [idir.reference_embedding(self.clip, p.image) if p.image is not None
                    else self.clip.encode_text([p.target]) for p in prompts]
@@ -235,6 +219,3 @@ class GlobalDirectionsEditor:
                                            config=self.config.auto_strength, base=self.alpha(prompt))
         return shifted(alphas), img, info
 
-
-def _cached_relevance(g, clip, stats, method: str, compute: bool, progress):
-    return ss.load_or_compute_relevance(g, clip, stats, method=method, compute=compute, progress=progress)

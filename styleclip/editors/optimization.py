@@ -46,8 +46,8 @@ class OptimizationConfig:
     clip_shift: float = 0.125  # by up to this fraction of the size (styleclip.encoders.views: against adversarial edits)
     seed: int = 0  # of the shifts: an edit is reproducible
     # where the optimization starts (mode "edit"): "source" (the paper), or "universal": the universal mapper's
-    # whole W+ edit toward the prompt (`init_mapper`, its change floored at `init_min_change`); the L2 term
-    # still measures the distance to the source
+    # whole W+ edit toward the prompt (`init_mapper`, its change floored at `init_min_change`: the factory builds
+    # that engine and hands it over as `start`); the L2 term still measures the distance to the source
     init: str = "source"
     init_mapper: Any = "universal"
     init_min_change: float = 0.0
@@ -92,7 +92,10 @@ class OptimizationEditor:
     name = "optimize"
     config_class = OptimizationConfig
 
-    def __init__(self, generator, clip, identity=None, *, config: OptimizationConfig = OptimizationConfig()):
+    def __init__(self, generator, clip, identity=None, *, config: OptimizationConfig = OptimizationConfig(),
+                 start=None):
+        """start: with init "universal", the universal mapper engine whose edit is the starting point
+        (anything with `directions(prompt, img)` and `change(w, d)`; `factory.create_editor` builds it)."""
         self.generator = generator
         self.clip = clip
         self.identity = identity
@@ -107,10 +110,10 @@ class OptimizationEditor:
                 raise InputError(f"--compile needs {missing}; install it or run without --compile")
         self.start = None  # the universal mapper editor that gives the starting point (init "universal")
         if config.init == "universal" and config.mode == "edit":
-            from styleclip.editors.universal_mapper import UniversalMapperConfig, UniversalMapperEditor
-
-            self.start = UniversalMapperEditor(generator, clip, config=UniversalMapperConfig(
-                mapper=config.init_mapper, min_change=config.init_min_change))
+            if start is None:
+                raise InputError("init 'universal' starts from the universal mapper's edit: build the engine with "
+                                 "factory.create_editor('optimize', ...), which loads that mapper")
+            self.start = start
 
     @property
     def last_losses(self) -> dict[str, float]:

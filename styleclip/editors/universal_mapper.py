@@ -4,8 +4,8 @@ w_hat = w + residual_scale * strength * M(w, d) (the change scaled up to a W+ no
 when one is set), where d is a unit CLIP image-space direction: for a text
 prompt the prompt's image direction (`image_directions.image_direction`, the space the mapper was trained
 in), for a reference image unit(e(reference) - e(source)) per face. Files: `.safetensors` with the
-UniversalMapper state dict and JSON metadata (format "styleclip-universal-mapper": architecture, the
-generator and CLIP it was trained for, training settings).
+UniversalMapper state dict and JSON metadata (architecture, the generator and CLIP it was trained for,
+training settings), read and found by `styleclip.store.mappers`; the engine takes the built network.
 
 With `beta` set the edit is disentangled as global directions are: the mapper's change in style space is kept
 only on the channels whose relevance to d is at least beta (|fs3 . d| >= beta) and the others keep the
@@ -14,119 +14,30 @@ latent.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from styleclip.encoders import targets as idir
-from styleclip.errors import CheckpointError, InputError, one_line
+from styleclip.errors import InputError
 from styleclip.nets.universal_mapper import UniversalMapper
 from styleclip.types import EditResult, Latent, ProgressFn, Prompt
 from styleclip.editors.auto_strength import AutoStrengthConfig, pick_strengths
-from styleclip.editors.base import register_engine, report
-from styleclip.editors.mapper import TOY_MAPPERS, check_fits_generator, default_mapper_dirs, generator_fingerprint
-
-FORMAT_TAG = "styleclip-universal-mapper"
-DEFAULT_NAME = "universal"
-
-
-def save_universal_mapper(mapper: UniversalMapper, path: str | Path, *, info: dict | None = None,
-                          half: bool = False) -> Path:
-    """Write a universal mapper file atomically; `half` stores fp16 weights (the shipped file)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    info = {**(info or {}), "architecture": mapper.architecture()}
-    dtype = torch.float16 if half else torch.float32
-    tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in mapper.state_dict().items()}
-    tmp = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(tmp), metadata={"format": FORMAT_TAG, "info": json.dumps(info)})
-    tmp.replace(path)
-    return path
-
-
-def is_universal_file(path: str | Path) -> bool:
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("format") == FORMAT_TAG
-    except Exception:  # anything unreadable is simply not one
-        return False
-
-
-def load_universal_mapper(path: str | Path) -> tuple[UniversalMapper, dict]:
-    """(mapper in eval mode, info) from a universal mapper file; strict keys; one-line CheckpointError."""
-    from styleclip.store.readers import load_safetensors_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such universal mapper file")
-    state, meta = load_safetensors_file(path)
-    if meta.get("format") != FORMAT_TAG:
-        raise CheckpointError(f"{path}: not a universal mapper file (format {meta.get('format')!r})")
-    try:
-        info = json.loads(meta["info"])
-        arch = info["architecture"]
-        mapper = UniversalMapper(int(arch["num_ws"]), int(arch["style_dim"]), int(arch["clip_dim"]),
-                                 hidden=int(arch["hidden"]), n_layers=int(arch["n_layers"]), split=arch["split"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: broken universal mapper metadata ({one_line(e)})") from None
-    try:
-        mapper.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not match the recorded architecture ({one_line(e)})") from None
-    return mapper.eval(), info
-
-
-def find_universal_mapper(name: str | Path = DEFAULT_NAME, generator=None) -> Path:
-    """A universal mapper file: a path, a run folder, or 'universal' (the newest one found for `generator`
-    under ./mappers, <cache>/mappers and the shipped toy mappers)."""
-    p = Path(name)
-    if p.is_file():
-        return p
-    if p.is_dir() and (p / "universal.safetensors").is_file():
-        return p / "universal.safetensors"
-    if str(name) != DEFAULT_NAME:
-        raise InputError(f"universal mapper {name} does not exist")
-    fingerprint = generator_fingerprint(generator) if generator is not None else None
-    found = []
-    for folder in default_mapper_dirs():
-        if not folder.is_dir():
-            continue
-        for f in folder.rglob("*.safetensors"):
-            if not is_universal_file(f):
-                continue
-            info = _peek(f)
-            fp = (info.get("generator") or {}).get("fingerprint")
-            if fingerprint and fp and fp != fingerprint:
-                continue
-            found.append((folder == TOY_MAPPERS, -f.stat().st_mtime, f))
-    if not found:
-        raise InputError("no universal mapper found for this generator; train one with "
-                         "`styleclip train-mapper --universal` (it lands in mappers/universal)")
-    return sorted(found)[0][2]  # trained ones before the shipped one, newest first
-
-
-def _peek(path: Path) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get("info", "{}"))
-
+from styleclip.editors.base import check_fits_generator, register_engine, report, unpack_mapper
+from styleclip.stylespace.directions import channel_scores
+from styleclip.stylespace.relevance import Relevance
 
 @dataclass(frozen=True)
 class UniversalMapperConfig:
-    """mapper: a UniversalMapper, or a file / 'universal'. auto: pick the strength per face
+    """mapper: a UniversalMapper or a loaded universal mapper file (`store.mappers.MapperFile`; the factory
+    reads a file or 'universal'). relevance: the generator's Relevance, needed with beta. auto: pick the
+    strength per face
     (`auto_strength`). The target gain for auto strength is `gain_fraction` of the separation along d of
     the bank faces that match the prompt from the rest (text), or of (e(reference) - e(source)) . d."""
 
-    mapper: Any = DEFAULT_NAME
+    mapper: Any = None
     residual_scale: float | None = None  # None: the file's
     batch_size: int = 8
     auto: bool = False
@@ -137,6 +48,7 @@ class UniversalMapperConfig:
     # directions that are a small part of the differences between random training faces (glasses) with a small
     # change: a third of a mohawk's on toy-faces, too small for the attribute to appear
     min_change: float = 0.0
+    relevance: Any = field(default=None, compare=False)
 
     def __post_init__(self):
         if self.beta is not None and not 0 <= self.beta <= 1:
@@ -154,28 +66,24 @@ class UniversalMapperEditor:
 
     def __init__(self, generator, clip, identity=None, *, config: UniversalMapperConfig = UniversalMapperConfig()):
         self.generator, self.clip, self.identity, self.config = generator, clip, identity, config
-        m, self.info = config.mapper, {}
-        if isinstance(m, (str, Path)):
-            m, self.info = load_universal_mapper(find_universal_mapper(m, generator))
+        m, self.info = unpack_mapper(config.mapper)
         if not isinstance(m, UniversalMapper):
-            raise TypeError(f"config.mapper must be a UniversalMapper or a path, got {type(m).__name__}")
-        check_fits_generator(m, self.info, generator, "universal mapper")
+            raise TypeError(f"config.mapper must be a UniversalMapper or a loaded universal mapper file, got "
+                            f"{type(m).__name__} (files and 'universal' are read by factory.create_editor)")
+        check_fits_generator(m, generator, "universal mapper")
         self.mapper = m.to(generator.w_avg.device).eval().requires_grad_(False)
         scale = config.residual_scale if config.residual_scale is not None else self.info.get("residual_scale", 1.0)
         self.residual_scale = float(scale)
         self.relevance = None
-        if config.beta is not None:  # the global-directions engine's lookup: shipped, cached or computed
-            from styleclip import stylespace as ss
-
-            stats = ss.load_or_compute_stats(generator)
-            self.relevance = ss.load_or_compute_relevance(generator, clip, stats,
-                                                          compute=ss.computes_when_missing(generator))
+        if config.beta is not None:
+            if not isinstance(config.relevance, Relevance):
+                raise TypeError("beta needs the generator's channel relevance (config.relevance, a Relevance; "
+                                "factory.create_editor finds it as the global-directions engine does)")
+            self.relevance = config.relevance
 
     def channel_masks(self, d: torch.Tensor) -> list[torch.Tensor | None]:
         """Per entry of g.layers: [N,C] 1/0 (keep the mapper's change) on relevance layers, None elsewhere."""
-        from styleclip import stylespace as ss
-
-        keep = (ss.channel_scores(self.relevance, d.t()).t().abs() >= self.config.beta).float()  # [N, rows]
+        keep = (channel_scores(self.relevance, d.t()).t().abs() >= self.config.beta).float()  # [N, rows]
         if not bool(keep.sum(1).all()):
             raise InputError(f"beta {self.config.beta:g} keeps no style channel for this prompt; lower --beta")
         masks: list[torch.Tensor | None] = [None] * len(self.generator.layers)
@@ -289,5 +197,4 @@ class UniversalMapperEditor:
         return (e * target.to(e)).sum(-1).tolist()
 
 
-__all__ = ["UniversalMapperEditor", "UniversalMapperConfig", "save_universal_mapper", "load_universal_mapper",
-           "find_universal_mapper", "is_universal_file"]
+__all__ = ["UniversalMapperEditor", "UniversalMapperConfig"]

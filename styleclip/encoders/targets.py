@@ -14,7 +14,6 @@ source is unit(e(reference) - e(source)).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -82,26 +81,6 @@ def prompt_direction(clip, bank: FaceBank, target: str, neutral: str = "a face",
 def image_direction(generator, clip, target: str, neutral: str = "a face", **kwargs) -> torch.Tensor:
     """Unit image-side CLIP direction [E] of `target` (relative to `neutral`) on this generator's faces."""
     return prompt_direction(clip, face_bank(generator, clip), target, neutral, **kwargs)[0]
-
-
-def load_reference_image(path: str | Path, size: int) -> torch.Tensor:
-    """A reference image file -> img [1,3,size,size] in [-1,1] (centre-cropped square, resized)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from styleclip.util.imaging import from_pil
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"target image {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            side = min(im.size)
-            left, top = (im.width - side) // 2, (im.height - side) // 2
-            im = im.crop((left, top, left + side, top + side))
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"target image {path}: not a readable image ({' '.join(str(e).split())[:120]})") from None
-    return from_pil(im, size)
 
 
 @torch.no_grad()

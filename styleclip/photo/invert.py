@@ -21,11 +21,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from styleclip.store import cache
 from styleclip.store import registry as pretrained
 from styleclip.errors import CheckpointError, InputError
 from styleclip.util.imaging import from_pil
 from styleclip.losses import identity_loss
 from styleclip.types import ProgressFn
+from styleclip.util.fingerprint import encoder_fingerprint, generator_fingerprint, identity_fingerprint
 
 E4E_INPUT_SIZE = 256
 SPACES = ("w+", "w")
@@ -236,40 +238,28 @@ def encode(encoder, aligned: Image.Image, generator) -> InversionResult:
 
 
 # ---- photos and the cache -------------------------------------------------------------------------
-def fingerprint(module) -> str:
-    """sha256 over a module's state (names, shapes, dtypes, values): which weights produced a latent."""
-    h = hashlib.sha256()
-    config = getattr(module, "config", None)
-    if dataclasses.is_dataclass(config):
-        h.update(json.dumps(dataclasses.asdict(config), sort_keys=True, default=str).encode())
-    for name, t in module.state_dict().items():
-        t = t.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def cache_key(aligned: Image.Image, generator, settings: dict) -> str:
+    """The inversion cache key: the aligned crop's pixels, the generator's fingerprint and the settings."""
     h = hashlib.sha256()
     h.update(f"{aligned.mode}|{aligned.size}".encode())
     h.update(aligned.tobytes())
-    h.update(fingerprint(generator).encode())
+    h.update(generator_fingerprint(generator).encode())
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
 def cache_path(key: str) -> Path:
-    return pretrained.cache_dir() / "inversions" / f"{key}.pt"
+    return cache.cache_path("inversion", key, suffix=".pt")
 
 
 def cached_inversion_path(aligned: Image.Image, generator, *, config: InversionConfig = InversionConfig(),
                           encoder=None, identity=None) -> Path:
     """Where `invert_aligned` caches this inversion (it exists when an earlier run did the same one)."""
     if encoder is not None:
-        settings = {"method": "e4e", "encoder": fingerprint_file_or_module(encoder)}
+        settings = {"method": "e4e", "encoder": encoder_fingerprint(encoder)}
     else:
         settings = {"method": "optimization", "config": dataclasses.asdict(config),
-                    "identity": fingerprint(identity) if isinstance(identity, torch.nn.Module)
+                    "identity": identity_fingerprint(identity) if isinstance(identity, torch.nn.Module)
                     else type(identity).__name__ if identity is not None else None}
     return cache_path(cache_key(aligned, generator, settings))
 
@@ -307,14 +297,6 @@ def invert_aligned(aligned: Image.Image, generator, *, config: InversionConfig =
         except OSError:
             pass  # a read-only cache must not stop the inversion
     return result
-
-
-def fingerprint_file_or_module(encoder) -> str:
-    source = getattr(encoder, "source_path", None)
-    if source:
-        st = Path(source).stat()
-        return f"{Path(source).resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    return fingerprint(encoder)
 
 
 def invert_photo(path: str | Path, generator, *, face_index: int | None = None,

@@ -9,7 +9,7 @@ weights, so there it is the identity net's 1 - cos (pixel + identity loss). PTI'
 FFHQ's W; here it is `locality_radius` times the generator's W spread, so it scales to any generator.
 
 Only the synthesis network is tuned (the mapping stays), and tuned generators are cached per photo as
-float16 deltas against the base weights under the user cache (`pretrained.cache_dir()/pti`), never in
+float16 deltas against the base weights under the user cache (`<cache>/pti`, store.cache), never in
 the package.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from styleclip.store import registry as pretrained
+from styleclip.store import cache
 from styleclip.errors import WeightsMissingError
 from styleclip.losses import identity_loss
 from styleclip.types import ProgressFn
@@ -191,7 +191,7 @@ def apply_delta(base, deltas: dict[str, torch.Tensor]):
 
 
 def cache_path(key: str) -> Path:
-    return pretrained.cache_dir() / "pti" / f"{key}.safetensors"
+    return cache.cache_path("pti", key, suffix=".safetensors")
 
 
 def cache_key(pivot_key: str, w_pivot: torch.Tensor, config: PTIConfig, perceptual_name: str) -> str:

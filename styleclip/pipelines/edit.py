@@ -453,7 +453,7 @@ def build(settings: EditSettings, *, notice: Optional[Notice] = None, generator=
         r.checkpoint if r.checkpoint is not None else settings.model_name, device=r.device)
     ref = None
     if r.target_image is not None:
-        from styleclip.encoders.targets import load_reference_image
+        from styleclip.util.imaging import load_reference_image
 
         ref = load_reference_image(r.target_image, g.config.size)
     prompt = Prompt(settings.prompt, neutral=settings.neutral, strength=settings.strength, image=ref)

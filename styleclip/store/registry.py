@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from styleclip.errors import WeightsMissingError
+from styleclip.store.cache import cache_dir, cache_folder, cache_path
 
 
 @dataclass(frozen=True)
@@ -186,13 +187,6 @@ DEFAULT_MODEL = "ffhq"
 FALLBACK_MODEL = "toy-faces"  # what runs when the default model's weights are absent and cannot be fetched
 
 
-def cache_dir() -> Path:
-    """The user cache for downloads and converted checkpoints ($STYLECLIP_CACHE or ~/.cache/styleclip)."""
-    root = os.environ.get("STYLECLIP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "styleclip")
-    return Path(root)
-
-
 def search_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("STYLECLIP_WEIGHTS_DIR"):
@@ -254,11 +248,9 @@ def resolve(name: str) -> Path:
 
 def converted_path(source: Path) -> Path:
     """Where the safetensors conversion of a foreign checkpoint is cached (keyed by path, size, mtime)."""
-    import hashlib
+    from styleclip.util.fingerprint import file_fingerprint
 
-    st = source.stat()
-    key = hashlib.sha256(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    return cache_dir() / "converted" / f"{source.stem}-{key}.safetensors"
+    return cache_path("converted", source.stem, file_fingerprint(source), suffix=".safetensors")
 
 
 # ---- download ------------------------------------------------------------------------------------------------
@@ -574,7 +566,7 @@ def find_in_hf_cache(name: str) -> Path | None:
         return None
     if not repo:
         return None
-    for cache in (str(cache_dir() / "open_clip"), None):
+    for cache in (str(cache_folder("open_clip")), None):
         for filename in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
             hit = try_to_load_from_cache(repo, filename, cache_dir=cache)
             if isinstance(hit, str) and os.path.isfile(hit):

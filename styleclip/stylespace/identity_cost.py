@@ -15,10 +15,12 @@ from pathlib import Path
 
 import torch
 
-from styleclip import stylespace as ss
+from styleclip.stylespace.relevance import Relevance, relevance_layers, save_rows
+from styleclip.stylespace.stats import STATS_SEED, STATS_TRUNCATION, StyleStats, sample_w, styles_from_w
 from styleclip.util.checks import finite_tensors, read_npy, reading
 from styleclip.errors import CheckpointError, StyleClipError
 from styleclip.types import ProgressFn
+from styleclip.util.fingerprint import generator_fingerprint, identity_fingerprint
 
 PERTURBATION = 3.0  # channel standard deviations, about the largest shift a global edit gives one channel
 IMAGES = 32
@@ -32,7 +34,7 @@ class IdentityCost:
     layers: tuple[int, ...]
     meta: dict = field(default_factory=dict)
 
-    def rows_for(self, relevance: ss.Relevance, g) -> torch.Tensor:
+    def rows_for(self, relevance: Relevance, g) -> torch.Tensor:
         """The cost rows of the relevance's channels (a relevance of fewer layers, e.g. an official fs3 prefix,
         takes the rows of its layers)."""
         start, row = {}, 0
@@ -48,7 +50,7 @@ class IdentityCost:
 
     def save(self, path: str | Path) -> Path:
         """`path` (.npy) plus `path`.json with the settings."""
-        return ss.save_rows(path, self.cost, self.layers, self.meta, "identity cost")
+        return save_rows(path, self.cost, self.layers, self.meta, "identity cost")
 
     @classmethod
     def load(cls, path: str | Path, g) -> "IdentityCost":
@@ -71,16 +73,16 @@ class IdentityCost:
 
 
 @torch.no_grad()
-def compute_identity_cost(g, identity, stats: ss.StyleStats, *, n_images: int = IMAGES,
-                          perturbation: float = PERTURBATION, layers=None, seed: int = ss.STATS_SEED,
-                          truncation: float = ss.STATS_TRUNCATION, image_batch: int = 8, batch_size: int | None = None,
+def compute_identity_cost(g, identity, stats: StyleStats, *, n_images: int = IMAGES,
+                          perturbation: float = PERTURBATION, layers=None, seed: int = STATS_SEED,
+                          truncation: float = STATS_TRUNCATION, image_batch: int = 8, batch_size: int | None = None,
                           progress: ProgressFn | None = None) -> IdentityCost:
     """q_c for the relevance layers (see the module docstring). Per image batch the synthesis below a layer runs
     once; only the layers from the perturbed one up run per channel, `batch_size` images per forward."""
-    layers = list(ss.relevance_layers(g) if layers is None else layers)
+    layers = list(relevance_layers(g) if layers is None else layers)
     if batch_size is None:  # 256 at 64 px, fewer for larger generators (memory)
         batch_size = max(2, 16 * (256 // g.config.size) ** 2)
-    styles = ss.styles_from_w(g, ss.sample_w(g, n_images, truncation=truncation, seed=seed))
+    styles = styles_from_w(g, sample_w(g, n_images, truncation=truncation, seed=seed))
     out = {k: torch.zeros(g.layers[k].channels, dtype=torch.float64) for k in layers}
     total, done = len(layers) * n_images, 0
     for i0 in range(0, n_images, image_batch):
@@ -109,32 +111,5 @@ def compute_identity_cost(g, identity, stats: ss.StyleStats, *, n_images: int = 
                 progress(done, total)
     cost = torch.cat([out[k] / (2 * n_images) for k in layers]).float().clamp_min(0)
     meta = {"n_images": n_images, "perturbation": perturbation, "seed": seed, "truncation": truncation,
-            "layers": layers, "generator": ss.generator_fingerprint(g), "identity": ss.identity_fingerprint(identity)}
+            "layers": layers, "generator": generator_fingerprint(g), "identity": identity_fingerprint(identity)}
     return IdentityCost(cost.to(g.w_avg.device), tuple(layers), meta)
-
-
-def cache_path(g, identity) -> Path:
-    return ss.cache_path("idcost", f"{ss.generator_fingerprint(g)}-{ss.identity_fingerprint(identity)}", ".npy")
-
-
-def load_or_compute_identity_cost(g, identity, stats: ss.StyleStats, path: str | Path | None = None, *,
-                                  compute: bool = True, progress: ProgressFn | None = None) -> IdentityCost:
-    """From `path`, else the shipped copy or the cache (keyed by generator and identity net), else computed
-    (small generators only: minutes at 64 px) and cached."""
-    if path is not None:
-        return IdentityCost.load(path, g)
-    if identity is None:
-        raise StyleClipError("identity damping needs the model set's identity net (or an identity cost file)")
-    cached = cache_path(g, identity)
-    found = ss.shipped_or(cached)
-    if found.is_file():
-        return IdentityCost.load(found, g)
-    if not compute:
-        raise StyleClipError(f"no identity cost of the style channels for this generator and identity net (looked "
-                             f"for {cached}); it is computed on small generators only, as the relevance: turn "
-                             "identity damping off, or compute it with styleclip.stylespace.identity_cost."
-                             "compute_identity_cost and save it there")
-    cost = compute_identity_cost(g, identity, stats, progress=progress)
-    if ss.distributed_main():
-        cost.save(cached)
-    return cost

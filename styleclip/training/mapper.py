@@ -45,7 +45,8 @@ from styleclip.nets.mapper import LevelsMapper
 from styleclip.training.ranger import Ranger
 from styleclip.types import ProgressFn
 from styleclip.editors.base import report, start_or_resume
-from styleclip.editors.mapper import generator_fingerprint, save_mapper
+from styleclip.store.mappers import save_mapper
+from styleclip.util.fingerprint import generator_fingerprint
 
 LogFn = Callable[[int, dict], None]
 """log(step, losses): the latest training losses (and `val_*` entries after a validation)."""

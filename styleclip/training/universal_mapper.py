@@ -38,9 +38,9 @@ from styleclip.losses import identity_loss
 from styleclip.nets.universal_mapper import UniversalMapper
 from styleclip.types import ProgressFn
 from styleclip.editors.base import report, start_or_resume
-from styleclip.editors.mapper import generator_fingerprint
+from styleclip.util.fingerprint import generator_fingerprint
 from styleclip.training.mapper import sample_latents
-from styleclip.editors.universal_mapper import save_universal_mapper
+from styleclip.store.mappers import save_universal_mapper
 
 LogFn = Callable[[int, dict], None]
 

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from styleclip.errors import InputError
+
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     """img [N,3,H,W] or [3,H,W] in [-1,1] -> uint8 array [N,H,W,3] (or [H,W,3])."""
@@ -82,3 +84,21 @@ def label_grid(image: Image.Image, col_labels: Sequence[str], row_labels: Sequen
     for i, t in enumerate(row_labels):
         draw.text((4, margin + (i + 0.5) * rh - 5), t, fill="black", font=font)
     return out
+
+
+def load_reference_image(path: str | Path, size: int) -> torch.Tensor:
+    """A reference image file -> img [1,3,size,size] in [-1,1] (centre-cropped square, resized)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"target image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            side = min(im.size)
+            left, top = (im.width - side) // 2, (im.height - side) // 2
+            im = im.crop((left, top, left + side, top + side))
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"target image {path}: not a readable image ({' '.join(str(e).split())[:120]})") from None
+    return from_pil(im, size)
