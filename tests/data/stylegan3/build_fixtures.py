@@ -14,7 +14,8 @@ clamp acts), and writes
   so no NVIDIA code ships inside the test data (readers never look at it);
 - `sg3-{t,r}-tiny.npz`: z, w_plus and img for seeds 0..2 (psi 1), the same with psi 0.7 / cutoff 8, and
   NVIDIA's per-layer style vectors (input: t / |t[:2]|; toRGB: affine output x 1/sqrt(in_channels)),
-  all float32, images from `G.synthesis(ws, noise_mode='const', force_fp32=True)`.
+  all float32, images from `G.synthesis(ws, noise_mode='const', force_fp32=True)`;
+- `geometry.json`: the layer geometry NVIDIA derives for the published shapes (T/R at 1024, T 512, R 256).
 """
 from __future__ import annotations
 
@@ -93,6 +94,44 @@ def build(kind: str, out: Path) -> None:
           f"[{data['img'].min():.3f}, {data['img'].max():.3f}]")
 
 
+GEOMETRY = {  # published shapes: T/R at 1024 (FFHQ, MetFaces), 512 (AFHQv2), 256 (FFHQ-U)
+    "t-1024": dict(img_resolution=1024, channel_base=32768, channel_max=512),
+    "r-1024": dict(img_resolution=1024, channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True),
+    "t-512": dict(img_resolution=512, channel_base=32768, channel_max=512),
+    "r-256": dict(img_resolution=256, channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True),
+}
+
+
+def geometry(out: Path) -> None:
+    """`geometry.json`: every layer's name, sizes, rates, cutoffs, factors, taps and padding as NVIDIA's
+    SynthesisNetwork derives them for the published shapes (no weights kept)."""
+    import json
+
+    from training.networks_stylegan3 import SynthesisNetwork
+
+    result = {}
+    for name, kw in GEOMETRY.items():
+        syn = SynthesisNetwork(w_dim=4, img_channels=3, **kw)
+        inp = syn.input
+        layers = []
+        for n in syn.layer_names:
+            layer = getattr(syn, n)
+            layers.append(dict(
+                name=n, in_channels=layer.in_channels, out_channels=layer.out_channels,
+                in_size=int(layer.in_size[0]), out_size=int(layer.out_size[0]),
+                in_sampling_rate=int(layer.in_sampling_rate), out_sampling_rate=int(layer.out_sampling_rate),
+                in_cutoff=float(layer.in_cutoff), out_cutoff=float(layer.out_cutoff),
+                in_half_width=float(layer.in_half_width), out_half_width=float(layer.out_half_width),
+                up_factor=layer.up_factor, down_factor=layer.down_factor, up_taps=layer.up_taps,
+                down_taps=layer.down_taps, down_radial=bool(layer.down_radial), padding=layer.padding,
+                up_filter_sum=None if layer.up_filter is None else float(layer.up_filter.double().sum()),
+                down_filter_sq=None if layer.down_filter is None else float(layer.down_filter.double().square().sum())))
+        result[name] = dict(kwargs=kw, input=dict(channels=inp.channels, size=int(inp.size[0]),
+                                                  sampling_rate=float(inp.sampling_rate),
+                                                  bandwidth=float(inp.bandwidth)), layers=layers)
+    (out / "geometry.json").write_text(json.dumps(result, indent=0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stylegan3", required=True, type=Path, help="a checkout of NVlabs/stylegan3")
@@ -110,6 +149,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for kind in CONFIGS:
         build(kind, args.out)
+    geometry(args.out)
 
 
 if __name__ == "__main__":
