@@ -92,6 +92,20 @@ def test_styles_round_trip_is_exact(sg3):
         assert torch.equal(g(w_plus), g.synthesis(w_plus))
 
 
+def test_synthesis_range_chains_to_the_same_image(sg3):
+    _, g, ref = sg3
+    with torch.no_grad():
+        styles = g.styles(ref["w_plus"])
+        full = g.synthesis_from_styles(styles)
+        for cut in (1, 6, len(g.layers) - 1):
+            state = g.synthesis_range([s if i < cut else None for i, s in enumerate(styles)], 0, cut)
+            assert state[1] is None
+            x, img = g.synthesis_range([None if i < cut else s for i, s in enumerate(styles)], cut, None, state)
+            assert torch.equal(img, full)
+        with pytest.raises(ValueError, match="needs the state"):
+            g.synthesis_range(styles, 3)
+
+
 def test_layer_table(sg3):
     kind, g, _ = sg3
     table = g.layers

@@ -242,10 +242,10 @@ def _fir(x: torch.Tensor, f: torch.Tensor | None, *, gain: float = 1.0, stride: 
     if f.ndim == 1:
         k = (f * gain ** 0.5).flip(0)
         taps = k.numel()
-        x = F.conv2d(x, k.view(1, 1, 1, taps).expand(c, 1, 1, taps), stride=(1, stride), groups=c)
-        return F.conv2d(x, k.view(1, 1, taps, 1).expand(c, 1, taps, 1), stride=(stride, 1), groups=c)
+        x = F.conv2d(x, k.view(1, 1, 1, taps).repeat(c, 1, 1, 1), stride=(1, stride), groups=c)
+        return F.conv2d(x, k.view(1, 1, taps, 1).repeat(c, 1, 1, 1), stride=(stride, 1), groups=c)
     k = (f * gain).flip((0, 1))
-    return F.conv2d(x, k.view(1, 1, *k.shape).expand(c, 1, *k.shape), stride=stride, groups=c)
+    return F.conv2d(x, k.view(1, 1, *k.shape).repeat(c, 1, 1, 1), stride=stride, groups=c)
 
 
 def _upsample_zeros(x: torch.Tensor, up: int) -> torch.Tensor:
@@ -456,7 +456,31 @@ class StyleGAN3Generator(nn.Module):
         x = self.input(styles[0])
         for layer, s in zip(self.synthesis_layers, styles[1:]):
             x = layer(x, s)
+        return self._output(x)
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.config.output_scale if self.config.output_scale != 1 else x
+
+    def synthesis_range(self, styles: list, start: int = 0, stop: int | None = None,
+                        state: tuple | None = None, noise_mode: str = "const") -> tuple:
+        """Run only the style layers [start, stop) of the synthesis; returns the state (x, img) after them.
+
+        As in StyleGAN2: `state` is what the previous range returned (None when start == 0), `styles` the full
+        list (entries outside the range may be None); img is None until the range ends with toRGB. Chained
+        ranges perform the same operations as `synthesis_from_styles`, so their final img equals it exactly."""
+        stop = len(self.layers) if stop is None else stop
+        if not 0 <= start <= stop <= len(self.layers) or len(styles) != len(self.layers):
+            raise ValueError(f"bad range [{start}, {stop}) or styles of length {len(styles)}")
+        if noise_mode not in ("const", "none"):
+            raise ValueError(f"synthesis_range needs deterministic noise ('const' or 'none'), got {noise_mode!r}")
+        if state is None and start != 0:
+            raise ValueError("a range that does not start at layer 0 needs the state of the layers below")
+        x = None if state is None else state[0]
+        for layer in self.layers[start:stop]:
+            s = styles[layer.index]
+            _check_shape(s, (None, layer.channels), f"styles[{layer.index}]")
+            x = self.input(s) if layer.kind == "input" else self.synthesis_layers[layer.index - 1](x, s)
+        return x, (self._output(x) if stop == len(self.layers) and x is not None else None)
 
     def forward(self, w_plus: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
         return self.synthesis(w_plus, noise_mode=noise_mode)
