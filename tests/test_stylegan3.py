@@ -125,7 +125,10 @@ def test_layer_table(sg3):
 def test_gradients_reach_every_w_plus_row(sg3):
     _, g, ref = sg3
     w_plus = ref["w_plus"][:1].clone().requires_grad_(True)
-    g.synthesis(w_plus).square().mean().backward()
+    img = g.synthesis(w_plus)
+    with torch.no_grad():  # (in place there, out of place with autograd: the same values)
+        assert torch.equal(img, g.synthesis(w_plus))
+    img.square().mean().backward()
     grad = w_plus.grad
     assert torch.isfinite(grad).all()
     assert (grad.abs().sum(dim=2) > 0).all()  # the input transform's row and every layer's row
@@ -200,6 +203,19 @@ def test_designed_filters_equal_the_pickled_ones(kind):
     assert len(keys) == 2 * 14 and (kind == "t" or any(state[k].ndim == 2 for k in keys))
     for k in keys:
         torch.testing.assert_close(fresh[k], state[k], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("padding", [(0, 0, 0, 0), (5, 6, 4, 7), (-3, -4, -1, 2), (-9, -10, -9, -10)])
+def test_zero_insertion_with_padding_equals_the_reference_steps(padding):
+    from styleclip.nets.stylegan3 import _upsample_pad
+
+    x = torch.randn(2, 3, 24, 25, generator=torch.Generator().manual_seed(1))
+    for up in (1, 2, 4):
+        n, c, h, w = x.shape
+        ref = torch.zeros(n, c, h * up, w * up)
+        ref[:, :, ::up, ::up] = x
+        ref = torch.nn.functional.pad(ref, list(padding))
+        assert torch.equal(_upsample_pad(x, up, padding), ref)
 
 
 def test_filtered_lrelu_strided_down_equals_full_then_subsample():
