@@ -310,6 +310,13 @@ def test_geometry_mismatch_is_refused():
         nvidia_sg3.read_nvidia_sg3(g, "x.pkl")
 
 
+def test_synthesis_attributes_must_match_the_config():
+    g = _record("r")
+    g.state["_modules"]["synthesis"].state["output_scale"] = 0.5
+    with pytest.raises(CheckpointError, match=r"synthesis network does not match the config: output_scale 0.5"):
+        nvidia_sg3.read_nvidia_sg3(g, "x.pkl")
+
+
 def test_unknown_generator_options_are_refused():
     g = _record("t")
     g.state["_init_kwargs"]["first_cutoff"] = 3

@@ -122,6 +122,14 @@ def _as_ints(value) -> list[int] | None:
 def check_geometry(config: StyleGAN3Config, syn: PersistentRecord, source: str) -> None:
     """Compare the geometry stored with each NVIDIA layer to the one the config implies (strict)."""
     mods = _modules(syn)
+    stored = {k: syn.state.get(k) for k in ("img_resolution", "img_channels", "w_dim", "num_layers", "num_critical",
+                                            "margin_size", "output_scale")}
+    want = {"img_resolution": config.size, "img_channels": config.img_channels, "w_dim": config.style_dim,
+            "num_layers": config.num_layers, "num_critical": config.num_critical,
+            "margin_size": config.margin_size, "output_scale": config.output_scale}
+    wrong = [f"{k} {stored[k]!r} (config: {v!r})" for k, v in want.items() if not _close(stored[k], v)]
+    if wrong:
+        raise CheckpointError(f"{source}: the synthesis network does not match the config: {summarize(wrong, 3)}")
     specs = config.layer_specs()
     expected_names = ["input"] + [s.name for s in specs]
     if list(mods) != expected_names:
