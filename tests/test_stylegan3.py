@@ -106,6 +106,27 @@ def test_synthesis_range_chains_to_the_same_image(sg3):
             g.synthesis_range(styles, 3)
 
 
+def test_user_transform_is_what_nvidia_stores():
+    """The T fixture was built with gen_images.py's recipe for translate (0.1, -0.05), rotate 10 degrees."""
+    from styleclip.nets.stylegan3 import user_transform
+
+    _, state = read_generator(_pkl("t"))
+    torch.testing.assert_close(user_transform((0.1, -0.05), 10.0), state["input.transform"], atol=1e-6, rtol=0)
+    assert torch.equal(user_transform(), torch.eye(3))
+    g = build_generator(*read_generator(_pkl("t")))
+    w_plus = _ref("t")["w_plus"][:1]
+    with torch.no_grad():
+        g.set_transform()
+        before = g.synthesis(w_plus)
+        g.set_transform((0.25, 0.0), 0.0)
+        shifted = g.synthesis(w_plus)
+        g.set_transform()
+        assert torch.equal(g.synthesis(w_plus), before)
+    # config T is translation-equivariant: a quarter width = 8 of 32 pixels to the right (centre columns)
+    assert (shifted - before)[..., 10:22].abs().mean() > 3e-3
+    assert (shifted - torch.roll(before, 8, dims=3))[..., 10:22].abs().max() < 1e-3
+
+
 def test_layer_table(sg3):
     kind, g, _ = sg3
     table = g.layers

@@ -191,6 +191,16 @@ def style_layer_table(config: StyleGAN3Config) -> list[StyleLayer]:
     return table
 
 
+def user_transform(translate: tuple[float, float] = (0.0, 0.0), rotate: float = 0.0) -> torch.Tensor:
+    """The `transform` buffer for an image shifted by `translate` (x, y in image widths: (0.25, 0) moves the
+    content a quarter of the width to the right) and rotated by `rotate` degrees, as NVIDIA's gen_images.py
+    --translate / --rotate: the inverse of that image-space transform, [3,3]."""
+    a = math.radians(rotate)
+    m = torch.tensor([[math.cos(a), math.sin(a), translate[0]], [-math.sin(a), math.cos(a), translate[1]],
+                      [0.0, 0.0, 1.0]], dtype=torch.float64)
+    return torch.linalg.inv(m).float()
+
+
 # ---- filters ---------------------------------------------------------------------------------------------
 def _kaiser_beta(numtaps: int, width: float, fs: float) -> float:
     """Kaiser window beta for a transition band of `width` (Kaiser's empirical formulas)."""
@@ -410,6 +420,12 @@ class StyleGAN3Generator(nn.Module):
         return self.config.size
 
     # ---- W ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_transform(self, translate: tuple[float, float] = (0.0, 0.0), rotate: float = 0.0) -> None:
+        """Shift / rotate every image this generator draws (see `user_transform`); (0, 0), 0 restores the
+        identity. This changes the generator's state (a buffer), like loading other weights."""
+        self.input.transform.copy_(user_transform(translate, rotate))
+
     def mapping(self, z: torch.Tensor, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None) -> torch.Tensor:
         """z [N,style_dim] -> w [N,style_dim], truncated toward `w_avg` by psi (1 = no truncation). A cutoff
@@ -502,5 +518,5 @@ class StyleGAN3Generator(nn.Module):
         return self.synthesis(w_plus, noise_mode=noise_mode)
 
 
-__all__ = ["StyleGAN3Config", "StyleGAN3Generator", "style_layer_table", "design_lowpass_filter",
+__all__ = ["StyleGAN3Config", "StyleGAN3Generator", "style_layer_table", "design_lowpass_filter", "user_transform",
            "filtered_lrelu", "LayerSpec", "InputSpec"]
