@@ -151,6 +151,11 @@ def test_gradients_reach_every_w_plus_row(sg3):
         assert torch.equal(img, g.synthesis(w_plus))
     img.square().mean().backward()
     grad = w_plus.grad
+    again = w_plus.detach().clone().requires_grad_(True)  # activation checkpointing: same values and gradients
+    img2 = g.synthesis(again, checkpoint_min_res=32)
+    assert torch.equal(img2, img)
+    img2.square().mean().backward()
+    torch.testing.assert_close(again.grad, grad, atol=1e-7, rtol=1e-5)
     assert torch.isfinite(grad).all()
     assert (grad.abs().sum(dim=2) > 0).all()  # the input transform's row and every layer's row
     for p in g.parameters():

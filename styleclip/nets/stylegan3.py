@@ -471,14 +471,19 @@ class StyleGAN3Generator(nn.Module):
 
     # ---- synthesis -------------------------------------------------------------------------------
     def synthesis(self, w_plus: torch.Tensor, noise_mode: str = "const",
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-        """w_plus [N,num_ws,D] -> img [N,img_channels,size,size]."""
-        return self.synthesis_from_styles(self.styles(w_plus), noise_mode=noise_mode, generator=generator)
+                  generator: torch.Generator | None = None, *, checkpoint_min_res: int | None = None) -> torch.Tensor:
+        """w_plus [N,num_ws,D] -> img [N,img_channels,size,size] (checkpoint_min_res: see synthesis_from_styles)."""
+        return self.synthesis_from_styles(self.styles(w_plus), noise_mode=noise_mode, generator=generator,
+                                          checkpoint_min_res=checkpoint_min_res)
 
     def synthesis_from_styles(self, styles: list[torch.Tensor], noise_mode: str = "const",
-                              generator: torch.Generator | None = None) -> torch.Tensor:
+                              generator: torch.Generator | None = None, *,
+                              checkpoint_min_res: int | None = None) -> torch.Tensor:
         """S (list of [N,C_i], see `layers`) -> img. StyleGAN3 has no noise inputs: noise_mode and generator
-        are accepted for the shared contract and change nothing."""
+        are accepted for the shared contract and change nothing.
+
+        checkpoint_min_res: when gradients flow, recompute the layers whose output sampling rate is at least
+        this in the backward pass instead of keeping their activations (less memory, same values)."""
         if noise_mode not in ("const", "random", "none"):
             raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
         if len(styles) != len(self.layers):
@@ -487,7 +492,13 @@ class StyleGAN3Generator(nn.Module):
             _check_shape(s, (None, layer.channels), f"styles[{layer.index}]")
         x = self.input(styles[0])
         for layer, s in zip(self.synthesis_layers, styles[1:]):
-            x = layer(x, s)
+            if checkpoint_min_res is not None and layer.spec.out_sampling_rate >= checkpoint_min_res \
+                    and torch.is_grad_enabled():
+                from torch.utils.checkpoint import checkpoint
+
+                x = checkpoint(layer, x, s, use_reentrant=False)
+            else:
+                x = layer(x, s)
         return self._output(x)
 
     def _output(self, x: torch.Tensor) -> torch.Tensor:
