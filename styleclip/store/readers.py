@@ -151,7 +151,8 @@ def _read_safetensors(path: Path):
         if not isinstance(raw, dict):
             raise CheckpointError("the config metadata is not a JSON object")
         if raw.get("architecture") == "stylegan3":  # a converted StyleGAN3 pickle
-            from styleclip.store.nvidia_sg3 import StyleGAN3Config, check_sg3_config
+            from styleclip.nets.stylegan3 import StyleGAN3Config
+            from styleclip.store.nvidia_sg3 import check_sg3_config
 
             config = StyleGAN3Config.from_dict(raw)
             check_sg3_config(config, str(path))
