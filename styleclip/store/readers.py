@@ -5,6 +5,7 @@ Formats:
   StyleCLIP mapper / e4e checkpoints), read with `torch.load(weights_only=True)`;
 - NVIDIA stylegan2-ada-pytorch / stylegan3-repo StyleGAN2 `.pkl` (`G_ema`), read with a restricted
   unpickler that resolves an allow-list of globals and never executes the embedded module source;
+  StyleGAN3 `.pkl` (T and R) through the same unpickler, mapped by `styleclip.store.nvidia_sg3`;
 - our own `.safetensors` (state dict + the config as JSON metadata), which conversions are cached as.
 """
 from __future__ import annotations
@@ -53,7 +54,11 @@ def read_generator(path: str | Path) -> tuple[GeneratorConfig, dict[str, torch.T
 def build_generator(config: GeneratorConfig, state_dict: dict[str, torch.Tensor], *,
                     source: str = "checkpoint") -> Generator:
     """Instantiate `Generator(config)` and load the state dict strictly, with a readable error; weights must be
-    finite."""
+    finite. A StyleGAN3 config builds the StyleGAN3 generator."""
+    if not isinstance(config, GeneratorConfig):
+        from styleclip.store.nvidia_sg3 import build_stylegan3
+
+        return build_stylegan3(config, state_dict, source=source)
     check_config(config, source)
     file_tensors(state_dict, source)
     g = Generator(config)
@@ -145,6 +150,13 @@ def _read_safetensors(path: Path):
         raw = json.loads(meta["config"])
         if not isinstance(raw, dict):
             raise CheckpointError("the config metadata is not a JSON object")
+        if raw.get("architecture") == "stylegan3":  # a converted StyleGAN3 pickle
+            from styleclip.nets.stylegan3 import StyleGAN3Config
+            from styleclip.store.nvidia_sg3 import check_sg3_config
+
+            config = StyleGAN3Config.from_dict(raw)
+            check_sg3_config(config, str(path))
+            return config, state
         config = GeneratorConfig.from_dict(raw)
         check_config(config, str(path))
         return config, state
@@ -388,9 +400,10 @@ def _read_nvidia_pkl(path: Path):
                                   "stylegan2-ada-pytorch .pkl or the rosinality .pt of this model")
         raise CheckpointError(f"{path}: expected an NVIDIA network pickle with 'G_ema'")
     g = data["G_ema"]
-    if "stylegan3" in g.class_name:
-        raise CheckpointError(f"{path}: StyleGAN3 generators ({g.class_name}) are a different architecture; "
-                              "only StyleGAN2 pickles are supported")
+    from styleclip.store import nvidia_sg3  # (NVIDIA stores the bare class name `Generator` for SG2 and SG3)
+
+    if nvidia_sg3.is_stylegan3(g):
+        return nvidia_sg3.read_nvidia_sg3(g, path)
     nv_state = flatten_record(g)
     file_tensors(nv_state, str(path))
     kwargs = g.state.get("_init_kwargs") or {}

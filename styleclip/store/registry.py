@@ -47,6 +47,7 @@ def _drive(file_id: str) -> str:
 
 _ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained"
 _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files"
+_NGC3 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files"
 _TF = "https://nvlabs-fi-cdn.nvidia.com/stylegan2/networks"
 _FACENET = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9"
 _LIC_NV = "Nvidia Source Code License-NC"
@@ -171,6 +172,16 @@ REGISTRY: dict[str, WeightSpec] = {s.name: s for s in [
     WeightSpec("celeba-hq-latents-test", "test_faces.pt", "latents",
                urls=(_drive("1j7RIfmrCoisxx3t-r-KC02Qc8barBecr"),), licence=_LIC_CELEBA, non_commercial=True,
                description="e4e W+ latents of CelebA-HQ test images"),
+    # ---- NVIDIA NGC StyleGAN3 pickles (configs T and R; read by store/nvidia_sg3.py). No published sizes or
+    # hashes (WEIGHTS.md lists none): like the other NGC entries they are unverified (sha256 None).
+    *[WeightSpec(f"stylegan3-{c}-{d}-{r}", f"stylegan3-{c}-{d}-{r}x{r}.pkl", "generator",
+                 urls=(f"{_NGC3}/stylegan3-{c}-{d}-{r}x{r}.pkl",), licence=_LIC_SG3, non_commercial=True,
+                 description=f"StyleGAN3-{c.upper()} {desc} {r}x{r}, NVIDIA NGC pickle",
+                 extra={"format": "nvidia-pkl", "architecture": "stylegan3", "config": c, "resolution": r})
+      for c in ("t", "r")
+      for d, r, desc in [("ffhq", 1024, "FFHQ"), ("ffhqu", 256, "FFHQ-U (unaligned)"),
+                         ("ffhqu", 1024, "FFHQ-U (unaligned)"), ("metfaces", 1024, "MetFaces"),
+                         ("metfacesu", 1024, "MetFaces-U (unaligned)"), ("afhqv2", 512, "AFHQv2")]],
 ]}
 
 MODEL_SETS: dict[str, ModelSet] = {m.name: m for m in [
