@@ -158,8 +158,11 @@ def default_model_name(notice=None, *, download: bool = True) -> str:
     weight = MODEL_SETS[DEFAULT_MODEL].generator
     if registry.find(weight) is not None:
         return DEFAULT_MODEL
-    if not download and not registry.offline():
-        return DEFAULT_MODEL  # a real run downloads it (or falls back when that fails)
+    if not download and not registry.offline():  # a dry run: a real run downloads it (or falls back)
+        if notice is not None:
+            notice(f"note: the FFHQ weights are not here yet: a run downloads them (about 1 GB) or, where that "
+                   f"fails, uses the embedded '{FALLBACK_MODEL}' model")
+        return DEFAULT_MODEL
     try:
         if not download:
             raise WeightsMissingError(registry.OFFLINE_REASON)
