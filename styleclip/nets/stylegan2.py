@@ -15,6 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from styleclip.nets.wspace import WSpace
 from styleclip.nets.ops import fused_leaky_relu, make_kernel_1d, modulated_conv2d, styled_conv2d, upfirdn2d
 
 
@@ -263,7 +264,7 @@ class Noises(nn.Module):
         return [getattr(self, f"noise_{k}") for k in range(len(self._buffers))]
 
 
-class Generator(nn.Module):
+class Generator(WSpace, nn.Module):
     """StyleGAN2 generator: mapping z -> w, styles w_plus -> S, synthesis S -> image in about [-1, 1]."""
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()):
@@ -301,33 +302,6 @@ class Generator(nn.Module):
         _check_shape(z, (None, self.config.style_dim), "z")
         w = self.style(z)
         return self.truncate(w, truncation_psi)
-
-    def mapping_plus(self, z: torch.Tensor, truncation_psi: float = 1.0,
-                     truncation_cutoff: int | None = None) -> torch.Tensor:
-        """z -> w_plus [N,num_ws,style_dim]; with a cutoff only the first rows are truncated (NVIDIA style)."""
-        w_plus = self.broadcast(self.mapping(z))
-        return self.truncate(w_plus, truncation_psi, truncation_cutoff)
-
-    def truncate(self, w: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
-        """Interpolate w ([N,D] or [N,num_ws,D]) toward w_avg; `cutoff` limits it to the first W+ rows."""
-        if psi == 1.0:
-            return w
-        avg = self.w_avg.to(w.dtype)
-        if cutoff is None or w.ndim == 2:
-            return avg + psi * (w - avg)
-        rows = torch.arange(w.shape[1], device=w.device) < cutoff
-        return torch.where(rows.view(1, -1, 1), avg + psi * (w - avg), w)
-
-    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
-        """w [N,D] -> w_plus [N,num_ws,D] with every row equal."""
-        return w.unsqueeze(1).repeat(1, self.num_ws, 1)
-
-    @torch.no_grad()
-    def mean_latent(self, n: int = 4096, *, seed: int = 0) -> torch.Tensor:
-        """Average of mapping(z) over n samples drawn from a seeded generator (for checkpoints without w_avg)."""
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.config.style_dim, generator=g).to(self.w_avg.device)
-        return self.style(z).mean(0)
 
     # ---- S ----------------------------------------------------------------------------------------
     def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:

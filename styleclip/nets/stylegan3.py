@@ -29,6 +29,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from styleclip.nets.wspace import WSpace
 from styleclip.nets.stylegan2 import EqualLinear, PixelNorm, StyleLayer, _check_shape
 
 ARCHITECTURE = "stylegan3"
@@ -394,7 +395,7 @@ class SynthesisLayer(nn.Module):
                               clamp=self.conv_clamp)
 
 
-class StyleGAN3Generator(nn.Module):
+class StyleGAN3Generator(WSpace, nn.Module):
     """StyleGAN3 generator: mapping z -> w, styles w_plus -> S, synthesis S -> image in about [-1, 1]."""
 
     def __init__(self, config: StyleGAN3Config = StyleGAN3Config()):
@@ -434,32 +435,6 @@ class StyleGAN3Generator(nn.Module):
             raise ValueError("a truncation cutoff truncates only some W+ rows: use mapping_plus")
         _check_shape(z, (None, self.config.style_dim), "z")
         return self.truncate(self.style(z), truncation_psi)
-
-    def mapping_plus(self, z: torch.Tensor, truncation_psi: float = 1.0,
-                     truncation_cutoff: int | None = None) -> torch.Tensor:
-        """z -> w_plus [N,num_ws,style_dim]; with a cutoff only the first rows are truncated (NVIDIA style)."""
-        return self.truncate(self.broadcast(self.mapping(z)), truncation_psi, truncation_cutoff)
-
-    def truncate(self, w: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
-        """Interpolate w ([N,D] or [N,num_ws,D]) toward w_avg; `cutoff` limits it to the first W+ rows."""
-        if psi == 1.0:
-            return w
-        avg = self.w_avg.to(w.dtype)
-        if cutoff is None or w.ndim == 2:
-            return avg + psi * (w - avg)
-        rows = torch.arange(w.shape[1], device=w.device) < cutoff
-        return torch.where(rows.view(1, -1, 1), avg + psi * (w - avg), w)
-
-    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
-        """w [N,D] -> w_plus [N,num_ws,D] with every row equal."""
-        return w.unsqueeze(1).repeat(1, self.num_ws, 1)
-
-    @torch.no_grad()
-    def mean_latent(self, n: int = 4096, *, seed: int = 0) -> torch.Tensor:
-        """Average of mapping(z) over n samples drawn from a seeded generator."""
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.config.style_dim, generator=g).to(self.w_avg.device)
-        return self.style(z).mean(0)
 
     # ---- S ----------------------------------------------------------------------------------------
     def styles(self, w_plus: torch.Tensor) -> list[torch.Tensor]:

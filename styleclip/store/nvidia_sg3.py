@@ -18,7 +18,7 @@ import torch
 
 from styleclip.errors import CheckpointError, summarize
 from styleclip.nets.stylegan3 import StyleGAN3Config, StyleGAN3Generator
-from styleclip.store.readers import PersistentRecord, check_keys, flatten_record
+from styleclip.store.readers import PersistentRecord, flatten_record, load_strict
 from styleclip.util.checks import file_tensors
 
 # NVIDIA's SynthesisNetwork / SynthesisLayer defaults, used where a pickle's kwargs leave them out
@@ -204,11 +204,7 @@ def build_stylegan3(config: StyleGAN3Config, state_dict: dict[str, torch.Tensor]
                     source: str = "checkpoint") -> StyleGAN3Generator:
     """Instantiate the generator and load the state dict strictly (names, shapes, finite values)."""
     check_sg3_config(config, source)
-    file_tensors(state_dict, source)
-    g = StyleGAN3Generator(config)
-    check_keys({k: tuple(v.shape) for k, v in g.state_dict().items()}, state_dict, source=source)
-    g.load_state_dict(state_dict, strict=True)
-    return g.eval().requires_grad_(False)
+    return load_strict(StyleGAN3Generator(config), state_dict, source=source)
 
 
 __all__ = ["is_stylegan3", "read_nvidia_sg3", "build_stylegan3", "config_from_kwargs", "check_geometry"]

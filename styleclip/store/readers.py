@@ -60,8 +60,12 @@ def build_generator(config: GeneratorConfig, state_dict: dict[str, torch.Tensor]
 
         return build_stylegan3(config, state_dict, source=source)
     check_config(config, source)
+    return load_strict(Generator(config), state_dict, source=source)
+
+
+def load_strict(g: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, source: str) -> torch.nn.Module:
+    """Load a generator's weights strictly (finite tensors, the same names and shapes), frozen in eval mode."""
     file_tensors(state_dict, source)
-    g = Generator(config)
     check_keys({k: tuple(v.shape) for k, v in g.state_dict().items()}, state_dict, source=source)
     g.load_state_dict(state_dict, strict=True)
     return g.eval().requires_grad_(False)
